@@ -1,0 +1,342 @@
+//! The catalog as DataFusion sees it: databases are schemas, tables are built lazily.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::error::did_you_mean;
+use crate::store::{DEFAULT_DATABASE, Store, parse_spec};
+use crate::{Error, Result, Sources, TableSpec};
+
+type TableKey = (String, String);
+
+/// The persistent catalog, shared by every session of a process.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Store,
+    sources: Sources,
+    /// Built providers, keyed by table and valid while the stored spec is unchanged, so a
+    /// table re-created by another process is rebuilt here too.
+    providers: Mutex<HashMap<TableKey, (String, Arc<dyn TableProvider>)>>,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when the file cannot be opened or is not a lakegate catalog.
+    pub fn open(path: &Path, sources: Sources) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self { store: Store::open(path)?, sources, providers: Mutex::default() }))
+    }
+
+    pub fn default_database() -> &'static str {
+        DEFAULT_DATABASE
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// A DataFusion catalog for one session: the shared tables plus that session's temporaries.
+    pub fn session(self: &Arc<Self>) -> Arc<SessionCatalog> {
+        Arc::new(SessionCatalog { catalog: Arc::clone(self), temporary: Arc::default() })
+    }
+
+    /// # Errors
+    /// [`Error::Storage`] when the catalog file cannot be read.
+    pub fn databases(&self) -> Result<Vec<String>> {
+        self.store.databases()
+    }
+
+    /// Creates a database; returns false when it existed and `if_not_exists` was given.
+    ///
+    /// # Errors
+    /// [`Error::DatabaseExists`] without `if_not_exists`.
+    pub fn create_database(&self, name: &str, comment: Option<&str>, if_not_exists: bool) -> Result<bool> {
+        self.store.create_database(name, comment, if_not_exists)
+    }
+
+    /// # Errors
+    /// [`Error::UnknownDatabase`] (unless `if_exists`), [`Error::DatabaseNotEmpty`] without `cascade`.
+    pub fn drop_database(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        self.store.drop_database(name, if_exists, cascade)
+    }
+
+    /// Every table of `database`, in name order.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDatabase`] with close matches.
+    pub fn tables(&self, database: &str) -> Result<Vec<TableSpec>> {
+        self.store.require_database(database)?;
+        self.store.tables(database)
+    }
+
+    /// The stored spec of one table.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTable`] or [`Error::UnknownDatabase`], with close matches.
+    pub fn table(&self, database: &str, name: &str) -> Result<TableSpec> {
+        self.store.require_database(database)?;
+        match self.store.table_json(database, name)? {
+            Some(json) => parse_spec(&format!("{database}.{name}"), &json),
+            None => Err(self.unknown_table(database, name)),
+        }
+    }
+
+    fn unknown_table(&self, database: &str, name: &str) -> Error {
+        let known = self.store.table_names(database).unwrap_or_default();
+        Error::UnknownTable {
+            name: format!("{database}.{name}"),
+            hint: did_you_mean(name, known.iter().map(String::as_str)),
+        }
+    }
+
+    /// Checks a new table with its source, then stores it. Nothing is stored if any step fails.
+    /// Returns false when the table existed and `if_not_exists` was given (the source is not asked).
+    ///
+    /// # Errors
+    /// Unknown database, source or option, a clear-text secret, or whatever the source reports
+    /// about the location (unreachable, missing, unreadable).
+    pub async fn create_table(&self, session: &dyn Session, spec: TableSpec, if_not_exists: bool) -> Result<bool> {
+        self.store.require_database(&spec.database)?;
+        self.sources.check_options(&spec, true)?;
+        if self.store.table_json(&spec.database, &spec.name)?.is_some() {
+            return if if_not_exists { Ok(false) } else { Err(Error::TableExists(spec.qualified_name())) };
+        }
+        let factory = self.sources.get(&spec.kind)?;
+        let spec = factory.prepare(session, spec).await?;
+        self.store.insert_table(&spec, if_not_exists)
+    }
+
+    /// Stores a changed spec of an existing table; sessions rebuild its provider on next use.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTable`] when the table was dropped meanwhile.
+    pub fn update_table(&self, spec: &TableSpec) -> Result<()> {
+        self.store.update_table(spec)
+    }
+
+    /// # Errors
+    /// [`Error::UnknownTable`] (unless `if_exists`).
+    pub fn drop_table(&self, database: &str, name: &str, if_exists: bool) -> Result<bool> {
+        self.store.require_database(database)?;
+        let dropped = self.store.delete_table(database, name)?;
+        self.lock_providers().remove(&(database.to_owned(), name.to_owned()));
+        if !dropped && !if_exists {
+            return Err(self.unknown_table(database, name));
+        }
+        Ok(dropped)
+    }
+
+    fn lock_providers(&self) -> std::sync::MutexGuard<'_, HashMap<TableKey, (String, Arc<dyn TableProvider>)>> {
+        self.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The provider of a stored table, built on first use. A table whose source fails to build
+    /// still resolves, to a provider that reports the failure when scanned, so one broken table
+    /// never breaks listing or queries of the others.
+    async fn provider(&self, database: &str, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(json) = self.store.table_json(database, name)? else { return Ok(None) };
+        let key = (database.to_owned(), name.to_owned());
+        if let Some((version, provider)) = self.lock_providers().get(&key)
+            && *version == json
+        {
+            return Ok(Some(Arc::clone(provider)));
+        }
+        let spec = parse_spec(&format!("{database}.{name}"), &json)?;
+        let built = match self.sources.get(&spec.kind) {
+            Ok(factory) => factory.create(&spec).await,
+            Err(e) => Err(e.into()),
+        };
+        let provider: Arc<dyn TableProvider> = match built {
+            Ok(provider) => {
+                self.lock_providers().insert(key, (json, Arc::clone(&provider)));
+                provider
+            }
+            Err(cause) => {
+                tracing::warn!(table = %spec.qualified_name(), %cause, "table unavailable");
+                Arc::new(UnavailableTable { name: spec.qualified_name(), schema: spec.schema()?, cause: cause.to_string() })
+            }
+        };
+        Ok(Some(provider))
+    }
+}
+
+/// One session's view of the catalog: persistent tables plus tables registered for the
+/// session only (`CREATE TEMPORARY VIEW ... USING`, `CREATE VIEW`, `CREATE TABLE AS`).
+#[derive(Debug)]
+pub struct SessionCatalog {
+    catalog: Arc<Catalog>,
+    temporary: Arc<Mutex<HashMap<TableKey, Arc<dyn TableProvider>>>>,
+}
+
+impl SessionCatalog {
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Registers a table for this session only; its options may hold secrets in clear since
+    /// nothing is stored.
+    ///
+    /// # Errors
+    /// Unknown source or option, or what the source reports about the location.
+    pub async fn create_temporary(&self, session: &dyn Session, spec: TableSpec, replace: bool) -> Result<()> {
+        self.catalog.sources.check_options(&spec, false)?;
+        let factory = self.catalog.sources.get(&spec.kind)?;
+        let key = (spec.database.clone(), spec.name.clone());
+        if !replace && self.temporaries().contains_key(&key) {
+            return Err(Error::TableExists(spec.qualified_name()));
+        }
+        let spec = factory.prepare(session, spec).await?;
+        let provider = factory.create(&spec).await?;
+        self.temporaries().insert(key, provider);
+        Ok(())
+    }
+
+    /// Names of this session's temporary tables in `database`.
+    pub fn temporary_names(&self, database: &str) -> Vec<String> {
+        let mut names: Vec<_> = self.temporaries().keys().filter(|(db, _)| db == database).map(|(_, n)| n.clone()).collect();
+        names.sort();
+        names
+    }
+
+    fn temporaries(&self) -> std::sync::MutexGuard<'_, HashMap<TableKey, Arc<dyn TableProvider>>> {
+        self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl CatalogProvider for SessionCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.catalog.databases().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot list databases");
+            Vec::new()
+        })
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match self.catalog.store.database_exists(name) {
+            Ok(true) => Some(Arc::new(Database {
+                name: name.to_owned(),
+                catalog: Arc::clone(&self.catalog),
+                temporary: Arc::clone(&self.temporary),
+            })),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!(database = name, error = %e, "cannot read the catalog");
+                None
+            }
+        }
+    }
+
+    /// `CREATE SCHEMA` through DataFusion: stored as a database (the provider itself is not kept).
+    fn register_schema(&self, name: &str, _schema: Arc<dyn SchemaProvider>) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
+        self.catalog.create_database(name, None, true)?;
+        Ok(None)
+    }
+
+    fn deregister_schema(&self, name: &str, cascade: bool) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
+        let schema = self.schema(name);
+        self.catalog.drop_database(name, true, cascade)?;
+        Ok(schema)
+    }
+}
+
+/// One database of a session's catalog.
+#[derive(Debug)]
+struct Database {
+    name: String,
+    catalog: Arc<Catalog>,
+    temporary: Arc<Mutex<HashMap<TableKey, Arc<dyn TableProvider>>>>,
+}
+
+impl Database {
+    fn temporary(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        let temporaries = self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        temporaries.get(&(self.name.clone(), name.to_owned())).map(Arc::clone)
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for Database {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.catalog.store.table_names(&self.name).unwrap_or_else(|e| {
+            tracing::error!(database = %self.name, error = %e, "cannot list tables");
+            Vec::new()
+        });
+        let temporaries = self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        names.extend(temporaries.keys().filter(|(db, _)| *db == self.name).map(|(_, n)| n.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(provider) = self.temporary(name) {
+            return Ok(Some(provider));
+        }
+        Ok(self.catalog.provider(&self.name, name).await?)
+    }
+
+    async fn table_type(&self, name: &str) -> DFResult<Option<TableType>> {
+        if let Some(provider) = self.temporary(name) {
+            return Ok(Some(provider.table_type()));
+        }
+        Ok(self.catalog.store.table_json(&self.name, name)?.map(|_| TableType::Base))
+    }
+
+    /// DataFusion's `CREATE VIEW` / `CREATE TABLE AS`: kept for this session only.
+    fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if self.catalog.store.table_json(&self.name, &name)?.is_some() {
+            return Err(Error::TableExists(format!("{}.{name}", self.name)).into());
+        }
+        let mut temporaries = self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(temporaries.insert((self.name.clone(), name), table))
+    }
+
+    fn deregister_table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let mut temporaries = self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(temporaries.remove(&(self.name.clone(), name.to_owned())))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.temporary(name).is_some() || matches!(self.catalog.store.table_json(&self.name, name), Ok(Some(_)))
+    }
+}
+
+/// Stands in for a table whose source could not be built: it lists and describes like the
+/// real table, and scanning it reports why it is unavailable.
+#[derive(Debug)]
+struct UnavailableTable {
+    name: String,
+    schema: SchemaRef,
+    cause: String,
+}
+
+#[async_trait]
+impl TableProvider for UnavailableTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Plan(format!("table {} is unavailable: {}", self.name, self.cause)))
+    }
+}

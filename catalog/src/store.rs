@@ -1,0 +1,183 @@
+//! The embedded catalog store: one SQLite file, every change one transaction.
+//!
+//! WAL mode and a busy timeout let several lakegate processes share the file: readers never
+//! block, writers queue, and a crash leaves the last committed state.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::did_you_mean;
+use crate::{Error, Result, TableSpec};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS databases (
+    name       TEXT PRIMARY KEY,
+    comment    TEXT,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS tables (
+    database   TEXT NOT NULL REFERENCES databases(name),
+    name       TEXT NOT NULL,
+    spec       TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (database, name)
+);
+INSERT OR IGNORE INTO databases (name, comment) VALUES ('default', 'Default database');
+";
+
+pub(crate) const DEFAULT_DATABASE: &str = "default";
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let open_error = |source| Error::Open { path: path.display().to_string(), source };
+        let conn = Connection::open(path).map_err(open_error)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")).map_err(open_error)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        // A panic while holding the lock cannot leave SQLite half-written: the transaction rolls back.
+        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut conn)
+    }
+
+    pub(crate) fn databases(&self) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT name FROM databases ORDER BY name")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub(crate) fn database_exists(&self, name: &str) -> Result<bool> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT 1 FROM databases WHERE name = ?1")?;
+            Ok(stmt.exists([name])?)
+        })
+    }
+
+    pub(crate) fn require_database(&self, name: &str) -> Result<()> {
+        if self.database_exists(name)? {
+            return Ok(());
+        }
+        let known = self.databases()?;
+        Err(Error::UnknownDatabase {
+            name: name.to_owned(),
+            hint: did_you_mean(name, known.iter().map(String::as_str)),
+        })
+    }
+
+    /// Returns false when the database existed and `if_not_exists` was given.
+    pub(crate) fn create_database(&self, name: &str, comment: Option<&str>, if_not_exists: bool) -> Result<bool> {
+        self.with(|c| {
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO databases (name, comment) VALUES (?1, ?2)",
+                params![name, comment],
+            )?;
+            match (inserted, if_not_exists) {
+                (1, _) => Ok(true),
+                (_, true) => Ok(false),
+                _ => Err(Error::DatabaseExists(name.to_owned())),
+            }
+        })
+    }
+
+    pub(crate) fn drop_database(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        if !self.database_exists(name)? {
+            return if if_exists { Ok(false) } else { self.require_database(name).map(|()| false) };
+        }
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tables: usize = tx.query_row("SELECT count(*) FROM tables WHERE database = ?1", [name], |r| r.get(0))?;
+            if tables > 0 && !cascade {
+                return Err(Error::DatabaseNotEmpty { name: name.to_owned(), tables });
+            }
+            tx.execute("DELETE FROM tables WHERE database = ?1", [name])?;
+            tx.execute("DELETE FROM databases WHERE name = ?1", [name])?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    pub(crate) fn table_names(&self, database: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT name FROM tables WHERE database = ?1 ORDER BY name")?;
+            let rows = stmt.query_map([database], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// The stored spec as JSON text, which also serves as the provider cache's version.
+    pub(crate) fn table_json(&self, database: &str, name: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT spec FROM tables WHERE database = ?1 AND name = ?2")?;
+            Ok(stmt.query_row([database, name], |r| r.get(0)).optional()?)
+        })
+    }
+
+    pub(crate) fn tables(&self, database: &str) -> Result<Vec<TableSpec>> {
+        let rows: Vec<(String, String)> = self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT name, spec FROM tables WHERE database = ?1 ORDER BY name")?;
+            let rows = stmt.query_map([database], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+        rows.into_iter().map(|(name, json)| parse_spec(&format!("{database}.{name}"), &json)).collect()
+    }
+
+    /// Inserts a new table; false when it already exists and `if_not_exists` was given.
+    pub(crate) fn insert_table(&self, spec: &TableSpec, if_not_exists: bool) -> Result<bool> {
+        let json = serde_json::to_string(spec).map_err(|source| Error::Corrupt { table: spec.qualified_name(), source })?;
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let db_exists = tx.query_row("SELECT count(*) FROM databases WHERE name = ?1", [&spec.database], |r| r.get::<_, i64>(0))?;
+            if db_exists == 0 {
+                return Err(Error::UnknownDatabase { name: spec.database.clone(), hint: String::new() });
+            }
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO tables (database, name, spec) VALUES (?1, ?2, ?3)",
+                params![spec.database, spec.name, json],
+            )?;
+            tx.commit()?;
+            match (inserted, if_not_exists) {
+                (1, _) => Ok(true),
+                (_, true) => Ok(false),
+                _ => Err(Error::TableExists(spec.qualified_name())),
+            }
+        })
+    }
+
+    /// Replaces the stored spec of an existing table (e.g. after partitions were added).
+    pub(crate) fn update_table(&self, spec: &TableSpec) -> Result<()> {
+        let json = serde_json::to_string(spec).map_err(|source| Error::Corrupt { table: spec.qualified_name(), source })?;
+        self.with(|c| {
+            let changed = c.execute(
+                "UPDATE tables SET spec = ?3 WHERE database = ?1 AND name = ?2",
+                params![spec.database, spec.name, json],
+            )?;
+            if changed == 0 {
+                return Err(Error::UnknownTable { name: spec.qualified_name(), hint: String::new() });
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn delete_table(&self, database: &str, name: &str) -> Result<bool> {
+        self.with(|c| Ok(c.execute("DELETE FROM tables WHERE database = ?1 AND name = ?2", [database, name])? == 1))
+    }
+}
+
+pub(crate) fn parse_spec(table: &str, json: &str) -> Result<TableSpec> {
+    serde_json::from_str(json).map_err(|source| Error::Corrupt { table: table.to_owned(), source })
+}

@@ -1,0 +1,209 @@
+//! `lakegate demo`: realistic sample data for the canonical cross-source question, so a
+//! newcomer gets an answer in a minute. Deterministic: the same rows on every machine.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::output::{self, Format};
+use crate::session::Lakegate;
+use crate::{Error, Result, sql};
+
+/// The question the demo answers, across the three tables.
+pub const NCIS_QUERY: &str = "SELECT COUNT(*) AS impressions FROM adserver_logs A
+  JOIN users U ON A.uid = U.uid
+  JOIN programs P ON A.pid = P.id
+WHERE A.type = 'impression' AND U.age BETWEEN 25 AND 49 AND U.gender = 'F' AND P.name = 'NCIS'";
+
+const DAYS: u32 = 7;
+const USERS: i64 = 200_000;
+const PROGRAMS: &[(&str, &str, &str)] = &[
+    ("NCIS", "drama", "CBS"),
+    ("NCIS: Los Angeles", "drama", "CBS"),
+    ("The Big Bang Theory", "comedy", "CBS"),
+    ("Grey's Anatomy", "drama", "ABC"),
+    ("The Voice", "reality", "NBC"),
+    ("Saturday Night Live", "comedy", "NBC"),
+    ("60 Minutes", "news", "CBS"),
+    ("The Simpsons", "animation", "FOX"),
+    ("Monday Night Football", "sports", "ESPN"),
+    ("Jeopardy!", "game show", "ABC"),
+];
+const BATCH: usize = 64 * 1024;
+
+/// SplitMix64: small, fast and the same everywhere, which is all sample data needs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Generates the sample tables (once), registers them in the default database, and prints
+/// the answer to [`NCIS_QUERY`].
+///
+/// # Errors
+/// The data directory is not writable, or the query fails.
+pub async fn run(lakegate: &Lakegate, rows: usize) -> Result<()> {
+    let root = lakegate.warehouse_dir().join("demo");
+    let marker = root.join(format!("_complete_{rows}"));
+    if !marker.exists() {
+        if root.exists() {
+            std::fs::remove_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
+        }
+        generate(&root, rows)?;
+        std::fs::write(&marker, b"").map_err(|e| Error::io(marker.display(), e))?;
+    }
+    let session = lakegate.session();
+    for table in ["adserver_logs", "users", "programs"] {
+        let location = root.join(table).display().to_string().replace('\'', "''");
+        let statement = format!("CREATE EXTERNAL TABLE IF NOT EXISTS {table} STORED AS PARQUET LOCATION '{location}'");
+        let _ = sql::execute(&session, &statement).await?;
+    }
+    println!("Tables adserver_logs ({rows} rows, partitioned by dt), users and programs are registered.\n");
+    println!("{NCIS_QUERY};\n");
+    let started = Instant::now();
+    let result = sql::execute(&session, NCIS_QUERY).await?;
+    output::write(result, Format::Table, &mut std::io::stdout(), None).await?;
+    println!("answered in {:.3} s. Explore with: lakegate repl", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn write_parquet(path: &Path, batches: impl IntoIterator<Item = Result<RecordBatch>>, schema: Arc<Schema>) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+    let parquet = |e| Error::DataFusion(datafusion::error::DataFusionError::ParquetError(Box::new(e)));
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(parquet)?;
+    for batch in batches {
+        writer.write(&batch?).map_err(parquet)?;
+    }
+    writer.close().map_err(parquet)?;
+    Ok(())
+}
+
+fn generate(root: &Path, rows: usize) -> Result<()> {
+    let progress = ProgressBar::new(rows as u64).with_style(
+        ProgressStyle::with_template("generating sample data {bar:40} {pos}/{len} rows ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut rng = Rng(2018_03_05);
+    let users_schema = Arc::new(Schema::new(vec![
+        Field::new("uid", DataType::Int64, false),
+        Field::new("age", DataType::Int32, false),
+        Field::new("gender", DataType::Utf8, false),
+        Field::new("country", DataType::Utf8, false),
+    ]));
+    let uids: Vec<i64> = (1..=USERS).collect();
+    let ages: Vec<i32> = uids.iter().map(|_| 13 + rng.below(68) as i32).collect();
+    let genders: Vec<&str> = uids.iter().map(|_| if rng.below(100) < 51 { "F" } else { "M" }).collect();
+    let countries: Vec<&str> = uids.iter().map(|_| ["US", "US", "US", "CA", "MX", "ES"][rng.below(6) as usize]).collect();
+    let users = RecordBatch::try_new(
+        Arc::clone(&users_schema),
+        vec![
+            Arc::new(Int64Array::from(uids)) as ArrayRef,
+            Arc::new(Int32Array::from(ages)),
+            Arc::new(StringArray::from(genders)),
+            Arc::new(StringArray::from(countries)),
+        ],
+    )?;
+    write_parquet(&root.join("users/part-00000.parquet"), [Ok(users)], users_schema)?;
+
+    let programs_schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("genre", DataType::Utf8, false),
+        Field::new("network", DataType::Utf8, false),
+    ]));
+    let programs = RecordBatch::try_new(
+        Arc::clone(&programs_schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(1..=PROGRAMS.len() as i64)) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(PROGRAMS.iter().map(|p| p.0))),
+            Arc::new(StringArray::from_iter_values(PROGRAMS.iter().map(|p| p.1))),
+            Arc::new(StringArray::from_iter_values(PROGRAMS.iter().map(|p| p.2))),
+        ],
+    )?;
+    write_parquet(&root.join("programs/part-00000.parquet"), [Ok(programs)], programs_schema)?;
+
+    let logs_schema = Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new("uid", DataType::Int64, false),
+        Field::new("pid", DataType::Int64, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("campaign_id", DataType::Int32, false),
+        Field::new("longitude", DataType::Float64, false),
+        Field::new("latitude", DataType::Float64, false),
+    ]));
+    // 2018-03-01T00:00:00Z
+    let first_day_us: i64 = 1_519_862_400_000_000;
+    let day_us: i64 = 86_400_000_000;
+    for day in 0..DAYS {
+        let day_rows = rows / DAYS as usize + usize::from((day as usize) < rows % DAYS as usize);
+        let dt = format!("2018-03-{:02}", day + 1);
+        let batches = (0..day_rows).step_by(BATCH).map(|start| {
+            let n = BATCH.min(day_rows - start);
+            let mut ts = Vec::with_capacity(n);
+            let mut uid = Vec::with_capacity(n);
+            let mut pid = Vec::with_capacity(n);
+            let mut kind = Vec::with_capacity(n);
+            let mut campaign = Vec::with_capacity(n);
+            let mut lon = Vec::with_capacity(n);
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                ts.push(first_day_us + i64::from(day) * day_us + rng.below(day_us as u64) as i64);
+                uid.push(1 + rng.below(USERS as u64) as i64);
+                // Popular shows get most of the traffic.
+                let r = rng.unit();
+                pid.push(1 + ((r * r) * PROGRAMS.len() as f64) as i64);
+                kind.push(match rng.below(100) {
+                    0..80 => "impression",
+                    80..95 => "click",
+                    _ => "conversion",
+                });
+                campaign.push(1 + rng.below(250) as i32);
+                lon.push(-124.7 + rng.unit() * 57.8);
+                lat.push(24.5 + rng.unit() * 24.9);
+            }
+            progress.inc(n as u64);
+            Ok(RecordBatch::try_new(
+                Arc::clone(&logs_schema),
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")) as ArrayRef,
+                    Arc::new(Int64Array::from(uid)),
+                    Arc::new(Int64Array::from(pid)),
+                    Arc::new(StringArray::from(kind)),
+                    Arc::new(Int32Array::from(campaign)),
+                    Arc::new(Float64Array::from(lon)),
+                    Arc::new(Float64Array::from(lat)),
+                ],
+            )?)
+        });
+        let path = root.join(format!("adserver_logs/dt={dt}/part-00000.parquet"));
+        write_parquet(&path, batches, Arc::clone(&logs_schema))?;
+    }
+    progress.finish_and_clear();
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! lakegate's errors: one variant per cause, messages that say what to fix.
+
+use datafusion::error::DataFusionError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Catalog(#[from] lakegate_catalog::Error),
+    #[error("{}", strip_noise(.0))]
+    DataFusion(#[from] DataFusionError),
+    #[error("SQL syntax error: {0}")]
+    Syntax(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{location}: {source}")]
+    Statement { location: String, source: Box<Error> },
+}
+
+impl From<sqlparser::parser::ParserError> for Error {
+    fn from(e: sqlparser::parser::ParserError) -> Self {
+        let text = e.to_string();
+        Error::Syntax(text.strip_prefix("sql parser error: ").unwrap_or(&text).to_owned())
+    }
+}
+
+impl From<sqlparser::tokenizer::TokenizerError> for Error {
+    fn from(e: sqlparser::tokenizer::TokenizerError) -> Self {
+        Error::Syntax(e.to_string())
+    }
+}
+
+impl Error {
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_string(), source }
+    }
+}
+
+/// DataFusion prefixes external errors with "External error: "; users need the cause only.
+fn strip_noise(e: &DataFusionError) -> String {
+    match e {
+        DataFusionError::External(inner) => inner.to_string(),
+        DataFusionError::Context(context, inner) => format!("{context}: {}", strip_noise(inner)),
+        other => other.to_string(),
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::DataFusion(e.into())
+    }
+}

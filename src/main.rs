@@ -1,0 +1,179 @@
+//! The `lakegate` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use lakegate::output::{self, Format, Written};
+use lakegate::sql::{self, ScriptStatement};
+use lakegate::{Config, Error, Lakegate, Result};
+use tracing_subscriber::EnvFilter;
+
+/// lakegate: one SQL gateway over S3 Parquet, PostgreSQL, Redshift and Cassandra.
+///
+/// Tables of every source live in one persistent catalog (by default `./.lakegate/catalog.db`),
+/// so a query can join them all. Hive and Spark DDL (`CREATE TABLE ... USING PARQUET
+/// PARTITIONED BY (dt) LOCATION 's3a://...'`) runs unchanged.
+#[derive(Debug, Parser)]
+#[command(name = "lakegate", version, about, long_about)]
+struct Cli {
+    /// Directory of the embedded catalog and the default warehouse [default: ./.lakegate]
+    #[arg(long, global = true, env = "LAKEGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file [default: ./lakegate.toml when present]
+    #[arg(long, global = true, env = "LAKEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run SQL statements once and print their results
+    Sql {
+        /// Statements to run, separated by `;`
+        #[arg(short = 'e', long = "execute", conflicts_with = "file", required_unless_present = "file")]
+        execute: Option<String>,
+        /// A file of statements, separated by `;`
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        /// How to print rows
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write rows to this file instead of standard output (required for parquet)
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print "(N rows, S s)" for each statement on standard error
+        #[arg(long)]
+        timing: bool,
+    },
+    /// Interactive SQL shell with history, multi-line statements and \d browsing
+    Repl,
+    /// Generate sample data (ad impressions, users, programs), register it and answer the
+    /// canonical question: how many women aged 25-49 saw an NCIS ad?
+    Demo {
+        /// Ad-server log rows to generate
+        #[arg(long, default_value_t = 3_000_000)]
+        rows: usize,
+    },
+    /// Browse the catalog without writing SQL
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogAction {
+    /// List databases
+    Databases,
+    /// List the tables of a database
+    Tables {
+        #[arg(default_value = "default")]
+        database: String,
+    },
+    /// Show a table's columns
+    Describe { table: String },
+    /// Show the statement that re-creates a table (secrets masked)
+    Show { table: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(match cli.verbose {
+            0 => "warn",
+            1 => "info,lakegate=info",
+            _ => "debug",
+        })
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = Some(dir);
+    }
+    let lakegate = Lakegate::open(config)?;
+    match cli.command {
+        Command::Sql { execute, file, format, output, timing } => {
+            let (origin, statements) = match (execute, file) {
+                (Some(text), _) => ("-e".to_owned(), sql::split_statements(&text)?),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+                    (path.display().to_string(), sql::split_statements(&text)?)
+                }
+                (None, None) => unreachable!("clap requires -e or -f"),
+            };
+            run_statements(&lakegate, &origin, &statements, format, output.as_deref(), timing).await
+        }
+        Command::Repl => lakegate::repl::run(&lakegate).await,
+        Command::Demo { rows } => lakegate::demo::run(&lakegate, rows).await,
+        Command::Catalog { action } => {
+            let statement = match action {
+                CatalogAction::Databases => "SHOW DATABASES".to_owned(),
+                CatalogAction::Tables { database } => format!("SHOW TABLES IN {database}"),
+                CatalogAction::Describe { table } => format!("DESCRIBE {table}"),
+                CatalogAction::Show { table } => format!("SHOW CREATE TABLE {table}"),
+            };
+            let statements = [ScriptStatement { line: 1, text: statement }];
+            run_statements(&lakegate, "catalog", &statements, Format::Table, None, false).await
+        }
+    }
+}
+
+/// Runs statements in order; the first failure stops the run and names its line.
+async fn run_statements(
+    lakegate: &Lakegate,
+    origin: &str,
+    statements: &[ScriptStatement],
+    format: Format,
+    output: Option<&std::path::Path>,
+    timing: bool,
+) -> Result<()> {
+    let session = lakegate.session();
+    let mut file = match (output, format) {
+        (Some(path), f) if f != Format::Parquet => {
+            Some(std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?)
+        }
+        _ => None,
+    };
+    for statement in statements {
+        let started = Instant::now();
+        let located = |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
+        let result = sql::execute(&session, &statement.text).await.map_err(located)?;
+        let mut stdout = std::io::stdout().lock();
+        let out: &mut dyn Write = match file.as_mut() {
+            Some(f) => f,
+            None => &mut stdout,
+        };
+        let written = output::write(result, format, out, output).await.map_err(located)?;
+        let seconds = started.elapsed().as_secs_f64();
+        match written {
+            Written::Rows(rows) if timing => eprintln!("({rows} {}, {seconds:.3} s)", if rows == 1 { "row" } else { "rows" }),
+            Written::Done(message) => eprintln!("{message}"),
+            Written::Rows(_) => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Writes results as tables, CSV, JSON lines or Parquet, batch by batch where the format allows.
+
+use std::io::Write;
+use std::path::Path;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::{csv, json};
+use datafusion::parquet::arrow::ArrowWriter;
+use futures::StreamExt;
+
+use crate::sql::Output;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text table (collects the result to size the columns).
+    Table,
+    Csv,
+    /// One JSON object per row.
+    Json,
+    /// A Parquet file; needs --output.
+    Parquet,
+}
+
+/// What was written: rows, or the message of a statement without rows.
+#[derive(Debug)]
+pub enum Written {
+    Rows(usize),
+    Done(String),
+}
+
+/// Writes `output` to `out` (or to the file `path` for Parquet).
+///
+/// # Errors
+/// The query fails while streaming, or the destination cannot be written.
+pub async fn write(output: Output, format: Format, out: &mut dyn Write, path: Option<&Path>) -> Result<Written> {
+    let mut stream = match output {
+        Output::Done(message) => return Ok(Written::Done(message)),
+        Output::Rows(stream) => stream,
+    };
+    let schema = stream.schema();
+    let io = |e: std::io::Error| Error::io("output", e);
+    let mut rows = 0;
+    match format {
+        Format::Table => {
+            let mut batches: Vec<RecordBatch> = Vec::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                batches.push(batch);
+            }
+            if !schema.fields().is_empty() {
+                if batches.is_empty() {
+                    batches.push(RecordBatch::new_empty(schema));
+                }
+                writeln!(out, "{}", pretty_format_batches(&batches)?).map_err(io)?;
+            }
+        }
+        Format::Csv => {
+            let mut writer = csv::WriterBuilder::new().with_header(true).build(out);
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = json::LineDelimitedWriter::new(out);
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+            }
+            writer.finish()?;
+        }
+        Format::Parquet => {
+            let path = path.ok_or_else(|| Error::Config("--format parquet needs --output FILE".into()))?;
+            let file = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
+            let mut writer = ArrowWriter::try_new(file, schema, None).map_err(datafusion::error::DataFusionError::from)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch).map_err(datafusion::error::DataFusionError::from)?;
+            }
+            writer.close().map_err(datafusion::error::DataFusionError::from)?;
+        }
+    }
+    Ok(Written::Rows(rows))
+}

@@ -1,0 +1,109 @@
+//! Builds the DataFusion sessions: one process-wide runtime and catalog, a context per session.
+//!
+//! Everything a session needs is set on its `SessionConfig`/`RuntimeEnv`, so the same
+//! configuration can be handed to a distributed engine (Ballista) unchanged.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use lakegate_catalog::{Catalog, SessionCatalog};
+
+use crate::config::Config;
+use crate::sources;
+use crate::storage::ObjectStores;
+use crate::{Error, Result};
+
+/// The catalog name under which all databases appear.
+pub const CATALOG: &str = "lakegate";
+
+/// One lakegate process: its configuration, catalog and execution runtime.
+#[derive(Debug)]
+pub struct Lakegate {
+    config: Config,
+    catalog: Arc<Catalog>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl Lakegate {
+    /// Opens the data directory (creating it), its catalog and the object stores.
+    ///
+    /// # Errors
+    /// The data directory cannot be created, or the catalog cannot be opened.
+    pub fn open(config: Config) -> Result<Self> {
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
+        let stores = Arc::new(ObjectStores::new(config.s3.clone()));
+        let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::clone(&stores) as _);
+        if let Some(mb) = config.execution.memory_limit_mb {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(mb * 1024 * 1024)));
+        }
+        let runtime = runtime.build_arc()?;
+        let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores))?;
+        Ok(Self { config, catalog, runtime })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Where managed tables (created without LOCATION) are stored.
+    pub fn warehouse_dir(&self) -> PathBuf {
+        self.config.data_dir().join("warehouse")
+    }
+
+    /// A new session: its own settings and temporary tables over the shared catalog.
+    pub fn session(&self) -> Session {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG, Catalog::default_database());
+        if let Some(n) = self.config.execution.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        if let Some(n) = self.config.execution.batch_size {
+            config = config.with_batch_size(n);
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let catalog = self.catalog.session();
+        ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
+        Session { ctx, catalog, warehouse: self.warehouse_dir() }
+    }
+}
+
+/// One user's session: a DataFusion context over the shared catalog.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) ctx: SessionContext,
+    pub(crate) catalog: Arc<SessionCatalog>,
+    pub(crate) warehouse: PathBuf,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.ctx.session_id()).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The database unqualified names resolve to.
+    pub fn current_database(&self) -> String {
+        self.ctx.state().config().options().catalog.default_schema.clone()
+    }
+}

@@ -1,0 +1,188 @@
+//! Parquet tables on local disk or S3: DataFusion's `ListingTable` with Hive partitions.
+//!
+//! Registration checks the location and stores the schema (declared, or read from the files),
+//! so opening a table later lists no files until it is queried.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use futures::TryStreamExt;
+use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec};
+use url::Url;
+
+use crate::config::S3Config;
+use crate::storage::{ObjectStores, is_s3};
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::new("s3.endpoint", "S3 endpoint URL, e.g. http://127.0.0.1:9000 for an S3-compatible server"),
+    ParamSpec::new("s3.region", "S3 region"),
+    ParamSpec::new("s3.access_key_id", "S3 access key id"),
+    ParamSpec::new("s3.secret_access_key", "S3 secret key, as a reference such as ${env:AWS_SECRET_ACCESS_KEY}").secret(),
+    ParamSpec::new("s3.session_token", "S3 session token, as a reference").secret(),
+    ParamSpec::new("s3.allow_http", "allow plain-http endpoints (true/false)"),
+    ParamSpec::new("s3.path_style", "path-style requests, needed by most S3-compatible servers (true/false)"),
+];
+
+#[derive(Debug)]
+pub struct ParquetSource {
+    stores: Arc<ObjectStores>,
+}
+
+impl ParquetSource {
+    pub fn new(stores: Arc<ObjectStores>) -> Self {
+        Self { stores }
+    }
+
+    /// The table's URL, with its bucket's store registered when its OPTIONS set S3 settings.
+    fn table_url(&self, spec: &TableSpec) -> DFResult<ListingTableUrl> {
+        let url = ListingTableUrl::parse(listing_location(&spec.location))?;
+        let options = self.resolve_options(spec)?;
+        let overrides = s3_overrides(&options)?;
+        if is_s3(url.scheme()) && overrides != S3Config::default() {
+            let bucket = Url::parse(url.as_str()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            self.stores.register_s3(&bucket, &overrides)?;
+        }
+        Ok(url)
+    }
+}
+
+fn listing_options(partitions: &[ColumnSpec]) -> DFResult<ListingOptions> {
+    let partition_cols = partitions
+        .iter()
+        .map(|c| Ok((c.name.clone(), c.field()?.data_type().clone())))
+        .collect::<lakegate_catalog::Result<Vec<_>>>()?;
+    Ok(ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(partition_cols))
+}
+
+/// A location is one file when it names a `.parquet` file, else a directory (prefix).
+fn listing_location(location: &str) -> String {
+    if location.ends_with(".parquet") || location.ends_with('/') {
+        location.to_owned()
+    } else {
+        format!("{location}/")
+    }
+}
+
+fn s3_overrides(options: &BTreeMap<String, String>) -> DFResult<S3Config> {
+    let flag = |key: &str| -> DFResult<Option<bool>> {
+        options
+            .get(key)
+            .map(|v| {
+                v.parse::<bool>()
+                    .map_err(|_| DataFusionError::Configuration(format!("option '{key}' must be true or false, not '{v}'")))
+            })
+            .transpose()
+    };
+    Ok(S3Config {
+        endpoint: options.get("s3.endpoint").cloned(),
+        region: options.get("s3.region").cloned(),
+        access_key_id: options.get("s3.access_key_id").cloned(),
+        secret_access_key: options.get("s3.secret_access_key").cloned(),
+        session_token: options.get("s3.session_token").cloned(),
+        allow_http: flag("s3.allow_http")?,
+        path_style: flag("s3.path_style")?,
+    })
+}
+
+fn located(location: &str, e: DataFusionError) -> DataFusionError {
+    DataFusionError::Plan(format!("cannot read Parquet table location '{location}': {e}"))
+}
+
+#[async_trait]
+impl SourceFactory for ParquetSource {
+    fn kind(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["org.apache.spark.sql.parquet", "org.apache.spark.sql.execution.datasources.parquet"]
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+
+    async fn prepare(&self, session: &dyn Session, mut spec: TableSpec) -> DFResult<TableSpec> {
+        if spec.location.is_empty() {
+            return Err(DataFusionError::Plan(format!("Parquet table {} needs a LOCATION", spec.qualified_name())));
+        }
+        let url = self.table_url(&spec)?;
+        let store = session.runtime_env().object_store(&url).map_err(|e| located(&spec.location, e))?;
+        let options = listing_options(&spec.partition_columns)?;
+        // Listing proves the location is reachable: endpoint, bucket and credentials.
+        let files: Vec<_> = url
+            .list_all_files(session, store.as_ref(), ".parquet")
+            .await
+            .map_err(|e| located(&spec.location, e))?
+            .try_collect()
+            .await
+            .map_err(|e| located(&spec.location, e))?;
+        if spec.columns.is_empty() {
+            if files.is_empty() {
+                return Err(DataFusionError::Plan(format!(
+                    "no Parquet files at '{}' to read the schema from; check the location, or declare the columns",
+                    spec.location
+                )));
+            }
+            if spec.partition_columns.is_empty() {
+                let names = options.infer_partitions(session, &url).await.map_err(|e| located(&spec.location, e))?;
+                spec.partition_columns = names.iter().map(|n| ColumnSpec::new(n, &DataType::Utf8, true)).collect();
+            }
+            let schema = listing_options(&spec.partition_columns)?
+                .infer_schema(session, &url)
+                .await
+                .map_err(|e| located(&spec.location, e))?;
+            spec.columns = schema
+                .fields()
+                .iter()
+                .filter(|f| !spec.partition_columns.iter().any(|p| &p.name == f.name()))
+                .map(|f| ColumnSpec::new(f.name(), f.data_type(), f.is_nullable()))
+                .collect();
+        } else if let Some(url) = Url::parse(url.as_str()).ok().filter(|u| u.scheme() == "file") {
+            // Declared tables may start empty, but their parent directory must exist.
+            let dir = url.to_file_path().unwrap_or_default();
+            if files.is_empty() && !dir.parent().is_some_and(std::path::Path::exists) {
+                return Err(DataFusionError::Plan(format!(
+                    "location '{}' does not exist (nor does its parent directory)",
+                    spec.location
+                )));
+            }
+        }
+        Ok(spec)
+    }
+
+    async fn create(&self, spec: &TableSpec) -> DFResult<Arc<dyn TableProvider>> {
+        let url = self.table_url(spec)?;
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(listing_options(&spec.partition_columns)?)
+            .with_schema(spec.data_schema()?);
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_get_a_trailing_slash_and_files_do_not() {
+        assert_eq!(listing_location("s3a://b/db/t"), "s3a://b/db/t/");
+        assert_eq!(listing_location("/data/t/"), "/data/t/");
+        assert_eq!(listing_location("/data/lineitem.parquet"), "/data/lineitem.parquet");
+    }
+
+    #[test]
+    fn s3_flags_must_be_booleans() {
+        let options = BTreeMap::from([("s3.allow_http".to_owned(), "sure".to_owned())]);
+        let err = s3_overrides(&options).unwrap_err().to_string();
+        assert!(err.contains("s3.allow_http"), "{err}");
+    }
+}

@@ -1,0 +1,237 @@
+//! Runs lakegate's own statements against the catalog.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use lakegate_catalog::{ColumnSpec, TableSpec, mask_secrets};
+
+use super::Output;
+use super::ddl::{Command, CreateTable, TableName, matches_pattern};
+use super::types;
+use crate::session::Session;
+use crate::{Error, Result};
+
+pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
+    let catalog = session.catalog.catalog();
+    match command {
+        Command::CreateDatabase { name, if_not_exists, comment } => {
+            let created = catalog.create_database(&name, comment.as_deref(), if_not_exists)?;
+            Ok(done(created, format!("created database {name}"), format!("database {name} already exists")))
+        }
+        Command::DropDatabase { name, if_exists, cascade } => {
+            let dropped = catalog.drop_database(&name, if_exists, cascade)?;
+            Ok(done(dropped, format!("dropped database {name}"), format!("database {name} does not exist")))
+        }
+        Command::CreateTable(create) => create_table(session, create).await,
+        Command::DropTable { table, if_exists } => {
+            let database = database_of(session, &table);
+            if session.ctx.deregister_table(format!("{database}.{}", table.name).as_str())?.is_some() {
+                return Ok(Output::Done(format!("dropped temporary table {}", table.name)));
+            }
+            let dropped = catalog.drop_table(&database, &table.name, if_exists)?;
+            Ok(done(dropped, format!("dropped table {database}.{} (its files are kept)", table.name), format!("table {database}.{} does not exist", table.name)))
+        }
+        Command::ShowDatabases { pattern } => {
+            let names: Vec<String> =
+                catalog.databases()?.into_iter().filter(|n| pattern.as_deref().is_none_or(|p| matches_pattern(p, n))).collect();
+            rows(vec![("database", strings(names))])
+        }
+        Command::ShowTables { database, pattern } => {
+            let database = database.unwrap_or_else(|| session.current_database());
+            let wanted = |name: &str| pattern.as_deref().is_none_or(|p| matches_pattern(p, name));
+            let mut listed: Vec<(String, String, bool)> =
+                catalog.tables(&database)?.into_iter().filter(|t| wanted(&t.name)).map(|t| (t.name, t.kind, false)).collect();
+            let temporary = session.catalog.temporary_names(&database);
+            listed.extend(temporary.into_iter().filter(|n| wanted(n)).map(|n| (n, "temporary".to_owned(), true)));
+            listed.sort();
+            let count = listed.len();
+            let (names, kinds, temps): (Vec<_>, Vec<_>, Vec<_>) =
+                listed.into_iter().fold((vec![], vec![], vec![]), |(mut a, mut b, mut c), (n, k, t)| {
+                    a.push(n);
+                    b.push(k);
+                    c.push(t);
+                    (a, b, c)
+                });
+            rows(vec![
+                ("database", strings(vec![database; count])),
+                ("table_name", strings(names)),
+                ("source", strings(kinds)),
+                ("is_temporary", Arc::new(BooleanArray::from(temps))),
+            ])
+        }
+        Command::Describe { table } => describe(session, &table).await,
+        Command::ShowCreateTable { table } => {
+            let spec = catalog.table(&database_of(session, &table), &table.name)?;
+            let sources = catalog.sources();
+            let options = mask_secrets(&spec.options, |k| sources.is_secret(&spec.kind, k));
+            rows(vec![("createtab_stmt", strings(vec![render_create(&spec, &options)?]))])
+        }
+        Command::Use { database } => {
+            if !catalog.databases()?.contains(&database) {
+                catalog.tables(&database)?; // fails with the unknown-database error and its hints
+            }
+            session.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = database.clone();
+            Ok(Output::Done(format!("using database {database}")))
+        }
+    }
+}
+
+fn done(changed: bool, did: String, nothing: String) -> Output {
+    Output::Done(if changed { did } else { nothing })
+}
+
+fn database_of(session: &Session, table: &TableName) -> String {
+    table.database.clone().unwrap_or_else(|| session.current_database())
+}
+
+fn strings(values: Vec<String>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+
+fn rows(columns: Vec<(&str, ArrayRef)>) -> Result<Output> {
+    let schema = Arc::new(Schema::new(
+        columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), false)).collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns.into_iter().map(|(_, a)| a).collect())?;
+    let stream = futures::stream::once(async move { Ok(batch) });
+    Ok(Output::Rows(Box::pin(RecordBatchStreamAdapter::new(schema, stream))))
+}
+
+async fn create_table(session: &Session, create: CreateTable) -> Result<Output> {
+    let database = database_of(session, &create.table);
+    let name = create.table.name.clone();
+    let kind = create.kind.clone().unwrap_or_else(|| "parquet".to_owned());
+    let mut columns = create.columns;
+    let mut partition_columns = Vec::new();
+    for (column, data_type) in create.partitioned_by {
+        let declared = columns.iter().position(|(n, _)| *n == column).map(|i| columns.remove(i).1);
+        let data_type = match (data_type, declared) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Syntax(format!(
+                    "partition column '{column}' is declared twice: give its type either in the column list or in PARTITIONED BY"
+                )));
+            }
+            (Some(t), None) => t,
+            (None, Some(DataType::Utf8View)) => DataType::Utf8,
+            (None, Some(t)) => t,
+            (None, None) if columns.is_empty() => DataType::Utf8,
+            (None, None) => {
+                return Err(Error::Syntax(format!(
+                    "partition column '{column}' is not among the declared columns; declare it, or give its type: PARTITIONED BY ({column} STRING)"
+                )));
+            }
+        };
+        partition_columns.push(ColumnSpec::new(column, &data_type, true));
+    }
+    let location = match create.location {
+        Some(location) => absolute_location(&location)?,
+        None if kind == "parquet" => {
+            let dir = session.warehouse.join(&database).join(&name);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+            dir.display().to_string()
+        }
+        None => String::new(),
+    };
+    let spec = TableSpec {
+        database: database.clone(),
+        name: name.clone(),
+        kind,
+        location,
+        options: create.options,
+        columns: columns.iter().map(|(n, t)| ColumnSpec::new(n, t, true)).collect(),
+        partition_columns,
+        comment: create.comment,
+    };
+    let state = session.ctx.state();
+    if create.temporary {
+        session.catalog.create_temporary(&state, spec, true).await?;
+        return Ok(Output::Done(format!("created temporary table {name}")));
+    }
+    let created = session.catalog.catalog().create_table(&state, spec, create.if_not_exists).await?;
+    Ok(done(created, format!("created table {database}.{name}"), format!("table {database}.{name} already exists")))
+}
+
+/// Plain paths are made absolute, so the catalog means the same place from any directory.
+fn absolute_location(location: &str) -> Result<String> {
+    let has_scheme = location.split_once("://").is_some_and(|(scheme, _)| scheme.len() > 1);
+    if has_scheme {
+        return Ok(location.to_owned());
+    }
+    let absolute = std::path::absolute(location).map_err(|e| Error::io(location, e))?;
+    Ok(absolute.display().to_string())
+}
+
+async fn describe(session: &Session, table: &TableName) -> Result<Output> {
+    let database = database_of(session, table);
+    let (fields, partitions): (Vec<Field>, Vec<String>) = match session.catalog.catalog().table(&database, &table.name) {
+        Ok(spec) => {
+            let schema = spec.schema()?;
+            (schema.fields().iter().map(|f| f.as_ref().clone()).collect(), spec.partition_columns.into_iter().map(|c| c.name).collect())
+        }
+        Err(e) => match session.ctx.table_provider(format!("{database}.{}", table.name).as_str()).await {
+            Ok(provider) => (provider.schema().fields().iter().map(|f| f.as_ref().clone()).collect(), Vec::new()),
+            Err(_) => return Err(e.into()),
+        },
+    };
+    rows(vec![
+        ("col_name", strings(fields.iter().map(|f| f.name().clone()).collect())),
+        ("data_type", strings(fields.iter().map(|f| types::to_sql(f.data_type())).collect())),
+        ("arrow_type", strings(fields.iter().map(|f| f.data_type().to_string()).collect())),
+        ("is_partition", Arc::new(BooleanArray::from(fields.iter().map(|f| partitions.contains(f.name())).collect::<Vec<_>>()))),
+    ])
+}
+
+fn quote(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain { name.to_owned() } else { format!("`{}`", name.replace('`', "``")) }
+}
+
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The statement that re-creates `spec`, with `options` (already masked) in it.
+fn render_create(spec: &TableSpec, options: &std::collections::BTreeMap<String, String>) -> Result<String> {
+    let mut sql = format!("CREATE EXTERNAL TABLE {}.{} (\n", quote(&spec.database), quote(&spec.name));
+    let columns = spec
+        .columns
+        .iter()
+        .map(|c| Ok(format!("  {} {}", quote(&c.name), types::to_sql(c.field()?.data_type()))))
+        .collect::<lakegate_catalog::Result<Vec<_>>>()?;
+    sql.push_str(&columns.join(",\n"));
+    sql.push_str(&format!("\n)\nSTORED AS {}", spec.kind.to_uppercase()));
+    if !spec.partition_columns.is_empty() {
+        let partitions = spec
+            .partition_columns
+            .iter()
+            .map(|c| Ok(format!("{} {}", quote(&c.name), types::to_sql(c.field()?.data_type()))))
+            .collect::<lakegate_catalog::Result<Vec<_>>>()?;
+        sql.push_str(&format!("\nPARTITIONED BY ({})", partitions.join(", ")));
+    }
+    if !spec.location.is_empty() {
+        sql.push_str(&format!("\nLOCATION {}", literal(&spec.location)));
+    }
+    if !options.is_empty() {
+        let pairs: Vec<_> = options.iter().map(|(k, v)| format!("{} {}", literal(k), literal(v))).collect();
+        sql.push_str(&format!("\nOPTIONS ({})", pairs.join(", ")));
+    }
+    if let Some(comment) = &spec.comment {
+        sql.push_str(&format!("\nCOMMENT {}", literal(comment)));
+    }
+    Ok(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_become_absolute_and_urls_stay() {
+        assert_eq!(absolute_location("s3a://b/t").expect("url"), "s3a://b/t");
+        let abs = absolute_location("data/t").expect("path");
+        assert!(std::path::Path::new(&abs).is_absolute() && abs.ends_with("data/t"), "{abs}");
+    }
+}

@@ -1,0 +1,61 @@
+//! The SQL front: lakegate's own statements (Hive/Spark DDL, catalog browsing) are run here,
+//! everything else is planned by DataFusion. Results stream; nothing is collected.
+
+mod commands;
+pub mod ddl;
+mod script;
+pub mod types;
+
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::SendableRecordBatchStream;
+
+pub use script::{ScriptStatement, split_statements};
+
+use crate::session::Session;
+use crate::{Error, Result};
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows, streamed as they are produced.
+    Rows(SendableRecordBatchStream),
+    /// A statement that returns no rows, with what it did.
+    Done(String),
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Rows(s) => write!(f, "Rows({})", s.schema()),
+            Output::Done(m) => write!(f, "Done({m})"),
+        }
+    }
+}
+
+/// Runs one statement in `session`.
+///
+/// # Errors
+/// Syntax errors, unknown tables or databases (with close matches), source failures.
+pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
+    if let Some(command) = ddl::parse(sql)? {
+        return commands::run(session, command).await;
+    }
+    let frame = session.ctx.sql(sql).await.map_err(|e| name_missing_table(session, e))?;
+    Ok(Output::Rows(frame.execute_stream().await?))
+}
+
+/// DataFusion says "table 'lakegate.db.t' not found"; the catalog can say which names are close.
+fn name_missing_table(session: &Session, error: DataFusionError) -> Error {
+    let DataFusionError::Plan(message) = &error else { return error.into() };
+    let Some(name) = message.strip_prefix("table '").and_then(|rest| rest.strip_suffix("' not found")) else {
+        return error.into();
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    let (database, table) = match parts.as_slice() {
+        [_, database, table] | [database, table] => (database.to_string(), table.to_string()),
+        _ => (session.current_database(), name.to_owned()),
+    };
+    match session.catalog.catalog().table(&database, &table) {
+        Err(e) => e.into(),
+        Ok(_) => error.into(),
+    }
+}

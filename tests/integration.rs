@@ -1,0 +1,1 @@
+//! lakegate integration tests.
