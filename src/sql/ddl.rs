@@ -308,7 +308,10 @@ fn show(p: &mut Parser) -> Result<Option<Command>> {
 fn describe(p: &mut Parser) -> Result<Option<Command>> {
     let _ = p.parse_keyword(Keyword::TABLE);
     let _ = p.parse_one_of_keywords(&[Keyword::EXTENDED, Keyword::FORMATTED]);
-    if !matches!(p.peek_token().token, Token::Word(ref w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some()) {
+    // `DESCRIBE SELECT ...` describes a query: DataFusion's.
+    let names_a_table = matches!(p.peek_token().token,
+        Token::Word(ref w) if !matches!(w.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES) || w.quote_style.is_some());
+    if !names_a_table {
         return Ok(None);
     }
     Ok(Some(Command::Describe { table: table_name(&p.parse_object_name(false)?)? }))

@@ -45,7 +45,7 @@ pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
 
 /// DataFusion says "table 'lakegate.db.t' not found"; the catalog can say which names are close.
 fn name_missing_table(session: &Session, error: DataFusionError) -> Error {
-    let DataFusionError::Plan(message) = &error else { return error.into() };
+    let DataFusionError::Plan(message) = error.find_root() else { return error.into() };
     let Some(name) = message.strip_prefix("table '").and_then(|rest| rest.strip_suffix("' not found")) else {
         return error.into();
     };

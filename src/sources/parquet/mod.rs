@@ -42,9 +42,11 @@ impl ParquetSource {
     /// The table's URL, with its bucket's store registered when its OPTIONS set S3 settings.
     fn table_url(&self, spec: &TableSpec) -> DFResult<ListingTableUrl> {
         let url = ListingTableUrl::parse(listing_location(&spec.location))?;
-        let options = self.resolve_options(spec)?;
-        let overrides = s3_overrides(&options)?;
-        if is_s3(url.scheme()) && overrides != S3Config::default() {
+        if !is_s3(url.scheme()) {
+            return Ok(url);
+        }
+        let overrides = s3_overrides(&self.resolve_options(spec)?)?;
+        if overrides != S3Config::default() {
             let bucket = Url::parse(url.as_str()).map_err(|e| DataFusionError::External(Box::new(e)))?;
             self.stores.register_s3(&bucket, &overrides)?;
         }
