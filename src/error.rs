@@ -9,7 +9,7 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
     #[error(transparent)]
-    Catalog(#[from] lakegate_catalog::Error),
+    Catalog(lakegate_catalog::Error),
     #[error("{}", strip_noise(.0))]
     DataFusion(#[from] DataFusionError),
     #[error("SQL syntax error: {0}")]
@@ -20,6 +20,16 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("{location}: {source}")]
     Statement { location: String, source: Box<Error> },
+}
+
+impl From<lakegate_catalog::Error> for Error {
+    fn from(e: lakegate_catalog::Error) -> Self {
+        match e {
+            // A source's own error reads best with DataFusion's noise stripped.
+            lakegate_catalog::Error::Source(e) => Error::DataFusion(e),
+            other => Error::Catalog(other),
+        }
+    }
 }
 
 impl From<sqlparser::parser::ParserError> for Error {
@@ -41,13 +51,23 @@ impl Error {
     }
 }
 
-/// DataFusion prefixes external errors with "External error: "; users need the cause only.
+/// DataFusion prefixes external errors with "External error: "; users need the cause, and
+/// the causes beneath it ("connection refused") that drivers keep out of their own message.
 fn strip_noise(e: &DataFusionError) -> String {
-    match e {
+    let mut text = match e {
         DataFusionError::External(inner) => inner.to_string(),
-        DataFusionError::Context(context, inner) => format!("{context}: {}", strip_noise(inner)),
+        DataFusionError::Context(context, inner) => return format!("{context}: {}", strip_noise(inner)),
         other => other.to_string(),
+    };
+    let mut source = std::error::Error::source(e.find_root());
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
     }
+    text
 }
 
 impl From<datafusion::arrow::error::ArrowError> for Error {

@@ -76,7 +76,8 @@ impl Lakegate {
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
             .build();
-        let ctx = SessionContext::new_with_state(state);
+        // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them.
+        let ctx = SessionContext::new_with_state(state).enable_url_table();
         let catalog = self.catalog.session();
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
         Session { ctx, catalog, warehouse: self.warehouse_dir() }

@@ -1,1 +1,6 @@
-//! lakegate integration tests.
+//! Integration tests against the real binary and real services, linked as one test binary.
+
+mod common;
+
+mod cli;
+mod s3;

@@ -52,7 +52,8 @@ fn name_missing_table(session: &Session, error: DataFusionError) -> Error {
     let parts: Vec<&str> = name.split('.').collect();
     let (database, table) = match parts.as_slice() {
         [_, database, table] | [database, table] => (database.to_string(), table.to_string()),
-        _ => (session.current_database(), name.to_owned()),
+        [table] => (session.current_database(), table.to_string()),
+        _ => return error.into(),
     };
     match session.catalog.catalog().table(&database, &table) {
         Err(e) => e.into(),

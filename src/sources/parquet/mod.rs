@@ -95,7 +95,7 @@ fn s3_overrides(options: &BTreeMap<String, String>) -> DFResult<S3Config> {
 }
 
 fn located(location: &str, e: DataFusionError) -> DataFusionError {
-    DataFusionError::Plan(format!("cannot read Parquet table location '{location}': {e}"))
+    e.context(format!("cannot read Parquet table location '{location}'"))
 }
 
 #[async_trait]

@@ -1,0 +1,160 @@
+//! Shared fixtures: the real `lakegate` binary over a throw-away data directory, and a real
+//! S3 server (moto) on a free loopback port. A missing service fails the test with a message
+//! saying how to get it; nothing is skipped.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The project venv made by `scripts/test.sh` (or `$LAKEGATE_VENV`).
+pub(crate) fn venv() -> PathBuf {
+    std::env::var_os("LAKEGATE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"))
+}
+
+pub(crate) fn venv_bin(name: &str) -> PathBuf {
+    let path = venv().join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/test.sh --setup-only` to create the test venv (or set LAKEGATE_VENV)",
+        path.display()
+    );
+    path
+}
+
+/// A port nobody listens on right now.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// Polls `ready` every 20 ms until it holds or `timeout` passes.
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < timeout, "{what} was not ready after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The output of one `lakegate` run.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub(crate) fn success(self) -> Self {
+        assert!(self.ok, "lakegate failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub(crate) fn failure(self) -> Self {
+        assert!(!self.ok, "lakegate should have failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// CSV output as rows of cells, header excluded.
+    pub(crate) fn rows(&self) -> Vec<Vec<String>> {
+        self.stdout.lines().skip(1).map(|l| l.split(',').map(str::to_owned).collect()).collect()
+    }
+}
+
+/// The real binary over its own data directory, with environment variables for every run.
+pub(crate) struct Lakegate {
+    pub(crate) data_dir: tempfile::TempDir,
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl Lakegate {
+    pub(crate) fn new() -> Self {
+        Self { data_dir: tempfile::tempdir().expect("temp dir"), env: Vec::new() }
+    }
+
+    pub(crate) fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub(crate) fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lakegate"));
+        command.arg("--data-dir").arg(self.data_dir.path()).env_remove("LAKEGATE_CONFIG").current_dir(self.data_dir.path());
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        command
+    }
+
+    /// Runs `lakegate sql --format csv -e <sql>`.
+    pub(crate) fn sql(&self, sql: &str) -> Run {
+        self.run(&["sql", "--format", "csv", "-e", sql])
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
+        let output = self.command().args(args).output().expect("lakegate binary runs");
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// A moto S3 server on a free loopback port, stopped on drop.
+pub(crate) struct S3Server {
+    child: Child,
+    pub(crate) endpoint: String,
+    port: u16,
+}
+
+impl S3Server {
+    pub(crate) fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let server = Self { child, endpoint: format!("http://127.0.0.1:{port}"), port };
+        wait_for("moto S3 server", Duration::from_secs(60), || server.request("GET", "/").is_some_and(|s| s < 500));
+        server
+    }
+
+    /// Sends a bare HTTP request (moto does not check signatures) and returns the status.
+    fn request(&self, method: &str, path: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port);
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub(crate) fn create_bucket(&self, bucket: &str) {
+        let status = self.request("PUT", &format!("/{bucket}")).expect("moto answers");
+        assert_eq!(status, 200, "creating bucket {bucket}");
+    }
+
+    /// The environment a lakegate process needs to use this server.
+    pub(crate) fn env(&self, lakegate: Lakegate) -> Lakegate {
+        lakegate
+            .with_env("LAKEGATE_S3_ENDPOINT", &self.endpoint)
+            .with_env("AWS_ACCESS_KEY_ID", "testing")
+            .with_env("AWS_SECRET_ACCESS_KEY", "testing")
+            .with_env("AWS_REGION", "us-east-1")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
