@@ -3,13 +3,14 @@
 //! Registration checks the location and stores the schema (declared, or read from the files),
 //! so opening a table later lists no files until it is queried.
 
+mod format;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use futures::TryStreamExt;
@@ -59,7 +60,7 @@ fn listing_options(partitions: &[ColumnSpec]) -> DFResult<ListingOptions> {
         .iter()
         .map(|c| Ok((c.name.clone(), c.field()?.data_type().clone())))
         .collect::<lakegate_catalog::Result<Vec<_>>>()?;
-    Ok(ListingOptions::new(Arc::new(ParquetFormat::default()))
+    Ok(ListingOptions::new(Arc::new(format::NamedParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partition_cols))
 }
