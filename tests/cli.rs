@@ -114,3 +114,26 @@ fn partition_filters_prune_directories() {
     assert!(plan.stdout.contains("dt=2018-03-06"), "{}", plan.stdout);
     assert!(!plan.stdout.contains("dt=2018-03-05"), "the other partition must be pruned:\n{}", plan.stdout);
 }
+
+#[test]
+fn the_repl_runs_multi_line_statements_and_browsing_commands() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let lg = Lakegate::new();
+    let dir = write_events(&lg);
+    let mut child = lg.command().arg("repl").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("repl starts");
+    let input = format!(
+        "CREATE EXTERNAL TABLE events\n  STORED AS PARQUET\n  LOCATION '{dir}';\n\\dt\nSELECT count(*) AS n\n  FROM events\n  WHERE dt = '2018-03-05';\nSELECT * FROM nope;\n\\d events\n\\q\n"
+    );
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("input written");
+    let output = child.wait_with_output().expect("repl exits");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("created table default.events"), "{stdout}");
+    assert!(stdout.contains("| default  | events     | parquet"), "\\dt lists the table:\n{stdout}");
+    assert!(stdout.contains("| 2 |") && stdout.contains("1 row in"), "the count and its timing:\n{stdout}");
+    assert!(stderr.contains("table 'default.nope' does not exist"), "errors are printed and the shell goes on:\n{stderr}");
+    assert!(stdout.contains("| dt       | STRING"), "\\d describes:\n{stdout}");
+}
