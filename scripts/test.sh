@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# lakegate's test command. On a fresh Debian machine (as root, or a user with
+# sudo) it installs what the tests need, builds the workspace and runs every
+# test: unit tests, tests/integration.rs and the sqllogictest files run by
+# tests/slt.rs. Set-up steps are skipped when already done (scripts/setup.sh).
+#
+#   bash scripts/test.sh                      set up, build, run all tests
+#   bash scripts/test.sh --setup-only         set up only
+#   bash scripts/test.sh [CARGO TEST ARGS]    extra args go to `cargo test`,
+#       e.g. `bash scripts/test.sh --test integration flight_sql`
+#       or   `bash scripts/test.sh -- --nocapture`
+#
+# The fixtures start their own services (PostgreSQL, moto's S3, ...) on free
+# loopback ports and stop them afterwards, so this script starts none.
+#
+# Test runner: plain `cargo test`, not cargo-nextest. nextest is not in the
+# toolchain and `cargo install cargo-nextest` compiles for many minutes on a
+# 2-core machine, longer than the whole suite; the tests link into few
+# binaries (one per crate, tests/integration.rs, tests/slt.rs), so nextest's
+# process-per-test parallelism would gain little; and cargo test also runs the
+# doctests, which nextest does not.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/setup.sh
+source scripts/setup.sh
+
+setup_only=false
+cargo_test_args=()
+for arg in "$@"; do
+    if [[ $arg == --setup-only ]]; then
+        setup_only=true
+    else
+        cargo_test_args+=("$arg")
+    fi
+done
+
+started=$SECONDS
+lakegate_setup
+if $setup_only; then
+    lakegate_section "set-up done in $((SECONDS - started)) s (--setup-only: not building or testing)"
+    exit 0
+fi
+
+# Compile everything first, benches and examples included, so a target that no
+# longer builds fails here even if no test touches it, and so compile errors
+# are not interleaved with test output.
+lakegate_section "cargo build --workspace --all-targets"
+build_started=$SECONDS
+if ! cargo build --workspace --all-targets; then
+    lakegate_section "BUILD FAILED (see the compiler errors above)"
+    exit 1
+fi
+echo "built in $((SECONDS - build_started)) s"
+
+# --no-fail-fast: one failing test binary must not hide the results of the
+# others; cargo still exits non-zero if anything failed.
+lakegate_section "cargo test --workspace --no-fail-fast${cargo_test_args[*]:+ ${cargo_test_args[*]}}"
+test_started=$SECONDS
+status=0
+cargo test --workspace --no-fail-fast "${cargo_test_args[@]}" || status=$?
+
+if [[ $status -eq 0 ]]; then
+    lakegate_section "all tests passed (tests $((SECONDS - test_started)) s, total $((SECONDS - started)) s)"
+else
+    lakegate_section "TESTS FAILED (cargo test exit $status; total $((SECONDS - started)) s)"
+fi
+exit "$status"
