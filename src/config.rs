@@ -14,6 +14,35 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub s3: S3Config,
     pub execution: ExecutionConfig,
+    pub geodata: GeodataConfig,
+}
+
+/// Polygon layers for `geodata(lon, lat)` and `geo_lookup('layer', lon, lat)`, loaded once
+/// per process when it starts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeodataConfig {
+    pub layers: Vec<LayerConfig>,
+}
+
+/// One `[[geodata.layers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// The name `geo_lookup` takes.
+    pub name: String,
+    /// A `.tsv`, `.csv` or `.parquet` file with a header; relative to the working directory.
+    pub path: PathBuf,
+    /// The column of POLYGON/MULTIPOLYGON WKT (default `wkt`).
+    #[serde(default)]
+    pub wkt_column: Option<String>,
+    /// Attribute columns in output order (default: every other column).
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// Fail the load on an invalid (self-intersecting) polygon instead of keeping it with a
+    /// warning.
+    #[serde(default)]
+    pub reject_invalid: bool,
 }
 
 /// S3 access, used for every `s3://`, `s3a://` and `s3n://` location unless a table's OPTIONS

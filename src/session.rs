@@ -11,8 +11,9 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use lakegate_catalog::{Catalog, SessionCatalog};
+use lakegate_udfs::{InvalidPolygons, LayerSet, LayerSpec};
 
-use crate::config::Config;
+use crate::config::{Config, GeodataConfig};
 use crate::sources;
 use crate::storage::ObjectStores;
 use crate::{Error, Result};
@@ -26,6 +27,30 @@ pub struct Lakegate {
     config: Config,
     catalog: Arc<Catalog>,
     runtime: Arc<RuntimeEnv>,
+    layers: Arc<LayerSet>,
+}
+
+/// Loads the configured geodata layers, reporting polygons kept despite being invalid.
+fn load_layers(config: &GeodataConfig) -> Result<LayerSet> {
+    let specs: Vec<LayerSpec> = config
+        .layers
+        .iter()
+        .map(|l| {
+            let mut spec = LayerSpec::new(&l.name, &l.path).with_attributes(l.attributes.clone());
+            if let Some(column) = &l.wkt_column {
+                spec = spec.with_wkt_column(column);
+            }
+            if l.reject_invalid {
+                spec = spec.with_invalid_polygons(InvalidPolygons::Reject);
+            }
+            spec
+        })
+        .collect();
+    let layers = LayerSet::load(&specs).map_err(|e| Error::Config(format!("geodata layers: {e}")))?;
+    for warning in layers.warnings() {
+        tracing::warn!(%warning, "geodata polygon kept although invalid");
+    }
+    Ok(layers)
 }
 
 impl Lakegate {
@@ -43,7 +68,8 @@ impl Lakegate {
         }
         let runtime = runtime.build_arc()?;
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores))?;
-        Ok(Self { config, catalog, runtime })
+        let layers = Arc::new(load_layers(&config.geodata)?);
+        Ok(Self { config, catalog, runtime, layers })
     }
 
     pub fn config(&self) -> &Config {
@@ -80,6 +106,7 @@ impl Lakegate {
         let ctx = SessionContext::new_with_state(state).enable_url_table();
         let catalog = self.catalog.session();
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
+        lakegate_udfs::register_all(&ctx, Arc::clone(&self.layers));
         Session { ctx, catalog, warehouse: self.warehouse_dir() }
     }
 }

@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
 use lakegate::sql::{self, Output};
+use lakegate::config::{GeodataConfig, LayerConfig};
 use lakegate::{Config, Lakegate, Session};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
@@ -93,8 +94,27 @@ fn format_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, lakegate::Error>
         .collect())
 }
 
-fn open(data_dir: tempfile::TempDir) -> Result<Db, lakegate::Error> {
-    let config = Config { data_dir: Some(data_dir.path().to_path_buf()), ..Config::default() };
+/// The geodata layers of `tests/data/geo`: real US and world polygons (see `scripts/geodata`).
+fn geodata_layers(data: &Path) -> GeodataConfig {
+    let layer = |name: &str, file: &str, attributes: &[&str]| LayerConfig {
+        name: name.to_owned(),
+        path: data.join("geo").join(file),
+        wkt_column: None,
+        attributes: attributes.iter().map(|a| a.to_string()).collect(),
+        reject_invalid: false,
+    };
+    GeodataConfig {
+        layers: vec![
+            layer("dma", "dma.tsv", &["dma_name", "dma_number"]),
+            layer("county", "counties.tsv", &["county"]),
+            layer("state", "states.tsv", &["state"]),
+            layer("country", "countries.tsv", &["country"]),
+        ],
+    }
+}
+
+fn open(data_dir: tempfile::TempDir, data: &Path) -> Result<Db, lakegate::Error> {
+    let config = Config { data_dir: Some(data_dir.path().to_path_buf()), geodata: geodata_layers(data), ..Config::default() };
     let lakegate = Lakegate::open(config)?;
     let scratch = data_dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).map_err(|e| lakegate::Error::io(scratch.display(), e))?;
@@ -103,7 +123,7 @@ fn open(data_dir: tempfile::TempDir) -> Result<Db, lakegate::Error> {
 
 async fn run_file(path: &Path, data: &Path) -> Result<(), String> {
     let data_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let db = open(data_dir).map_err(|e| e.to_string())?;
+    let db = open(data_dir, data).map_err(|e| e.to_string())?;
     let scratch = db.scratch.clone();
     let mut db = Some(db);
     let mut runner = sqllogictest::Runner::new(move || {

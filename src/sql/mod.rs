@@ -3,6 +3,7 @@
 
 mod commands;
 pub mod ddl;
+mod rewrite;
 mod script;
 pub mod types;
 
@@ -39,7 +40,11 @@ pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
     if let Some(command) = ddl::parse(sql)? {
         return commands::run(session, command).await;
     }
-    let frame = session.ctx.sql(sql).await.map_err(|e| name_missing_table(session, e))?;
+    let state = session.ctx.state();
+    let mut statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+    rewrite::struct_field_access(&mut statement);
+    let plan = state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?;
+    let frame = session.ctx.execute_logical_plan(plan).await?;
     Ok(Output::Rows(frame.execute_stream().await?))
 }
 
