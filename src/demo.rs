@@ -109,7 +109,7 @@ fn generate(root: &Path, rows: usize) -> Result<()> {
         ProgressStyle::with_template("generating sample data {bar:40} {pos}/{len} rows ({eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut rng = Rng(2018_03_05);
+    let mut rng = Rng(20_180_305);
     let users_schema = Arc::new(Schema::new(vec![
         Field::new("uid", DataType::Int64, false),
         Field::new("age", DataType::Int32, false),

@@ -4,7 +4,8 @@
 //! configuration can be handed to a distributed engine (Ballista) unchanged.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -27,7 +28,45 @@ pub struct Lakegate {
     config: Config,
     catalog: Arc<Catalog>,
     runtime: Arc<RuntimeEnv>,
-    layers: Arc<LayerSet>,
+    layers: Layers,
+}
+
+/// The geodata layers of the configuration, reloaded when one of their files changes (checked
+/// as each session starts, so a running query keeps the layers it started with).
+#[derive(Debug)]
+struct Layers {
+    config: GeodataConfig,
+    /// The files' modification times when `set` was loaded, and the set.
+    loaded: Mutex<(Vec<Option<SystemTime>>, Arc<LayerSet>)>,
+}
+
+impl Layers {
+    fn load(config: &GeodataConfig) -> Result<Self> {
+        let stamps = Self::stamps(config);
+        let set = Arc::new(load_layers(config)?);
+        Ok(Self { config: config.clone(), loaded: Mutex::new((stamps, set)) })
+    }
+
+    fn stamps(config: &GeodataConfig) -> Vec<Option<SystemTime>> {
+        config.layers.iter().map(|l| std::fs::metadata(&l.path).and_then(|m| m.modified()).ok()).collect()
+    }
+
+    fn current(&self) -> Arc<LayerSet> {
+        let stamps = Self::stamps(&self.config);
+        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if loaded.0 != stamps {
+            match load_layers(&self.config) {
+                Ok(set) => {
+                    tracing::info!(layers = set.layers().len(), "geodata layers reloaded");
+                    loaded.1 = Arc::new(set);
+                }
+                // A broken edit must not take the working layers away.
+                Err(e) => tracing::error!(error = %e, "geodata layers changed but do not load; keeping the loaded ones"),
+            }
+            loaded.0 = stamps;
+        }
+        Arc::clone(&loaded.1)
+    }
 }
 
 /// Loads the configured geodata layers, reporting polygons kept despite being invalid.
@@ -68,7 +107,7 @@ impl Lakegate {
         }
         let runtime = runtime.build_arc()?;
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores))?;
-        let layers = Arc::new(load_layers(&config.geodata)?);
+        let layers = Layers::load(&config.geodata)?;
         Ok(Self { config, catalog, runtime, layers })
     }
 
@@ -106,7 +145,7 @@ impl Lakegate {
         let ctx = SessionContext::new_with_state(state).enable_url_table();
         let catalog = self.catalog.session();
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
-        lakegate_udfs::register_all(&ctx, Arc::clone(&self.layers));
+        lakegate_udfs::register_all(&ctx, self.layers.current());
         Session { ctx, catalog, warehouse: self.warehouse_dir() }
     }
 }

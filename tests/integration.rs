@@ -3,4 +3,5 @@
 mod common;
 
 mod cli;
+mod geodata;
 mod s3;

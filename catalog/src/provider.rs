@@ -17,6 +17,8 @@ use crate::store::{DEFAULT_DATABASE, Store, parse_spec};
 use crate::{Error, Result, Sources, TableSpec};
 
 type TableKey = (String, String);
+/// Providers by table, each with the spec JSON it was built from.
+type ProviderCache = HashMap<TableKey, (String, Arc<dyn TableProvider>)>;
 
 /// The persistent catalog, shared by every session of a process.
 #[derive(Debug)]
@@ -25,7 +27,7 @@ pub struct Catalog {
     sources: Sources,
     /// Built providers, keyed by table and valid while the stored spec is unchanged, so a
     /// table re-created by another process is rebuilt here too.
-    providers: Mutex<HashMap<TableKey, (String, Arc<dyn TableProvider>)>>,
+    providers: Mutex<ProviderCache>,
 }
 
 impl Catalog {
@@ -136,7 +138,7 @@ impl Catalog {
         Ok(dropped)
     }
 
-    fn lock_providers(&self) -> std::sync::MutexGuard<'_, HashMap<TableKey, (String, Arc<dyn TableProvider>)>> {
+    fn lock_providers(&self) -> std::sync::MutexGuard<'_, ProviderCache> {
         self.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
