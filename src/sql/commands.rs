@@ -46,19 +46,11 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             let temporary = session.catalog.temporary_names(&database);
             listed.extend(temporary.into_iter().filter(|n| wanted(n)).map(|n| (n, "temporary".to_owned(), true)));
             listed.sort();
-            let count = listed.len();
-            let (names, kinds, temps): (Vec<_>, Vec<_>, Vec<_>) =
-                listed.into_iter().fold((vec![], vec![], vec![]), |(mut a, mut b, mut c), (n, k, t)| {
-                    a.push(n);
-                    b.push(k);
-                    c.push(t);
-                    (a, b, c)
-                });
             rows(vec![
-                ("database", strings(vec![database; count])),
-                ("table_name", strings(names)),
-                ("source", strings(kinds)),
-                ("is_temporary", Arc::new(BooleanArray::from(temps))),
+                ("database", strings(vec![database; listed.len()])),
+                ("table_name", strings(listed.iter().map(|(name, _, _)| name.clone()).collect())),
+                ("source", strings(listed.iter().map(|(_, kind, _)| kind.clone()).collect())),
+                ("is_temporary", Arc::new(listed.iter().map(|(_, _, temporary)| Some(*temporary)).collect::<BooleanArray>())),
             ])
         }
         Command::Describe { table } => describe(session, &table).await,
