@@ -52,6 +52,19 @@ enum Command {
         #[arg(long)]
         timing: bool,
     },
+    /// Run a batch script (Airflow/cron): variables, a progress bar, a non-zero exit with
+    /// file and line on the first failure
+    Run {
+        /// The script: statements separated by `;`
+        script: PathBuf,
+        /// A variable, as NAME=VALUE; `{{ NAME }}`, `${NAME}` and `${hivevar:NAME}` are replaced.
+        /// With `ds`, Airflow's `ds_nodash`, `ts` and `ts_nodash` are derived.
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Print the statements with variables replaced, and run nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Interactive SQL shell with history, multi-line statements and \d browsing
     Repl,
     /// Generate sample data (ad impressions, users, programs), register it and answer the
@@ -127,6 +140,22 @@ async fn run(cli: Cli) -> Result<()> {
             };
             run_statements(&lakegate, &origin, &statements, format, output.as_deref(), timing).await
         }
+        Command::Run { script, vars, dry_run } => {
+            let text = std::fs::read_to_string(&script).map_err(|e| Error::io(script.display(), e))?;
+            let origin = script.display().to_string();
+            let vars = sql::template::with_airflow_defaults(vars.into_iter().collect());
+            let located = |source: Error| Error::Statement { location: origin.clone(), source: Box::new(source) };
+            let statements = sql::split_statements(&sql::template::render(&text, &vars).map_err(located)?).map_err(located)?;
+            if dry_run {
+                for statement in &statements {
+                    println!("-- {origin}:{}
+{};
+", statement.line, statement.text);
+                }
+                return Ok(());
+            }
+            run_script(&lakegate, &origin, &statements).await
+        }
         Command::Repl => lakegate::repl::run(&lakegate).await,
         Command::Demo { rows } => lakegate::demo::run(&lakegate, rows).await,
         Command::Catalog { action } => {
@@ -140,6 +169,41 @@ async fn run(cli: Cli) -> Result<()> {
             run_statements(&lakegate, "catalog", &statements, Format::Table, None, false).await
         }
     }
+}
+
+fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))
+}
+
+/// Runs a batch script with a progress bar; each statement's outcome goes to stderr, and the
+/// first failure stops the run, naming its line.
+async fn run_script(lakegate: &Lakegate, origin: &str, statements: &[ScriptStatement]) -> Result<()> {
+    let session = lakegate.session();
+    let progress = indicatif::ProgressBar::new(statements.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} statements  {elapsed}  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    for statement in statements {
+        let first_line = statement.text.lines().next().unwrap_or_default();
+        progress.set_message(format!("line {}: {first_line}", statement.line));
+        let statement_started = Instant::now();
+        let located = |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
+        let result = sql::execute(&session, &statement.text).await.map_err(located)?;
+        let written = output::write(result, Format::Table, &mut std::io::stdout(), None).await.map_err(located)?;
+        let outcome = match written {
+            Written::Rows(rows) => format!("{rows} {}", if rows == 1 { "row" } else { "rows" }),
+            Written::Done(message) => message,
+        };
+        progress.suspend(|| eprintln!("{origin}:{}: {outcome} ({:.3} s)", statement.line, statement_started.elapsed().as_secs_f64()));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    eprintln!("{} statements in {:.3} s", statements.len(), started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Runs statements in order; the first failure stops the run and names its line.

@@ -137,3 +137,29 @@ fn the_repl_runs_multi_line_statements_and_browsing_commands() {
     assert!(stderr.contains("table 'default.nope' does not exist"), "errors are printed and the shell goes on:\n{stderr}");
     assert!(stdout.contains("| dt       | STRING"), "\\d describes:\n{stdout}");
 }
+
+#[test]
+fn a_nightly_script_runs_with_airflow_and_hive_variables() {
+    let lg = Lakegate::new();
+    let dir = write_events(&lg);
+    let script = lg.data_dir.path().join("nightly.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "-- {{{{ ds }}}} is Airflow's, ${{lookback}} Hive's\nCREATE DATABASE IF NOT EXISTS reports;\n\
+             CREATE EXTERNAL TABLE IF NOT EXISTS reports.events STORED AS PARQUET LOCATION '{dir}';\n\
+             SELECT count(*) AS n, '{{{{ ds_nodash }}}}' AS day FROM reports.events WHERE dt = '{{{{ ds }}}}' AND uid < ${{hivevar:lookback}};\n"
+        ),
+    )
+    .expect("script written");
+    let path = script.to_str().expect("utf-8");
+    let run = lg.run(&["run", path, "--var", "ds=2018-03-05", "--var", "lookback=7"]).success();
+    assert!(run.stdout.contains("| 2 | 20180305 |"), "{}", run.stdout);
+    assert!(run.stderr.contains("nightly.sql:4: 1 row (") && run.stderr.contains("3 statements in"), "{}", run.stderr);
+
+    let dry = lg.run(&["run", path, "--var", "ds=2018-03-06", "--var", "lookback=7", "--dry-run"]).success();
+    assert!(dry.stdout.contains("-- ") && dry.stdout.contains("WHERE dt = '2018-03-06' AND uid < 7"), "{}", dry.stdout);
+
+    let missing = lg.run(&["run", path, "--var", "ds=2018-03-05"]).failure();
+    assert!(missing.stderr.contains("nightly.sql") && missing.stderr.contains("unknown variable 'lookback'"), "{}", missing.stderr);
+}

@@ -5,6 +5,7 @@ mod commands;
 pub mod ddl;
 mod rewrite;
 mod script;
+pub mod template;
 pub mod types;
 
 use datafusion::error::DataFusionError;
