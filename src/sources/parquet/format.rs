@@ -24,7 +24,8 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::metadata::ParquetMetaData;
-use datafusion::physical_expr::LexOrdering;
+use datafusion::datasource::physical_plan::FileSinkConfig;
+use datafusion::physical_expr::{LexOrdering, LexRequirement};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::FutureExt;
@@ -94,6 +95,16 @@ impl FileFormat for NamedParquetFormat {
         let source = source.clone().with_parquet_file_reader_factory(Arc::new(NamingReaderFactory(Arc::clone(factory))));
         let config = FileScanConfigBuilder::from(config.clone()).with_source(Arc::new(source)).build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+
+    async fn create_writer_physical_plan(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+        state: &dyn Session,
+        conf: FileSinkConfig,
+        order_requirements: Option<LexRequirement>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.0.create_writer_physical_plan(input, state, conf, order_requirements).await
     }
 
     fn file_source(&self, table_schema: TableSchema) -> Arc<dyn FileSource> {
