@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = Some(dir);
     }
-    let lakegate = Lakegate::open(config)?;
+    let lakegate = Lakegate::open(config).await?;
     match cli.command {
         Command::Sql { execute, file, format, output, timing } => {
             let (origin, statements) = match (execute, file) {

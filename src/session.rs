@@ -16,6 +16,9 @@ use lakegate_udfs::{InvalidPolygons, LayerSet, LayerSpec};
 
 use crate::config::{Config, GeodataConfig};
 use crate::sources;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use object_store::ObjectStoreExt;
+
 use crate::storage::ObjectStores;
 use crate::{Error, Result};
 
@@ -92,12 +95,35 @@ fn load_layers(config: &GeodataConfig) -> Result<LayerSet> {
     Ok(layers)
 }
 
+/// Layers on S3 (`s3://`, `s3a://`, `s3n://`) are copied under `cache` when the process starts,
+/// since the loader reads local files; the returned configuration names the copies. A copy is
+/// not refreshed while the process runs (local layer files are).
+async fn fetch_remote_layers(config: &GeodataConfig, stores: &ObjectStores, cache: &std::path::Path) -> Result<GeodataConfig> {
+    let mut local = config.clone();
+    for layer in &mut local.layers {
+        let location = layer.path.display().to_string();
+        let Some(url) = url::Url::parse(&location).ok().filter(|u| crate::storage::is_s3(u.scheme())) else { continue };
+        let fetch_error = |e: &dyn std::fmt::Display| Error::Config(format!("geodata layer '{}': cannot read {location}: {e}", layer.name));
+        let store = stores.get_store(&url).map_err(|e| fetch_error(&e))?;
+        let key = object_store::path::Path::from_url_path(url.path()).map_err(|e| fetch_error(&e))?;
+        let bytes = store.get(&key).await.map_err(|e| fetch_error(&e))?.bytes().await.map_err(|e| fetch_error(&e))?;
+        std::fs::create_dir_all(cache).map_err(|e| Error::io(cache.display(), e))?;
+        let file_name = key.filename().unwrap_or("layer");
+        let copy = cache.join(format!("{}-{file_name}", layer.name));
+        std::fs::write(&copy, &bytes).map_err(|e| Error::io(copy.display(), e))?;
+        layer.path = copy;
+    }
+    Ok(local)
+}
+
 impl Lakegate {
-    /// Opens the data directory (creating it), its catalog and the object stores.
+    /// Opens the data directory (creating it), its catalog and the object stores, and loads
+    /// the geodata layers.
     ///
     /// # Errors
-    /// The data directory cannot be created, or the catalog cannot be opened.
-    pub fn open(config: Config) -> Result<Self> {
+    /// The data directory cannot be created, the catalog cannot be opened, or a layer does
+    /// not load.
+    pub async fn open(config: Config) -> Result<Self> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
         let stores = Arc::new(ObjectStores::new(config.s3.clone()));
@@ -107,7 +133,8 @@ impl Lakegate {
         }
         let runtime = runtime.build_arc()?;
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores))?;
-        let layers = Layers::load(&config.geodata)?;
+        let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
+        let layers = Layers::load(&geodata)?;
         Ok(Self { config, catalog, runtime, layers })
     }
 

@@ -36,7 +36,7 @@ async fn layers_reload_when_their_file_changes_and_survive_a_broken_edit() {
         },
         ..Config::default()
     };
-    let lakegate = Lakegate::open(config).expect("opens");
+    let lakegate = Lakegate::open(config).await.expect("opens");
     assert_eq!(region_at(&lakegate).await.expect("query"), Some("north".to_owned()));
 
     // Renamed region: the next session sees it.

@@ -88,3 +88,26 @@ fn a_table_with_an_unresolvable_secret_breaks_only_itself() {
     assert!(run.stderr.contains("default.remote is unavailable") && run.stderr.contains("LG_TEST_S3_SECRET"), "{}", run.stderr);
     assert_eq!(without_secret.sql("SELECT count(*) FROM local").success().rows(), vec![vec!["0"]]);
 }
+
+/// A geodata layer on S3 is read when the process starts.
+#[test]
+fn geodata_layers_load_from_s3() {
+    let s3 = S3Server::start();
+    s3.create_bucket("geo");
+    let lg = s3.env(Lakegate::new());
+    lg.sql(
+        "COPY (SELECT 'north' AS region, 'POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))' AS wkt) \
+         TO 's3://geo/layers/regions.csv' STORED AS CSV",
+    )
+    .success();
+    let config = lg.data_dir.path().join("lakegate.toml");
+    std::fs::write(&config, "[[geodata.layers]]\nname = 'regions'\npath = 's3a://geo/layers/regions.csv'\n").expect("config written");
+    let config = config.to_str().expect("utf-8");
+    let run = lg.run(&["--config", config, "sql", "--format", "csv", "-e", "SELECT geodata(5.0, 5.0)['region'] AS r, geodata(15.0, 5.0)['region'] IS NULL AS outside"]).success();
+    assert_eq!(run.rows(), vec![vec!["north", "true"]]);
+
+    std::fs::write(lg.data_dir.path().join("missing.toml"), "[[geodata.layers]]\nname = 'x'\npath = 's3://geo/layers/nope.csv'\n").expect("written");
+    let missing = lg.data_dir.path().join("missing.toml");
+    let run = lg.run(&["--config", missing.to_str().expect("utf-8"), "sql", "-e", "SELECT 1"]).failure();
+    assert!(run.stderr.contains("geodata layer 'x'") && run.stderr.contains("s3://geo/layers/nope.csv"), "{}", run.stderr);
+}

@@ -113,9 +113,9 @@ fn geodata_layers(data: &Path) -> GeodataConfig {
     }
 }
 
-fn open(data_dir: tempfile::TempDir, data: &Path) -> Result<Db, lakegate::Error> {
+async fn open(data_dir: tempfile::TempDir, data: &Path) -> Result<Db, lakegate::Error> {
     let config = Config { data_dir: Some(data_dir.path().to_path_buf()), geodata: geodata_layers(data), ..Config::default() };
-    let lakegate = Lakegate::open(config)?;
+    let lakegate = Lakegate::open(config).await?;
     let scratch = data_dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).map_err(|e| lakegate::Error::io(scratch.display(), e))?;
     Ok(Db { session: lakegate.session(), scratch: scratch.display().to_string(), _data_dir: data_dir })
@@ -123,7 +123,7 @@ fn open(data_dir: tempfile::TempDir, data: &Path) -> Result<Db, lakegate::Error>
 
 async fn run_file(path: &Path, data: &Path) -> Result<(), String> {
     let data_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let db = open(data_dir, data).map_err(|e| e.to_string())?;
+    let db = open(data_dir, data).await.map_err(|e| e.to_string())?;
     let scratch = db.scratch.clone();
     let mut db = Some(db);
     let mut runner = sqllogictest::Runner::new(move || {
