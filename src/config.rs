@@ -70,6 +70,10 @@ pub struct ExecutionConfig {
     /// Memory a process may use for query execution, in MiB; queries that need more spill
     /// or fail instead of taking the machine down. Default: unlimited.
     pub memory_limit_mb: Option<usize>,
+    /// How long a listing of a table's files is reused, in seconds (default 10): files that
+    /// other writers add appear within this time, or at once after `MSCK REPAIR TABLE` or
+    /// `REFRESH TABLE`.
+    pub listing_cache_seconds: Option<u64>,
 }
 
 impl S3Config {

@@ -127,7 +127,11 @@ impl Lakegate {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
         let stores = Arc::new(ObjectStores::new(config.s3.clone()));
-        let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::clone(&stores) as _);
+        // DataFusion keeps file listings forever by default; a gateway must see new partitions.
+        let listing_ttl = std::time::Duration::from_secs(config.execution.listing_cache_seconds.unwrap_or(10));
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::clone(&stores) as _)
+            .with_object_list_cache_ttl(Some(listing_ttl));
         if let Some(mb) = config.execution.memory_limit_mb {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(mb * 1024 * 1024)));
         }

@@ -60,6 +60,21 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             let options = mask_secrets(&spec.options, |k| sources.is_secret(&spec.kind, k));
             rows(vec![("createtab_stmt", strings(vec![render_create(&spec, &options)?]))])
         }
+        Command::ShowPartitions { table } => {
+            let partitions = table_partitions(session, &table).await?;
+            rows(vec![("partition", strings(partitions))])
+        }
+        Command::RepairTable { table } => {
+            if let Some(listings) = session.ctx.runtime_env().cache_manager.get_list_files_cache() {
+                listings.clear();
+            }
+            let spec = catalog.table(&database_of(session, &table), &table.name)?;
+            if spec.partition_columns.is_empty() {
+                return Ok(Output::Done(format!("refreshed {}", spec.qualified_name())));
+            }
+            let partitions = table_partitions(session, &table).await?;
+            Ok(Output::Done(format!("refreshed {}: {} partitions", spec.qualified_name(), partitions.len())))
+        }
         Command::Use { database } => {
             if !catalog.databases()?.contains(&database) {
                 catalog.tables(&database)?; // fails with the unknown-database error and its hints
@@ -68,6 +83,14 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             Ok(Output::Done(format!("using database {database}")))
         }
     }
+}
+
+async fn table_partitions(session: &Session, table: &TableName) -> Result<Vec<String>> {
+    let spec = session.catalog.catalog().table(&database_of(session, table), &table.name)?;
+    if spec.kind != "parquet" || spec.partition_columns.is_empty() {
+        return Err(Error::Unsupported(format!("{} is not a partitioned Parquet table", spec.qualified_name())));
+    }
+    Ok(crate::sources::parquet::partitions(&session.ctx.state(), &spec).await?)
 }
 
 fn done(changed: bool, did: String, nothing: String) -> Output {

@@ -30,6 +30,11 @@ pub enum Command {
     ShowTables { database: Option<String>, pattern: Option<String> },
     Describe { table: TableName },
     ShowCreateTable { table: TableName },
+    /// Hive's `SHOW PARTITIONS t`.
+    ShowPartitions { table: TableName },
+    /// Hive's `MSCK REPAIR TABLE t` and Spark's `REFRESH TABLE t`: forget cached file listings
+    /// so files added by other writers are read at once, and report the partitions.
+    RepairTable { table: TableName },
     Use { database: String },
 }
 
@@ -60,7 +65,25 @@ pub struct CreateTable {
 pub fn parse(sql: &str) -> Result<Option<Command>> {
     let dialect = GenericDialect {};
     let mut p = Parser::new(&dialect).try_with_sql(sql)?;
-    let command = match p.parse_one_of_keywords(&[Keyword::CREATE, Keyword::DROP, Keyword::SHOW, Keyword::DESCRIBE, Keyword::DESC, Keyword::USE]) {
+    let command = match p.parse_one_of_keywords(&[
+        Keyword::CREATE,
+        Keyword::DROP,
+        Keyword::SHOW,
+        Keyword::DESCRIBE,
+        Keyword::DESC,
+        Keyword::USE,
+        Keyword::MSCK,
+        Keyword::REFRESH,
+    ]) {
+        Some(Keyword::REFRESH) => {
+            let _ = p.parse_keyword(Keyword::TABLE);
+            Some(Command::RepairTable { table: table_name(&p.parse_object_name(false)?)? })
+        }
+        Some(Keyword::MSCK) => {
+            p.expect_keyword_is(Keyword::REPAIR)?;
+            p.expect_keyword_is(Keyword::TABLE)?;
+            Some(Command::RepairTable { table: table_name(&p.parse_object_name(false)?)? })
+        }
         Some(Keyword::CREATE) => create(&mut p)?,
         Some(Keyword::DROP) => drop(&mut p)?,
         Some(Keyword::SHOW) => show(&mut p)?,
@@ -298,6 +321,9 @@ fn show(p: &mut Parser) -> Result<Option<Command>> {
             None
         };
         return Ok(Some(Command::ShowTables { database, pattern: like(p)? }));
+    }
+    if p.parse_keyword(Keyword::PARTITIONS) {
+        return Ok(Some(Command::ShowPartitions { table: table_name(&p.parse_object_name(false)?)? }));
     }
     if p.parse_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
         return Ok(Some(Command::ShowCreateTable { table: table_name(&p.parse_object_name(false)?)? }));

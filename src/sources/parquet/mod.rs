@@ -99,6 +99,29 @@ fn located(location: &str, e: DataFusionError) -> DataFusionError {
     e.context(format!("cannot read Parquet table location '{location}'"))
 }
 
+/// The Hive partitions (`dt=2018-03-05/...`) that hold files of a partitioned table, sorted.
+///
+/// # Errors
+/// The location cannot be listed.
+pub async fn partitions(session: &dyn Session, spec: &TableSpec) -> DFResult<Vec<String>> {
+    let url = ListingTableUrl::parse(listing_location(&spec.location))?;
+    let store = session.runtime_env().object_store(&url)?;
+    let files: Vec<_> = url.list_all_files(session, store.as_ref(), ".parquet").await?.try_collect().await?;
+    let names: Vec<&str> = spec.partition_columns.iter().map(|c| c.name.as_str()).collect();
+    let mut partitions: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let parts: Vec<&str> = url.strip_prefix(&file.location)?.take(names.len()).collect();
+            let matches = parts.len() == names.len()
+                && parts.iter().zip(&names).all(|(part, name)| part.split_once('=').is_some_and(|(k, _)| k == *name));
+            matches.then(|| parts.join("/"))
+        })
+        .collect();
+    partitions.sort();
+    partitions.dedup();
+    Ok(partitions)
+}
+
 #[async_trait]
 impl SourceFactory for ParquetSource {
     fn kind(&self) -> &'static str {
