@@ -118,14 +118,6 @@ impl Catalog {
         self.store.insert_table(&spec, if_not_exists)
     }
 
-    /// Stores a changed spec of an existing table; sessions rebuild its provider on next use.
-    ///
-    /// # Errors
-    /// [`Error::UnknownTable`] when the table was dropped meanwhile.
-    pub fn update_table(&self, spec: &TableSpec) -> Result<()> {
-        self.store.update_table(spec)
-    }
-
     /// # Errors
     /// [`Error::UnknownTable`] (unless `if_exists`).
     pub fn drop_table(&self, database: &str, name: &str, if_exists: bool) -> Result<bool> {

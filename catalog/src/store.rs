@@ -158,21 +158,6 @@ impl Store {
         })
     }
 
-    /// Replaces the stored spec of an existing table (e.g. after partitions were added).
-    pub(crate) fn update_table(&self, spec: &TableSpec) -> Result<()> {
-        let json = serde_json::to_string(spec).map_err(|source| Error::Corrupt { table: spec.qualified_name(), source })?;
-        self.with(|c| {
-            let changed = c.execute(
-                "UPDATE tables SET spec = ?3 WHERE database = ?1 AND name = ?2",
-                params![spec.database, spec.name, json],
-            )?;
-            if changed == 0 {
-                return Err(Error::UnknownTable { name: spec.qualified_name(), hint: String::new() });
-            }
-            Ok(())
-        })
-    }
-
     pub(crate) fn delete_table(&self, database: &str, name: &str) -> Result<bool> {
         self.with(|c| Ok(c.execute("DELETE FROM tables WHERE database = ?1 AND name = ?2", [database, name])? == 1))
     }
