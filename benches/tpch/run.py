@@ -164,12 +164,9 @@ def summarize(times: list[float], rows: int) -> dict:
     }
 
 
-def run_duckdb(data_dir: Path, queries: dict[int, str], runs: int) -> dict[int, dict]:
-    import duckdb
-
-    con = duckdb.connect()
-    for t in TABLES:
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{data_dir / t}.parquet')")
+def time_in_process(engine: str, queries: dict[int, str], runs: int, run_one) -> dict[int, dict]:
+    """Times `run_one(sql) -> row count` per query: one warm-up, then `runs` timed runs.
+    A failing query is recorded (first line of its error) and the others still run."""
     results = {}
     for n, sql in queries.items():
         sql = single_statement(sql)
@@ -177,17 +174,31 @@ def run_duckdb(data_dir: Path, queries: dict[int, str], runs: int) -> dict[int, 
         try:
             for i in range(1 + runs):
                 started = time.perf_counter()
-                rel = con.execute(sql)
-                table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.fetch_arrow_table()
+                rows = run_one(sql)
                 elapsed = time.perf_counter() - started
-                rows = table.num_rows
                 if i > 0:
                     times.append(elapsed)
             results[n] = summarize(times, rows)
-            log(f"duckdb   q{n:02d} {results[n]['median']:8.3f} s  {rows} rows")
+            log(f"{engine:<8} q{n:02d} {results[n]['median']:8.3f} s  {rows} rows")
         except Exception as e:  # a failing query must not stop the others
-            results[n] = {"error": str(e)}
-            log(f"duckdb   q{n:02d} FAILED: {e}")
+            results[n] = {"error": (str(e).splitlines() or [repr(e)])[0]}
+            log(f"{engine:<8} q{n:02d} FAILED: {results[n]['error']}")
+    return results
+
+
+def run_duckdb(data_dir: Path, queries: dict[int, str], runs: int) -> dict[int, dict]:
+    import duckdb
+
+    con = duckdb.connect()
+    for t in TABLES:
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{data_dir / t}.parquet')")
+
+    def run_one(sql: str) -> int:
+        rel = con.execute(sql)
+        table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.fetch_arrow_table()
+        return table.num_rows
+
+    results = time_in_process("duckdb", queries, runs, run_one)
     con.close()
     return results
 
@@ -310,22 +321,7 @@ def run_spark(data_dir: Path, queries: dict[int, str], runs: int) -> tuple[dict[
     try:
         for t in TABLES:
             spark.read.parquet(str(data_dir / f"{t}.parquet")).createOrReplaceTempView(t)
-        results = {}
-        for n, sql in queries.items():
-            sql = single_statement(sql)
-            times, rows = [], -1
-            try:
-                for i in range(1 + runs):
-                    started = time.perf_counter()
-                    rows = len(spark.sql(sql).collect())
-                    elapsed = time.perf_counter() - started
-                    if i > 0:
-                        times.append(elapsed)
-                results[n] = summarize(times, rows)
-                log(f"spark    q{n:02d} {results[n]['median']:8.3f} s  {rows} rows")
-            except Exception as e:
-                results[n] = {"error": str(e).splitlines()[0]}
-                log(f"spark    q{n:02d} FAILED: {results[n]['error']}")
+        results = time_in_process("spark", queries, runs, lambda sql: len(spark.sql(sql).collect()))
         return results, spark.version
     finally:
         spark.stop()
