@@ -99,6 +99,17 @@ fn located(location: &str, e: DataFusionError) -> DataFusionError {
     e.context(format!("cannot read Parquet table location '{location}'"))
 }
 
+/// The leading `key=value` directories of `file` under the table's location, as (key, value).
+fn hive_directories(url: &ListingTableUrl, file: &object_store::path::Path) -> Vec<(String, String)> {
+    let Some(parts) = url.strip_prefix(file) else { return Vec::new() };
+    let parts: Vec<&str> = parts.collect();
+    let directories = &parts[..parts.len().saturating_sub(1)];
+    directories
+        .iter()
+        .map_while(|part| part.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
 /// The Hive partitions (`dt=2018-03-05/...`) that hold files of a partitioned table, sorted.
 ///
 /// # Errors
@@ -111,10 +122,9 @@ pub async fn partitions(session: &dyn Session, spec: &TableSpec) -> DFResult<Vec
     let mut partitions: Vec<String> = files
         .iter()
         .filter_map(|file| {
-            let parts: Vec<&str> = url.strip_prefix(&file.location)?.take(names.len()).collect();
-            let matches = parts.len() == names.len()
-                && parts.iter().zip(&names).all(|(part, name)| part.split_once('=').is_some_and(|(k, _)| k == *name));
-            matches.then(|| parts.join("/"))
+            let directories = hive_directories(&url, &file.location);
+            let matches = directories.len() >= names.len() && directories.iter().zip(&names).all(|((k, _), name)| k == name);
+            matches.then(|| directories[..names.len()].iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("/"))
         })
         .collect();
     partitions.sort();
@@ -159,13 +169,12 @@ impl SourceFactory for ParquetSource {
                 )));
             }
             if spec.partition_columns.is_empty() {
-                let names = options.infer_partitions(session, &url).await.map_err(|e| located(&spec.location, e))?;
-                spec.partition_columns = names.iter().map(|n| ColumnSpec::new(n, &DataType::Utf8, true)).collect();
+                let names = hive_directories(&url, &files[0].location).into_iter().map(|(name, _)| name);
+                spec.partition_columns = names.map(|n| ColumnSpec::new(n, &DataType::Utf8, true)).collect();
             }
-            let schema = listing_options(&spec.partition_columns)?
-                .infer_schema(session, &url)
-                .await
-                .map_err(|e| located(&spec.location, e))?;
+            // The schema comes from the files already listed: no second listing of the location.
+            let non_empty: Vec<_> = files.into_iter().filter(|f| f.size > 0).collect();
+            let schema = options.format.infer_schema(session, &store, &non_empty).await.map_err(|e| located(&spec.location, e))?;
             spec.columns = schema
                 .fields()
                 .iter()
