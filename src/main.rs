@@ -190,20 +190,29 @@ async fn run_script(lakegate: &Lakegate, origin: &str, statements: &[ScriptState
     for statement in statements {
         let first_line = statement.text.lines().next().unwrap_or_default();
         progress.set_message(format!("line {}: {first_line}", statement.line));
-        let statement_started = Instant::now();
-        let located = |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
-        let result = sql::execute(&session, &statement.text).await.map_err(located)?;
-        let written = output::write(result, Format::Table, &mut std::io::stdout(), None).await.map_err(located)?;
-        let outcome = match written {
-            Written::Rows(rows) => format!("{rows} {}", if rows == 1 { "row" } else { "rows" }),
-            Written::Done(message) => message,
-        };
-        progress.suspend(|| eprintln!("{origin}:{}: {outcome} ({:.3} s)", statement.line, statement_started.elapsed().as_secs_f64()));
+        let (written, seconds) = run_one(&session, origin, statement, Format::Table, &mut std::io::stdout(), None).await?;
+        progress.suspend(|| eprintln!("{origin}:{}: {written} ({seconds:.3} s)", statement.line));
         progress.inc(1);
     }
     progress.finish_and_clear();
     eprintln!("{} statements in {:.3} s", statements.len(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Runs one statement of a script and writes its rows; an error names the statement's line.
+async fn run_one(
+    session: &lakegate::Session,
+    origin: &str,
+    statement: &ScriptStatement,
+    format: Format,
+    out: &mut dyn Write,
+    path: Option<&std::path::Path>,
+) -> Result<(Written, f64)> {
+    let started = Instant::now();
+    let located = |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
+    let result = sql::execute(session, &statement.text).await.map_err(located)?;
+    let written = output::write(result, format, out, path).await.map_err(located)?;
+    Ok((written, started.elapsed().as_secs_f64()))
 }
 
 /// Runs statements in order; the first failure stops the run and names its line.
@@ -223,20 +232,15 @@ async fn run_statements(
         _ => None,
     };
     for statement in statements {
-        let started = Instant::now();
-        let located = |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
-        let result = sql::execute(&session, &statement.text).await.map_err(located)?;
         let mut stdout = std::io::stdout().lock();
         let out: &mut dyn Write = match file.as_mut() {
             Some(f) => f,
             None => &mut stdout,
         };
-        let written = output::write(result, format, out, output).await.map_err(located)?;
-        let seconds = started.elapsed().as_secs_f64();
-        match written {
-            Written::Rows(rows) if timing => eprintln!("({rows} {}, {seconds:.3} s)", if rows == 1 { "row" } else { "rows" }),
-            Written::Done(message) => eprintln!("{message}"),
-            Written::Rows(_) => {}
+        match run_one(&session, origin, statement, format, out, output).await? {
+            (written @ Written::Rows(_), seconds) if timing => eprintln!("({written}, {seconds:.3} s)"),
+            (written @ Written::Done(_), _) => eprintln!("{written}"),
+            (Written::Rows(_), _) => {}
         }
     }
     Ok(())

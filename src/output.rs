@@ -30,6 +30,16 @@ pub enum Written {
     Done(String),
 }
 
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Written::Rows(1) => write!(f, "1 row"),
+            Written::Rows(rows) => write!(f, "{rows} rows"),
+            Written::Done(message) => write!(f, "{message}"),
+        }
+    }
+}
+
 /// Writes `output` to `out` (or to the file `path` for Parquet).
 ///
 /// # Errors

@@ -105,8 +105,8 @@ async fn run_statement(session: &Session, statement: &str) {
     };
     tokio::select! {
         result = work => match result {
-            Ok(Written::Rows(rows)) => println!("{rows} {} in {:.3} s", if rows == 1 { "row" } else { "rows" }, started.elapsed().as_secs_f64()),
-            Ok(Written::Done(message)) => println!("{message} ({:.3} s)", started.elapsed().as_secs_f64()),
+            Ok(written @ Written::Rows(_)) => println!("{written} in {:.3} s", started.elapsed().as_secs_f64()),
+            Ok(written @ Written::Done(_)) => println!("{written} ({:.3} s)", started.elapsed().as_secs_f64()),
             Err(e) => eprintln!("error: {e}"),
         },
         _ = tokio::signal::ctrl_c() => println!("cancelled after {:.3} s", started.elapsed().as_secs_f64()),
