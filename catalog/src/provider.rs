@@ -72,6 +72,12 @@ impl Catalog {
         self.store.drop_database(name, if_exists, cascade)
     }
 
+    /// # Errors
+    /// [`Error::UnknownDatabase`] with close matches.
+    pub fn require_database(&self, name: &str) -> Result<()> {
+        self.store.require_database(name)
+    }
+
     /// Every table of `database`, in name order.
     ///
     /// # Errors

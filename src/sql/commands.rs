@@ -76,9 +76,7 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             Ok(Output::Done(format!("refreshed {}: {} partitions", spec.qualified_name(), partitions.len())))
         }
         Command::Use { database } => {
-            if !catalog.databases()?.contains(&database) {
-                catalog.tables(&database)?; // fails with the unknown-database error and its hints
-            }
+            catalog.require_database(&database)?;
             session.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = database.clone();
             Ok(Output::Done(format!("using database {database}")))
         }
