@@ -70,6 +70,12 @@ fn strip_noise(e: &DataFusionError) -> String {
     text
 }
 
+impl From<datafusion::parquet::errors::ParquetError> for Error {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> Self {
+        Error::DataFusion(e.into())
+    }
+}
+
 impl From<datafusion::arrow::error::ArrowError> for Error {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
         Error::DataFusion(e.into())

@@ -11,6 +11,7 @@ pub mod session;
 pub mod sources;
 pub mod sql;
 pub mod storage;
+pub mod write;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -31,6 +31,7 @@ pub struct Lakegate {
     config: Config,
     catalog: Arc<Catalog>,
     runtime: Arc<RuntimeEnv>,
+    stores: Arc<ObjectStores>,
     layers: Layers,
 }
 
@@ -139,7 +140,7 @@ impl Lakegate {
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores))?;
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
-        Ok(Self { config, catalog, runtime, layers })
+        Ok(Self { config, catalog, runtime, stores, layers })
     }
 
     pub fn config(&self) -> &Config {
@@ -177,7 +178,13 @@ impl Lakegate {
         let catalog = self.catalog.session();
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
         lakegate_udfs::register_all(&ctx, self.layers.current());
-        Session { ctx, catalog, warehouse: self.warehouse_dir() }
+        Session {
+            ctx,
+            catalog,
+            warehouse: self.warehouse_dir(),
+            stores: Arc::clone(&self.stores),
+            progress: Arc::default(),
+        }
     }
 }
 
@@ -187,6 +194,8 @@ pub struct Session {
     pub(crate) ctx: SessionContext,
     pub(crate) catalog: Arc<SessionCatalog>,
     pub(crate) warehouse: PathBuf,
+    pub(crate) stores: Arc<ObjectStores>,
+    pub(crate) progress: Arc<crate::write::Progress>,
 }
 
 impl std::fmt::Debug for Session {
@@ -198,6 +207,11 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Rows and bytes this session's writes have written so far.
+    pub fn write_progress(&self) -> &crate::write::Progress {
+        &self.progress
     }
 
     /// The database unqualified names resolve to.

@@ -3,6 +3,9 @@
 //! A registry that builds an S3 client per bucket on first use from the process-wide S3
 //! settings, so any S3 location works without prior registration; a table whose OPTIONS set
 //! S3 settings registers its bucket with them.
+//!
+//! Every store DataFusion gets is wrapped in [`CommittedView`], so table scans list only the
+//! files of published commits (see `write::commit`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -10,12 +13,19 @@ use std::sync::{Arc, RwLock};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use lakegate_catalog::resolve_reference;
-use object_store::ObjectStore;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult,
+};
 use url::Url;
 
 use crate::config::S3Config;
+use crate::write::commit;
 
 #[derive(Debug)]
 pub struct ObjectStores {
@@ -101,6 +111,16 @@ impl ObjectStoreRegistry for ObjectStores {
     }
 
     fn get_store(&self, url: &Url) -> DFResult<Arc<dyn ObjectStore>> {
+        Ok(Arc::new(CommittedView { inner: self.raw_store(url)? }))
+    }
+}
+
+impl ObjectStores {
+    /// The store of `url` as it is, unfiltered: for writing and collecting garbage.
+    ///
+    /// # Errors
+    /// An unsupported scheme, or S3 settings that do not build a client.
+    pub fn raw_store(&self, url: &Url) -> DFResult<Arc<dyn ObjectStore>> {
         let key = store_key(url);
         if let Some(store) = self.stores.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
             return Ok(Arc::clone(store));
@@ -115,5 +135,70 @@ impl ObjectStoreRegistry for ObjectStores {
             }
         };
         Ok(Arc::clone(self.write().entry(key).or_insert(store)))
+    }
+}
+
+/// A store whose listings hide unpublished and replaced files and lakegate's own objects;
+/// everything else passes through.
+#[derive(Debug)]
+pub struct CommittedView {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Display for CommittedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CommittedView({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CommittedView {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    /// The whole listing is needed before filtering: a directory's markers may come last.
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let listing = self.inner.list(prefix);
+        futures::stream::once(async move { listing.try_collect::<Vec<_>>().await })
+            .map_ok(|objects| futures::stream::iter(commit::visible(objects).into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let mut result = self.inner.list_with_delimiter(prefix).await?;
+        let Some(system) = result.common_prefixes.iter().position(|p| p.filename() == Some(commit::SYSTEM_DIR)) else {
+            return Ok(result);
+        };
+        let system = result.common_prefixes.remove(system);
+        let markers = self.inner.list_with_delimiter(Some(&system)).await?.objects;
+        let dir = prefix.cloned().unwrap_or_default();
+        result.objects = commit::visible_children(&dir, std::mem::take(&mut result.objects), markers);
+        Ok(result)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
     }
 }

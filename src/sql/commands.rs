@@ -75,6 +75,34 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             let partitions = table_partitions(session, &table).await?;
             Ok(Output::Done(format!("refreshed {}: {} partitions", spec.qualified_name(), partitions.len())))
         }
+        Command::Vacuum { table, retain_hours } => {
+            let spec = catalog.table(&database_of(session, &table), &table.name)?;
+            if spec.kind != "parquet" {
+                return Err(Error::Unsupported(format!("VACUUM {}: only Parquet tables have files to vacuum", spec.qualified_name())));
+            }
+            let retain = std::time::Duration::from_secs_f64(retain_hours.unwrap_or(1.0).max(0.0) * 3600.0);
+            Ok(Output::Done(crate::write::vacuum(session, &spec, retain).await?))
+        }
+        Command::AddPartitions { table, partitions } => {
+            let spec = catalog.table(&database_of(session, &table), &table.name)?;
+            let names: Vec<&str> = spec.partition_columns.iter().map(|c| c.name.as_str()).collect();
+            for partition in &partitions {
+                let given: Vec<&str> = partition.iter().map(|(k, _)| k.as_str()).collect();
+                if given != names {
+                    return Err(Error::Syntax(format!(
+                        "ADD PARTITION ({}) does not match the partition columns of {} ({})",
+                        given.join(", "),
+                        spec.qualified_name(),
+                        names.join(", ")
+                    )));
+                }
+            }
+            Ok(Output::Done(format!(
+                "{} partitions of {} checked; lakegate reads partitions from the table's directories, nothing to register",
+                partitions.len(),
+                spec.qualified_name()
+            )))
+        }
         Command::Use { database } => {
             catalog.require_database(&database)?;
             session.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = database.clone();
@@ -89,6 +117,11 @@ async fn table_partitions(session: &Session, table: &TableName) -> Result<Vec<St
         return Err(Error::Unsupported(format!("{} is not a partitioned Parquet table", spec.qualified_name())));
     }
     Ok(crate::sources::parquet::partitions(&session.ctx.state(), &spec).await?)
+}
+
+/// One text column, a row per line.
+pub(super) fn lines(column: &str, lines: Vec<String>) -> Result<Output> {
+    rows(vec![(column, strings(lines))])
 }
 
 fn done(changed: bool, did: String, nothing: String) -> Output {

@@ -36,6 +36,12 @@ pub enum Command {
     /// so files added by other writers are read at once, and report the partitions.
     RepairTable { table: TableName },
     Use { database: String },
+    /// `VACUUM t [RETAIN n HOURS]`: delete files no reader can see (replaced by an overwrite
+    /// at once; abandoned by a crashed write once older than the retention, default 1 hour).
+    Vacuum { table: TableName, retain_hours: Option<f64> },
+    /// Hive's `ALTER TABLE t ADD [IF NOT EXISTS] PARTITION (dt='...')`: partitions are read from
+    /// the table's directories, so this only checks the spec.
+    AddPartitions { table: TableName, partitions: Vec<Vec<(String, String)>> },
 }
 
 /// `CREATE [TEMPORARY] [EXTERNAL] TABLE|VIEW ... USING|STORED AS ...`, in any spelling.
@@ -74,7 +80,42 @@ pub fn parse(sql: &str) -> Result<Option<Command>> {
         Keyword::USE,
         Keyword::MSCK,
         Keyword::REFRESH,
+        Keyword::VACUUM,
+        Keyword::ALTER,
     ]) {
+        Some(Keyword::VACUUM) => {
+            let _ = p.parse_keyword(Keyword::TABLE);
+            let table = table_name(&p.parse_object_name(false)?)?;
+            let retain_hours = if p.parse_keyword(Keyword::RETAIN) {
+                let hours = p.parse_number_value()?.to_string().parse::<f64>().map_err(|e| Error::Syntax(format!("RETAIN: {e}")))?;
+                p.expect_one_of_keywords(&[Keyword::HOURS, Keyword::HOUR])?;
+                Some(hours)
+            } else {
+                None
+            };
+            Some(Command::Vacuum { table, retain_hours })
+        }
+        Some(Keyword::ALTER) => {
+            if !p.parse_keyword(Keyword::TABLE) {
+                return Ok(None);
+            }
+            let table = table_name(&p.parse_object_name(false)?)?;
+            if !p.parse_keyword(Keyword::ADD) {
+                return Ok(None);
+            }
+            let _ = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let mut partitions = Vec::new();
+            while p.parse_keyword(Keyword::PARTITION) {
+                partitions.push(key_values(&mut p)?.into_iter().collect());
+                if p.parse_keyword(Keyword::LOCATION) {
+                    return Err(Error::Unsupported("ADD PARTITION ... LOCATION: partitions live under the table's location".into()));
+                }
+            }
+            if partitions.is_empty() {
+                return Ok(None);
+            }
+            Some(Command::AddPartitions { table, partitions })
+        }
         Some(Keyword::REFRESH) => {
             let _ = p.parse_keyword(Keyword::TABLE);
             Some(Command::RepairTable { table: table_name(&p.parse_object_name(false)?)? })
@@ -109,7 +150,7 @@ fn ident(i: &Ident) -> String {
     if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
 }
 
-fn table_name(name: &ObjectName) -> Result<TableName> {
+pub(crate) fn table_name(name: &ObjectName) -> Result<TableName> {
     let parts = name
         .0
         .iter()

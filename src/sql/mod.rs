@@ -3,7 +3,7 @@
 
 mod commands;
 pub mod ddl;
-mod rewrite;
+pub(crate) mod rewrite;
 mod script;
 pub mod template;
 pub mod types;
@@ -43,10 +43,36 @@ pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
     }
     let state = session.ctx.state();
     let mut statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+    if let Some(output) = write(session, &mut statement).await? {
+        return Ok(output);
+    }
     rewrite::struct_field_access(&mut statement);
+    rewrite::layout_clauses_in_queries(&mut statement);
     let plan = state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?;
     let frame = session.ctx.execute_logical_plan(plan).await?;
     Ok(Output::Rows(frame.execute_stream().await?))
+}
+
+/// `INSERT` and `EXPLAIN INSERT` into the catalog's Parquet tables, which lakegate writes itself.
+async fn write(session: &Session, statement: &mut datafusion::sql::parser::Statement) -> Result<Option<Output>> {
+    use datafusion::sql::parser::Statement as DF;
+    use sqlparser::ast::Statement as Sql;
+    let (sql, explain) = match statement {
+        DF::Statement(sql) => (sql, false),
+        DF::Explain(explain) => match explain.statement.as_mut() {
+            DF::Statement(sql) => (sql, true),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let Sql::Insert(insert) = sql.as_mut() else { return Ok(None) };
+    let Some(spec) = crate::write::target(session, insert)? else { return Ok(None) };
+    let plan = crate::write::plan(session, spec, insert.clone()).await?;
+    if explain {
+        let lines = crate::write::explain(plan).await?;
+        return Ok(Some(commands::lines("plan", lines)?));
+    }
+    Ok(Some(Output::Done(crate::write::execute(session, plan).await?)))
 }
 
 /// DataFusion says "table 'lakegate.db.t' not found"; the catalog can say which names are close.

@@ -66,7 +66,7 @@ fn listing_options(partitions: &[ColumnSpec]) -> DFResult<ListingOptions> {
 }
 
 /// A location is one file when it names a `.parquet` file, else a directory (prefix).
-fn listing_location(location: &str) -> String {
+pub(crate) fn listing_location(location: &str) -> String {
     if location.ends_with(".parquet") || location.ends_with('/') {
         location.to_owned()
     } else {

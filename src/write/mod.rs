@@ -1,0 +1,553 @@
+//! Hive-style writes into Parquet tables: `INSERT OVERWRITE|INTO TABLE t [PARTITION (...)]
+//! SELECT ... [DISTRIBUTE BY] [SORT BY] [CLUSTER BY]`, published atomically per partition.
+//!
+//! DataFusion plans the SELECT; lakegate lays the rows out itself: hashed to writers by the
+//! `DISTRIBUTE BY` columns (by default the partition columns, so a partition gets one file,
+//! not one per thread), sorted within each writer by the partition columns and then `SORT BY`,
+//! so each writer has one file open at a time. Files roll over at a target size.
+
+pub(crate) mod commit;
+mod files;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::logical_expr::{Expr, ExprSchemable, SortExpr, col, lit};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::expressions::col as physical_col;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, displayable};
+use datafusion::prelude::DataFrame;
+use lakegate_catalog::TableSpec;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::path::Path;
+use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Insert, OrderByExpr, SetExpr, TableObject, Value};
+
+use crate::session::Session;
+use crate::{Error, Result};
+
+pub(crate) use commit::Mode;
+
+/// Rows and bytes written so far by a session, for progress bars.
+#[derive(Debug, Default)]
+pub struct Progress {
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    /// (rows, bytes) written since the session started.
+    pub fn written(&self) -> (u64, u64) {
+        (self.rows.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, rows: u64, bytes: u64) {
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Files roll over at this size unless the table sets `write.target_file_size`.
+const TARGET_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A planned write, before anything is written.
+pub(crate) struct WritePlan {
+    spec: TableSpec,
+    mode: Mode,
+    /// Rows laid out for the writers: data columns, then partition columns, then sort keys.
+    plan: Arc<dyn ExecutionPlan>,
+    data_columns: usize,
+    partition_names: Vec<String>,
+    /// Partitions replaced even when the query yields no rows (a fully static spec).
+    static_partition: Option<String>,
+    /// The partition columns' rows, for listing what a dry run would replace.
+    partitions_frame: Option<DataFrame>,
+    target_file_bytes: u64,
+}
+
+/// The table an INSERT names, when it is a Parquet table of the catalog (other targets are
+/// left to DataFusion, or refused).
+///
+/// # Errors
+/// The table is a remote source, which lakegate does not write.
+pub(crate) fn target(session: &Session, insert: &Insert) -> Result<Option<TableSpec>> {
+    let TableObject::TableName(name) = &insert.table else { return Ok(None) };
+    let name = crate::sql::ddl::table_name(name)?;
+    let database = name.database.unwrap_or_else(|| session.current_database());
+    let table = name.name;
+    if session.catalog.temporary_names(&database).contains(&table) {
+        return Ok(None);
+    }
+    let spec = session.catalog.catalog().table(&database, &table)?;
+    if spec.kind != "parquet" {
+        return Err(Error::Unsupported(format!(
+            "INSERT into {} ({} table): lakegate writes Parquet tables only",
+            spec.qualified_name(),
+            spec.kind
+        )));
+    }
+    Ok(Some(spec))
+}
+
+/// One entry of a `PARTITION (...)` spec: `dt='2018-03-05'` (static) or `dt` (dynamic).
+fn partition_spec(spec: &TableSpec, clause: Option<&[SqlExpr]>) -> Result<Vec<(String, Option<String>)>> {
+    let names: Vec<&str> = spec.partition_columns.iter().map(|c| c.name.as_str()).collect();
+    let Some(clause) = clause else { return Ok(names.iter().map(|n| ((*n).to_owned(), None)).collect()) };
+    if names.is_empty() {
+        return Err(Error::Syntax(format!("{} is not partitioned; drop the PARTITION clause", spec.qualified_name())));
+    }
+    let mut entries = Vec::new();
+    for expr in clause {
+        let (column, value) = match expr {
+            SqlExpr::Identifier(column) => (column.value.clone(), None),
+            SqlExpr::BinaryOp { left, op: BinaryOperator::Eq, right } => match (left.as_ref(), right.as_ref()) {
+                (SqlExpr::Identifier(column), SqlExpr::Value(value)) => {
+                    let text = match &value.value {
+                        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::Number(s, _) => s.clone(),
+                        other => return Err(Error::Syntax(format!("partition value {other} for '{}': give a string or a number", column.value))),
+                    };
+                    (column.value.clone(), Some(text))
+                }
+                _ => return Err(Error::Syntax(format!("PARTITION entry '{expr}': write column='value' or column"))),
+            },
+            other => return Err(Error::Syntax(format!("PARTITION entry '{other}': write column='value' or column"))),
+        };
+        if !names.contains(&column.as_str()) {
+            return Err(Error::Syntax(format!(
+                "'{column}' is not a partition column of {}; its partition columns are {}",
+                spec.qualified_name(),
+                names.join(", ")
+            )));
+        }
+        if entries.iter().any(|(c, _)| *c == column) {
+            return Err(Error::Syntax(format!("partition column '{column}' is given twice")));
+        }
+        entries.push((column, value));
+    }
+    // Hive's order: the spec lists the partition columns in the table's order, static first.
+    let ordered: Vec<(String, Option<String>)> =
+        names.iter().filter_map(|n| entries.iter().find(|(c, _)| c == n).cloned()).collect();
+    if let Some(missing) = names.iter().find(|n| !entries.iter().any(|(c, _)| c == *n)) {
+        return Err(Error::Syntax(format!(
+            "PARTITION clause of {} misses partition column '{missing}'; list every partition column ({})",
+            spec.qualified_name(),
+            names.join(", ")
+        )));
+    }
+    if let Some(first_dynamic) = ordered.iter().position(|(_, v)| v.is_none())
+        && let Some((column, _)) = ordered[first_dynamic..].iter().find(|(_, v)| v.is_some())
+    {
+        return Err(Error::Syntax(format!(
+            "static partition '{column}' comes after dynamic partition '{}'; static partitions must come first, as in Hive",
+            ordered[first_dynamic].0
+        )));
+    }
+    Ok(ordered)
+}
+
+/// Whether Hive/Spark would store a `from` value into a `to` column (then cast).
+fn assignable(from: &DataType, to: &DataType) -> bool {
+    let string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    from == to
+        || from.is_null()
+        || (from.is_numeric() && to.is_numeric())
+        || string(to)
+        || (from.is_temporal() && to.is_temporal())
+        || matches!((from, to), (DataType::Dictionary(_, v), t) if assignable(v, t))
+}
+
+/// Plans an INSERT into a Parquet table of the catalog.
+///
+/// # Errors
+/// A column count or type that does not fit the table (naming the column), a bad PARTITION
+/// spec, or the query's own errors.
+pub(crate) async fn plan(session: &Session, spec: TableSpec, mut insert: Insert) -> Result<WritePlan> {
+    let table = spec.qualified_name();
+    if !insert.columns.is_empty() {
+        return Err(Error::Unsupported(format!("INSERT with a column list into {table}: select the columns in the table's order")));
+    }
+    let Some(mut query) = insert.source.take() else {
+        return Err(Error::Syntax(format!("INSERT into {table} needs a SELECT or VALUES")));
+    };
+    let (distribute_by, sort_by) = take_layout_clauses(&mut query);
+    let partitions = partition_spec(&spec, insert.partitioned.as_deref())?;
+    let mode = if insert.overwrite { Mode::Overwrite } else { Mode::Append };
+
+    let state = session.ctx.state();
+    let mut statement = datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query)));
+    crate::sql::rewrite::struct_field_access(&mut statement);
+    let logical = state.statement_to_plan(statement).await?;
+    let frame = DataFrame::new(state, logical);
+
+    // The query gives the data columns, then the dynamic partition columns, by position.
+    let data_fields = spec.data_schema()?.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<_>>();
+    let partition_fields =
+        spec.partition_columns.iter().map(|c| c.field()).collect::<lakegate_catalog::Result<Vec<_>>>()?;
+    let dynamic: Vec<&str> = partitions.iter().filter(|(_, v)| v.is_none()).map(|(c, _)| c.as_str()).collect();
+    let expected: Vec<String> = data_fields.iter().map(|f| f.name().clone()).chain(dynamic.iter().map(|c| (*c).to_owned())).collect();
+    let given = frame.schema().fields().len();
+    if given != expected.len() {
+        let hint = if dynamic.is_empty() {
+            String::new()
+        } else {
+            format!("; the dynamic partition columns ({}) come last, in that order", dynamic.join(", "))
+        };
+        return Err(Error::Syntax(format!(
+            "INSERT into {table} needs {} columns ({}) but the query gives {given}{hint}",
+            expected.len(),
+            expected.join(", ")
+        )));
+    }
+    let query_columns: Vec<Expr> = frame.schema().columns().into_iter().map(Expr::Column).collect();
+    let mut outputs = Vec::new();
+    let mut next_query_column = 0..;
+    for field in data_fields.iter().chain(&partition_fields) {
+        let static_value = partitions.iter().find(|(c, _)| c == field.name()).and_then(|(_, v)| v.clone());
+        let (expr, from) = match static_value {
+            Some(value) => (lit(value), DataType::Utf8),
+            None => {
+                let index = next_query_column.next().unwrap_or_default();
+                (query_columns[index].clone(), frame.schema().field(index).data_type().clone())
+            }
+        };
+        if !assignable(&from, field.data_type()) {
+            return Err(Error::Syntax(format!(
+                "column '{}' of {table} is {} but the query gives {from}",
+                field.name(),
+                field.data_type()
+            )));
+        }
+        outputs.push(expr.cast_to(field.data_type(), frame.schema())?.alias(field.name()));
+    }
+    let partition_names: Vec<String> = partition_fields.iter().map(|f| f.name().clone()).collect();
+    let mut sort_keys = Vec::new();
+    for (i, order) in sort_by.iter().enumerate() {
+        let expr = frame.parse_sql_expr(&order.expr.to_string())?;
+        outputs.push(expr.alias(format!("__sort_{i}")));
+        sort_keys.push(SortOptions { descending: order.options.asc == Some(false), nulls_first: order.options.nulls_first.unwrap_or(order.options.asc != Some(false)) });
+    }
+    for (i, expr) in distribute_by.iter().enumerate() {
+        outputs.push(frame.parse_sql_expr(&expr.to_string())?.alias(format!("__distribute_{i}")));
+    }
+    let laid_out = frame.select(outputs)?;
+    let partitions_frame = match dynamic.is_empty() {
+        true => None,
+        false => Some(laid_out.clone().select(partition_names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())?.distinct()?.sort(
+            partition_names.iter().map(|n| SortExpr::new(col(n.as_str()), true, true)).collect(),
+        )?),
+    };
+    let physical = laid_out.create_physical_plan().await?;
+    let plan = lay_out(physical, &partition_names, sort_keys, distribute_by.len(), session.ctx.state().config().target_partitions())?;
+    let static_partition = (!partitions.is_empty() && dynamic.is_empty())
+        .then(|| partition_dir(partitions.iter().map(|(c, v)| (c.as_str(), v.as_deref()))));
+    let target_file_bytes = match spec.options.get("write.target_file_size") {
+        Some(text) => parse_size(text)?,
+        None => TARGET_FILE_BYTES,
+    };
+    Ok(WritePlan { spec, mode, plan, data_columns: data_fields.len(), partition_names, static_partition, partitions_frame, target_file_bytes })
+}
+
+/// Hive's clauses of the SELECT that lay rows out, taken out of it: `DISTRIBUTE BY` and
+/// `SORT BY`, or `CLUSTER BY x` for both.
+fn take_layout_clauses(query: &mut sqlparser::ast::Query) -> (Vec<SqlExpr>, Vec<OrderByExpr>) {
+    let SetExpr::Select(select) = query.body.as_mut() else { return (Vec::new(), Vec::new()) };
+    let cluster_by = std::mem::take(&mut select.cluster_by);
+    if !cluster_by.is_empty() {
+        let sort_by = cluster_by.iter().map(|e| OrderByExpr { expr: e.clone(), options: Default::default(), with_fill: None }).collect();
+        return (cluster_by, sort_by);
+    }
+    (std::mem::take(&mut select.distribute_by), std::mem::take(&mut select.sort_by))
+}
+
+/// Hash-partitions the rows to writers and sorts each writer's rows by partition, then by the
+/// sort keys. The plan's columns: data, partition, `__sort_*`, `__distribute_*`.
+fn lay_out(
+    plan: Arc<dyn ExecutionPlan>,
+    partition_names: &[String],
+    sort_keys: Vec<SortOptions>,
+    distribute_keys: usize,
+    writers: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let column = |name: &str| physical_col(name, &schema);
+    let hash_keys = if distribute_keys > 0 {
+        (0..distribute_keys).map(|i| column(&format!("__distribute_{i}"))).collect::<datafusion::error::Result<Vec<_>>>()?
+    } else {
+        partition_names.iter().map(|n| column(n)).collect::<datafusion::error::Result<Vec<_>>>()?
+    };
+    let plan: Arc<dyn ExecutionPlan> = if !hash_keys.is_empty() {
+        Arc::new(RepartitionExec::try_new(plan, Partitioning::Hash(hash_keys, writers.max(1)))?)
+    } else if plan.output_partitioning().partition_count() > 1 {
+        // Nothing to spread rows by: one writer, so files follow the target size, not threads.
+        Arc::new(CoalescePartitionsExec::new(plan))
+    } else {
+        plan
+    };
+    let mut ordering: Vec<PhysicalSortExpr> =
+        partition_names.iter().map(|n| Ok(PhysicalSortExpr::new(column(n)?, SortOptions::default()))).collect::<Result<_>>()?;
+    for (i, options) in sort_keys.into_iter().enumerate() {
+        ordering.push(PhysicalSortExpr::new(column(&format!("__sort_{i}"))?, options));
+    }
+    Ok(match LexOrdering::new(ordering) {
+        Some(ordering) => Arc::new(SortExec::new(ordering, plan).with_preserve_partitioning(true)),
+        None => plan,
+    })
+}
+
+/// Hive's name of a null partition value.
+const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The directory of a partition, `dt=2018-03-05/country=US`, with values escaped as DataFusion
+/// and Hive read them.
+fn partition_dir<'a>(values: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> String {
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%').add(b'/').add(b'?').add(b'#');
+    values
+        .into_iter()
+        .map(|(column, value)| format!("{column}={}", percent_encoding::utf8_percent_encode(value.unwrap_or(NULL_PARTITION), ESCAPED)))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `268435456`, `256MB`, `256 MiB`, `1g`...
+fn parse_size(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if scale > 0 && n > 0 => Ok(n * scale),
+        _ => Err(Error::Config(format!("'write.target_file_size' must be a size such as 256MB, not '{text}'"))),
+    }
+}
+
+fn writer_properties(session: &Session) -> Result<WriterProperties> {
+    let mut options = session.ctx.state().table_options().parquet.clone();
+    // The Arrow writer embeds the schema itself; this flag is only about DataFusion's own sink.
+    options.global.skip_arrow_metadata = true;
+    Ok(ParquetWriterOptions::try_from(&options)?.writer_options().clone())
+}
+
+/// The table's root as the store sees it, and the store (unfiltered).
+fn table_root(session: &Session, spec: &TableSpec) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    let url = ListingTableUrl::parse(crate::sources::parquet::listing_location(&spec.location))?;
+    let store = session.stores.raw_store(url.as_ref())?;
+    Ok((store, url.prefix().clone()))
+}
+
+/// The table's directory when it is on local disk.
+fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
+    let url = ListingTableUrl::parse(crate::sources::parquet::listing_location(&spec.location)).ok()?;
+    let url: &url::Url = url.as_ref();
+    if url.scheme() == "file" { url.to_file_path().ok() } else { None }
+}
+
+/// Runs a planned write and publishes it.
+///
+/// # Errors
+/// The query or a write fails: nothing is published, and the staged files are removed.
+pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<String> {
+    // Building the provider registers the bucket's own S3 settings, if the table has them.
+    let table = plan.spec.qualified_name();
+    session.ctx.table_provider(table.as_str()).await?;
+    let (store, root) = table_root(session, &plan.spec)?;
+    let commit = commit::new_commit_id();
+    let staging = commit::staging_dir(&root, &commit);
+    let layout = Arc::new(files::Layout {
+        data_columns: plan.data_columns,
+        partition_names: plan.partition_names.clone(),
+        target_file_bytes: plan.target_file_bytes,
+        properties: writer_properties(session)?,
+        commit: commit.clone(),
+    });
+    let written = match files::write_all(Arc::clone(&plan.plan), session.ctx.task_ctx(), layout, &store, &staging, &session.progress).await {
+        Ok(written) => written,
+        Err(e) => {
+            let staged: Vec<Path> = store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
+            if let Err(cleanup) = commit::delete(store.as_ref(), staged).await {
+                tracing::warn!(%table, error = %cleanup, "staged files of a failed write left for vacuum");
+            }
+            return Err(e);
+        }
+    };
+    let mut partitions: BTreeMap<String, Vec<&files::WrittenFile>> = BTreeMap::new();
+    for file in &written {
+        partitions.entry(file.partition.clone()).or_default().push(file);
+    }
+    if let Some(dir) = &plan.static_partition {
+        partitions.entry(dir.clone()).or_default();
+    }
+    if plan.partition_names.is_empty() && plan.mode == Mode::Overwrite {
+        partitions.entry(String::new()).or_default();
+    }
+    failpoint("staged");
+    // Moved files stay invisible until their partition's marker is written.
+    let moves = written.iter().map(|f| {
+        let (store, from, to) = (Arc::clone(&store), f.staged.clone(), commit::child(&root, &format!("{}/{}", f.partition, f.name)));
+        async move { store.rename(&from, &to).await }
+    });
+    let moves: Vec<_> = moves.collect();
+    futures::stream::iter(moves)
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::ObjectStore(Box::new(e)).context(format!("moving the files of {table} into place")))?;
+    failpoint("moved");
+    let dirs: Vec<Path> = partitions.keys().map(|dir| commit::child(&root, dir)).collect();
+    for (count, dir) in dirs.iter().enumerate() {
+        commit::publish(store.as_ref(), dir, &commit, plan.mode)
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::ObjectStore(Box::new(e)).context(format!("publishing {table}")))?;
+        if count == 0 {
+            failpoint("published-one");
+        }
+    }
+    if let Some(listings) = session.ctx.runtime_env().cache_manager.get_list_files_cache() {
+        listings.clear();
+    }
+    failpoint("published");
+    // Local stores keep empty directories; the staging tree of this commit is empty now.
+    if let Some(dir) = local_dir(&plan.spec) {
+        let _ = tokio::fs::remove_dir_all(dir.join(commit::SYSTEM_DIR).join("staging").join(&commit)).await;
+    }
+    // Readers now see the new files; the old ones can go. A failure here only leaves garbage.
+    match commit::collect_garbage(store.as_ref(), &root, Some(&dirs), None).await {
+        Ok(collected) => tracing::info!(%table, ?collected, "replaced files removed"),
+        Err(e) => tracing::warn!(%table, error = %e, "replaced files left for vacuum"),
+    }
+    let rows: u64 = written.iter().map(|f| f.rows).sum();
+    let bytes: u64 = written.iter().map(|f| f.bytes).sum();
+    let verb = if plan.mode == Mode::Overwrite { "replaced" } else { "added to" };
+    let mut summary = format!("wrote {rows} rows in {} files ({}) into {table}", written.len(), human_bytes(bytes));
+    let named: Vec<&String> = partitions.keys().filter(|k| !k.is_empty()).collect();
+    if !named.is_empty() {
+        summary.push_str(&format!("; {verb} {} partitions: {}", named.len(), abbreviate(&named)));
+    }
+    Ok(summary)
+}
+
+/// Lists what a write would do, without writing: the physical plan and the partitions.
+///
+/// # Errors
+/// The query fails (it runs, to find the dynamic partitions).
+pub(crate) async fn explain(plan: WritePlan) -> Result<Vec<String>> {
+    let mut lines = vec![format!(
+        "{} {} ({} writers, files up to {})",
+        if plan.mode == Mode::Overwrite { "INSERT OVERWRITE" } else { "INSERT INTO" },
+        plan.spec.qualified_name(),
+        plan.plan.output_partitioning().partition_count(),
+        human_bytes(plan.target_file_bytes)
+    )];
+    lines.extend(displayable(plan.plan.as_ref()).indent(false).to_string().lines().map(str::to_owned));
+    let verb = if plan.mode == Mode::Overwrite { "replaces" } else { "adds to" };
+    if let Some(dir) = &plan.static_partition {
+        lines.push(format!("{verb} partition {dir}"));
+    }
+    if let Some(frame) = plan.partitions_frame {
+        let mut dirs = BTreeSet::new();
+        for batch in frame.collect().await? {
+            let columns: Vec<_> = batch.columns().iter().map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8)).collect::<std::result::Result<_, _>>()?;
+            for row in 0..batch.num_rows() {
+                let values = plan.partition_names.iter().zip(&columns).map(|(name, array)| {
+                    use datafusion::arrow::array::{Array, AsArray};
+                    let strings = array.as_string::<i32>();
+                    (name.as_str(), strings.is_valid(row).then(|| strings.value(row)))
+                });
+                dirs.insert(partition_dir(values));
+            }
+        }
+        lines.push(format!("{verb} {} partitions: {}", dirs.len(), dirs.into_iter().collect::<Vec<_>>().join(", ")));
+    }
+    Ok(lines)
+}
+
+/// Removes what no reader of `spec` can see: replaced files at once, and files of writes that
+/// never published once older than `abandoned_after`.
+///
+/// # Errors
+/// Listing or deleting fails.
+pub(crate) async fn vacuum(session: &Session, spec: &TableSpec, abandoned_after: std::time::Duration) -> Result<String> {
+    session.ctx.table_provider(spec.qualified_name().as_str()).await?;
+    let (store, root) = table_root(session, spec)?;
+    let collected = commit::collect_garbage(store.as_ref(), &root, None, Some(abandoned_after))
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::ObjectStore(Box::new(e)))?;
+    Ok(format!(
+        "vacuumed {}: {} replaced files, {} abandoned files, {} old markers removed",
+        spec.qualified_name(),
+        collected.replaced_files,
+        collected.abandoned_files,
+        collected.markers
+    ))
+}
+
+/// Stops the process at a named step of a commit when `LAKEGATE_PAUSE_AT` names it, so tests
+/// can kill a writer there: it prints `paused at <step>` on stderr and waits forever.
+fn failpoint(step: &str) {
+    if std::env::var("LAKEGATE_PAUSE_AT").is_ok_and(|s| s == step) {
+        eprintln!("paused at {step}");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+fn abbreviate(names: &[&String]) -> String {
+    match names {
+        [] => String::new(),
+        [only] => (*only).clone(),
+        [first, .., last] if names.len() > 6 => format!("{first} … {last}"),
+        all => all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+    }
+}
+
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("256MB").expect("size"), 256 << 20);
+        assert_eq!(parse_size("1 GiB").expect("size"), 1 << 30);
+        assert_eq!(parse_size("4096").expect("size"), 4096);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn partition_directories_escape_like_hive() {
+        assert_eq!(partition_dir([("dt", Some("2018-03-05")), ("country", None)]), "dt=2018-03-05/country=__HIVE_DEFAULT_PARTITION__");
+        assert_eq!(partition_dir([("path", Some("a/b c"))]), "path=a%2Fb%20c");
+    }
+
+    #[test]
+    fn hive_stores_numbers_into_strings_but_not_dates_into_ints() {
+        assert!(assignable(&DataType::Int32, &DataType::Int64));
+        assert!(assignable(&DataType::Date32, &DataType::Utf8));
+        assert!(!assignable(&DataType::Date32, &DataType::Int32));
+    }
+}
