@@ -147,12 +147,7 @@ async fn run(cli: Cli) -> Result<()> {
             let located = |source: Error| Error::Statement { location: origin.clone(), source: Box::new(source) };
             let statements = sql::split_statements(&sql::template::render(&text, &vars).map_err(located)?).map_err(located)?;
             if dry_run {
-                for statement in &statements {
-                    println!("-- {origin}:{}
-{};
-", statement.line, statement.text);
-                }
-                return Ok(());
+                return dry_run_script(&lakegate, &origin, &statements).await;
             }
             run_script(&lakegate, &origin, &statements).await
         }
@@ -189,13 +184,57 @@ async fn run_script(lakegate: &Lakegate, origin: &str, statements: &[ScriptState
     let started = Instant::now();
     for statement in statements {
         let first_line = statement.text.lines().next().unwrap_or_default();
-        progress.set_message(format!("line {}: {first_line}", statement.line));
-        let (written, seconds) = run_one(&session, origin, statement, Format::Table, &mut std::io::stdout(), None).await?;
+        let label = format!("line {}: {first_line}", statement.line);
+        progress.set_message(label.clone());
+        // Writes report rows and bytes as they go.
+        let ticker = {
+            let (progress, counters) = (progress.clone(), session.write_progress());
+            let start = counters.written();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let (rows, bytes) = counters.written();
+                    if (rows, bytes) != start {
+                        let written = lakegate::write::human_bytes(bytes - start.1);
+                        progress.set_message(format!("{label}  [{} rows, {written} written]", rows - start.0));
+                    }
+                }
+            })
+        };
+        let outcome = run_one(&session, origin, statement, Format::Table, &mut std::io::stdout(), None).await;
+        ticker.abort();
+        let (written, seconds) = outcome?;
         progress.suspend(|| eprintln!("{origin}:{}: {written} ({seconds:.3} s)", statement.line));
         progress.inc(1);
     }
     progress.finish_and_clear();
     eprintln!("{} statements in {:.3} s", statements.len(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Prints each statement with its variables replaced and, for writes, the plan and the
+/// partitions they would replace. Nothing is run except the queries that find those partitions.
+async fn dry_run_script(lakegate: &Lakegate, origin: &str, statements: &[ScriptStatement]) -> Result<()> {
+    let session = lakegate.session();
+    for statement in statements {
+        println!("-- {origin}:{}\n{};", statement.line, statement.text);
+        let is_insert = statement.text.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("insert"));
+        if !is_insert {
+            continue;
+        }
+        match sql::execute(&session, &format!("EXPLAIN {}", statement.text)).await {
+            Ok(result) => {
+                let mut plan = Vec::new();
+                output::write(result, Format::Csv, &mut plan, None).await?;
+                for line in String::from_utf8_lossy(&plan).lines().skip(1) {
+                    println!("--   {}", line.trim_matches('"'));
+                }
+            }
+            // Tables the script creates do not exist in a dry run.
+            Err(e) => println!("--   (not planned: {e})"),
+        }
+        println!();
+    }
     Ok(())
 }
 

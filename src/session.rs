@@ -210,8 +210,8 @@ impl Session {
     }
 
     /// Rows and bytes this session's writes have written so far.
-    pub fn write_progress(&self) -> &crate::write::Progress {
-        &self.progress
+    pub fn write_progress(&self) -> Arc<crate::write::Progress> {
+        Arc::clone(&self.progress)
     }
 
     /// The database unqualified names resolve to.

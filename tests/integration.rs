@@ -5,3 +5,4 @@ mod common;
 mod cli;
 mod geodata;
 mod s3;
+mod write;

@@ -103,6 +103,10 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 spec.qualified_name()
             )))
         }
+        Command::IgnoredSetting { key } => {
+            tracing::info!(%key, "Hive/Spark setting ignored");
+            Ok(Output::Done(format!("ignored {key}: a Hive/Spark setting lakegate does not need")))
+        }
         Command::Use { database } => {
             catalog.require_database(&database)?;
             session.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = database.clone();

@@ -42,7 +42,13 @@ pub enum Command {
     /// Hive's `ALTER TABLE t ADD [IF NOT EXISTS] PARTITION (dt='...')`: partitions are read from
     /// the table's directories, so this only checks the spec.
     AddPartitions { table: TableName, partitions: Vec<Vec<(String, String)>> },
+    /// `SET hive.exec.dynamic.partition.mode=nonstrict` and other Hive/Spark engine settings
+    /// that scripts carry: lakegate's behaviour does not depend on them.
+    IgnoredSetting { key: String },
 }
+
+/// Prefixes of settings that belong to Hive, Spark or Hadoop rather than to lakegate.
+const FOREIGN_SETTINGS: &[&str] = &["hive.", "spark.", "mapred.", "mapreduce.", "parquet.", "tez.", "hivevar:"];
 
 /// `CREATE [TEMPORARY] [EXTERNAL] TABLE|VIEW ... USING|STORED AS ...`, in any spelling.
 #[derive(Debug, PartialEq)]
@@ -69,6 +75,9 @@ pub struct CreateTable {
 /// [`Error::Syntax`] for a lakegate statement that is malformed, [`Error::Unsupported`] for
 /// Hive/Spark clauses lakegate does not implement.
 pub fn parse(sql: &str) -> Result<Option<Command>> {
+    if let Some(key) = foreign_setting(sql) {
+        return Ok(Some(Command::IgnoredSetting { key }));
+    }
     let dialect = GenericDialect {};
     let mut p = Parser::new(&dialect).try_with_sql(sql)?;
     let command = match p.parse_one_of_keywords(&[
@@ -143,6 +152,14 @@ pub fn parse(sql: &str) -> Result<Option<Command>> {
         }
     }
     Ok(command)
+}
+
+/// The key of `SET key=value` when it is a Hive, Spark or Hadoop setting.
+fn foreign_setting(sql: &str) -> Option<String> {
+    let rest = sql.trim_start();
+    let rest = rest.get(..4).filter(|w| w.eq_ignore_ascii_case("set "))?;
+    let key = sql.trim_start()[rest.len()..].split(['=', ' ', ';']).next()?.trim().to_lowercase();
+    FOREIGN_SETTINGS.iter().any(|prefix| key.starts_with(prefix)).then_some(key)
 }
 
 /// Unquoted identifiers are case-insensitive, as in Hive and DataFusion: stored lower case.

@@ -28,6 +28,7 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::new("s3.session_token", "S3 session token, as a reference").secret(),
     ParamSpec::new("s3.allow_http", "allow plain-http endpoints (true/false)"),
     ParamSpec::new("s3.path_style", "path-style requests, needed by most S3-compatible servers (true/false)"),
+    ParamSpec::new("write.target_file_size", "INSERT rolls files over at this size, e.g. 256MB (the default)"),
 ];
 
 #[derive(Debug)]
