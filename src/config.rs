@@ -15,6 +15,32 @@ pub struct Config {
     pub s3: S3Config,
     pub execution: ExecutionConfig,
     pub geodata: GeodataConfig,
+    pub server: ServerConfig,
+}
+
+/// `lakegate serve`: where it listens, TLS, and who may connect.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:50051`).
+    pub listen: Option<String>,
+    /// PEM certificate chain and private key: with both, clients connect with `grpc+tls://`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Users allowed to connect; without any, the server accepts everyone and listens only on
+    /// loopback (unless started with `--insecure-allow-remote`).
+    pub users: Vec<UserConfig>,
+    /// How long a session token stays valid without use, in minutes (default 480).
+    pub token_idle_minutes: Option<u64>,
+}
+
+/// One `[[server.users]]` entry. The password is stored as an Argon2 hash
+/// (`lakegate hash-password` makes one), never in clear.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password_hash: String,
 }
 
 /// Polygon layers for `geodata(lon, lat)` and `geo_lookup('layer', lon, lat)`, loaded once
@@ -141,6 +167,9 @@ impl Config {
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(dir) = get("LAKEGATE_DATA_DIR") {
             self.data_dir = Some(dir.into());
+        }
+        if let Some(listen) = get("LAKEGATE_LISTEN") {
+            self.server.listen = Some(listen);
         }
         self.s3 = self.s3.overlaid_with(&S3Config::from_env(&get)?);
         let number = |name: &str| -> Result<Option<usize>> {

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod flight;
 mod error;
 pub mod output;
 pub mod repl;

@@ -65,6 +65,21 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Serve the catalog over Arrow Flight SQL, for Superset, Jupyter (ADBC), JDBC tools and
+    /// `lakegate repl --connect`; stops cleanly on Ctrl-C or SIGTERM
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:50051, or `[server] listen`]; port 0 picks one
+        #[arg(long, env = "LAKEGATE_LISTEN")]
+        listen: Option<String>,
+        /// Serve a non-loopback address although no users are configured (anyone can connect)
+        #[arg(long)]
+        insecure_allow_remote: bool,
+        /// First load the sample data and answer the NCIS question, as `lakegate demo` does
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print the Argon2 hash of a password read from standard input, for `[[server.users]]`
+    HashPassword,
     /// Interactive SQL shell with history, multi-line statements and \d browsing
     Repl,
     /// Generate sample data (ad impressions, users, programs), register it and answer the
@@ -150,6 +165,19 @@ async fn run(cli: Cli) -> Result<()> {
                 return dry_run_script(&lakegate, &origin, &statements).await;
             }
             run_script(&lakegate, &origin, &statements).await
+        }
+        Command::Serve { listen, insecure_allow_remote, demo } => {
+            if demo {
+                lakegate::demo::run(&lakegate, 3_000_000).await?;
+            }
+            lakegate::flight::serve(std::sync::Arc::new(lakegate), listen.as_deref(), insecure_allow_remote).await
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).map_err(|e| Error::io("standard input", e))?;
+            let hash = lakegate::flight::hash_password(password.trim_end_matches(['\n', '\r'])).map_err(Error::Config)?;
+            println!("{hash}");
+            Ok(())
         }
         Command::Repl => lakegate::repl::run(&lakegate).await,
         Command::Demo { rows } => lakegate::demo::run(&lakegate, rows).await,

@@ -46,7 +46,7 @@ impl std::fmt::Display for Written {
 /// The query fails while streaming, or the destination cannot be written.
 pub async fn write(output: Output, format: Format, out: &mut dyn Write, path: Option<&Path>) -> Result<Written> {
     let mut stream = match output {
-        Output::Done(message) => return Ok(Written::Done(message)),
+        Output::Done(message) | Output::Wrote { message, .. } => return Ok(Written::Done(message)),
         Output::Rows(stream) => stream,
     };
     let schema = stream.schema();

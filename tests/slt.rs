@@ -33,6 +33,7 @@ impl AsyncDB for Db {
     async fn run(&mut self, statement: &str) -> Result<DBOutput<DefaultColumnType>, lakegate::Error> {
         match sql::execute(&self.session, statement).await? {
             Output::Done(_) => Ok(DBOutput::StatementComplete(0)),
+            Output::Wrote { rows, .. } => Ok(DBOutput::StatementComplete(rows)),
             Output::Rows(stream) => {
                 let schema = stream.schema();
                 let batches: Vec<RecordBatch> = stream.try_collect().await?;

@@ -257,8 +257,9 @@ fn create(p: &mut Parser) -> Result<Option<Command>> {
     if let Some(path) = create.options.remove("path") {
         create.location.get_or_insert(path);
     }
-    // Without a source or a location, `CREATE TABLE t (a INT)` is DataFusion's session table.
-    if !stored_explicitly && create.location.is_none() {
+    // `CREATE TABLE t (a INT)` is a managed Parquet table, as in Spark 4 (a Spark Thrift Server
+    // user expects it to persist); temporary and replaced ones stay DataFusion's session tables.
+    if !stored_explicitly && create.location.is_none() && (create.temporary || replace || create.columns.is_empty()) {
         return Ok(None);
     }
     if replace {

@@ -9,6 +9,8 @@ pub mod template;
 pub mod types;
 
 use datafusion::error::DataFusionError;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 
 pub use script::{ScriptStatement, split_statements};
@@ -22,15 +24,69 @@ pub enum Output {
     Rows(SendableRecordBatchStream),
     /// A statement that returns no rows, with what it did.
     Done(String),
+    /// A write, with what it did and how many rows it wrote.
+    Wrote { message: String, rows: u64 },
 }
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Output::Rows(s) => write!(f, "Rows({})", s.schema()),
-            Output::Done(m) => write!(f, "Done({m})"),
+            Output::Done(m) | Output::Wrote { message: m, .. } => write!(f, "Done({m})"),
         }
     }
+}
+
+/// What a statement is, found without running it.
+#[derive(Debug)]
+pub enum Planned {
+    /// A query: its rows are computed as they are streamed.
+    Query(LogicalPlan),
+    /// A statement with effects (DDL, writes, settings, lakegate's own commands): it runs in
+    /// [`execute`].
+    Command,
+}
+
+/// Plans `sql` without running anything.
+///
+/// # Errors
+/// Syntax errors, unknown tables or databases (with close matches).
+pub async fn plan(session: &Session, sql: &str) -> Result<Planned> {
+    if ddl::parse(sql)?.is_some() {
+        return Ok(Planned::Command);
+    }
+    let state = session.ctx.state();
+    let mut statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+    if lakegate_write(session, &mut statement)?.is_some() {
+        return Ok(Planned::Command);
+    }
+    rewrite::struct_field_access(&mut statement);
+    rewrite::layout_clauses_in_queries(&mut statement);
+    let plan = state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?;
+    let effects = matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
+    Ok(if effects { Planned::Command } else { Planned::Query(plan) })
+}
+
+/// The placeholders of `sql` (`$1`, `$2`...) and the types DataFusion infers for them (for an
+/// INSERT, from the table's columns), without running anything.
+///
+/// # Errors
+/// `sql` does not parse or plan.
+pub async fn parameter_types(session: &Session, sql: &str) -> Result<std::collections::HashMap<String, Option<DataType>>> {
+    if ddl::parse(sql)?.is_some() {
+        return Ok(Default::default());
+    }
+    let state = session.ctx.state();
+    let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+    Ok(state.statement_to_plan(statement).await?.get_parameter_types()?)
+}
+
+/// Streams the rows of a planned query.
+///
+/// # Errors
+/// Physical planning fails.
+pub async fn run_query(session: &Session, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+    Ok(session.ctx.execute_logical_plan(plan).await?.execute_stream().await?)
 }
 
 /// Runs one statement in `session`.
@@ -38,23 +94,33 @@ impl std::fmt::Debug for Output {
 /// # Errors
 /// Syntax errors, unknown tables or databases (with close matches), source failures.
 pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
+    if let Planned::Query(plan) = plan(session, sql).await? {
+        return Ok(Output::Rows(run_query(session, plan).await?));
+    }
     if let Some(command) = ddl::parse(sql)? {
         return commands::run(session, command).await;
     }
     let state = session.ctx.state();
     let mut statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
-    if let Some(output) = write(session, &mut statement).await? {
-        return Ok(output);
+    if let Some((spec, insert, explain)) = lakegate_write(session, &mut statement)? {
+        let plan = crate::write::plan(session, spec, insert).await?;
+        if explain {
+            return commands::lines("plan", crate::write::explain(plan).await?);
+        }
+        let (message, rows) = crate::write::execute(session, plan).await?;
+        return Ok(Output::Wrote { message, rows });
     }
-    rewrite::struct_field_access(&mut statement);
-    rewrite::layout_clauses_in_queries(&mut statement);
+    // DataFusion's own DDL and DML (CREATE VIEW, SET, INSERT into a temporary table) run here.
     let plan = state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?;
-    let frame = session.ctx.execute_logical_plan(plan).await?;
-    Ok(Output::Rows(frame.execute_stream().await?))
+    Ok(Output::Rows(run_query(session, plan).await?))
 }
 
-/// `INSERT` and `EXPLAIN INSERT` into the catalog's Parquet tables, which lakegate writes itself.
-async fn write(session: &Session, statement: &mut datafusion::sql::parser::Statement) -> Result<Option<Output>> {
+/// An `INSERT` or `EXPLAIN INSERT` into one of the catalog's Parquet tables, which lakegate
+/// writes itself: the table, the statement, and whether it is explained.
+fn lakegate_write(
+    session: &Session,
+    statement: &mut datafusion::sql::parser::Statement,
+) -> Result<Option<(lakegate_catalog::TableSpec, sqlparser::ast::Insert, bool)>> {
     use datafusion::sql::parser::Statement as DF;
     use sqlparser::ast::Statement as Sql;
     let (sql, explain) = match statement {
@@ -67,12 +133,7 @@ async fn write(session: &Session, statement: &mut datafusion::sql::parser::State
     };
     let Sql::Insert(insert) = sql.as_mut() else { return Ok(None) };
     let Some(spec) = crate::write::target(session, insert)? else { return Ok(None) };
-    let plan = crate::write::plan(session, spec, insert.clone()).await?;
-    if explain {
-        let lines = crate::write::explain(plan).await?;
-        return Ok(Some(commands::lines("plan", lines)?));
-    }
-    Ok(Some(Output::Done(crate::write::execute(session, plan).await?)))
+    Ok(Some((spec, insert.clone(), explain)))
 }
 
 /// DataFusion says "table 'lakegate.db.t' not found"; the catalog can say which names are close.

@@ -360,7 +360,7 @@ fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
 ///
 /// # Errors
 /// The query or a write fails: nothing is published, and the staged files are removed.
-pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<String> {
+pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(String, u64)> {
     // Building the provider registers the bucket's own S3 settings, if the table has them.
     let table = plan.spec.qualified_name();
     session.ctx.table_provider(table.as_str()).await?;
@@ -432,12 +432,12 @@ pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<String
     let rows: u64 = written.iter().map(|f| f.rows).sum();
     let bytes: u64 = written.iter().map(|f| f.bytes).sum();
     let verb = if plan.mode == Mode::Overwrite { "replaced" } else { "added to" };
-    let mut summary = format!("wrote {rows} rows in {} files ({}) into {table}", written.len(), human_bytes(bytes));
+    let mut summary = format!("wrote {rows} row{} in {} files ({}) into {table}", if rows == 1 { "" } else { "s" }, written.len(), human_bytes(bytes));
     let named: Vec<&String> = partitions.keys().filter(|k| !k.is_empty()).collect();
     if !named.is_empty() {
         summary.push_str(&format!("; {verb} {} partitions: {}", named.len(), abbreviate(&named)));
     }
-    Ok(summary)
+    Ok((summary, rows))
 }
 
 /// Lists what a write would do, without writing: the physical plan and the partitions.

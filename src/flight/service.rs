@@ -1,0 +1,676 @@
+//! The Flight SQL service: statements, prepared statements, catalog metadata, cancellation.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo,
+    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
+    TicketStatementQuery, XdbcDataType,
+};
+use arrow_flight::{
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, Ticket,
+};
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::error::DataFusionError;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::{Auth, Caller};
+use super::wire::{self, Handle};
+use crate::sql::{self, Output, Planned};
+use crate::{Error, Lakegate};
+
+type DoGetStream = <FlightSqlServer as FlightService>::DoGetStream;
+
+/// How long bound parameters of a prepared statement are kept for clients that do not use
+/// the handle returned by the bind.
+const BOUND_PARAMETERS_TTL: Duration = Duration::from_secs(3600);
+
+pub(crate) struct FlightSqlServer {
+    lakegate: Arc<Lakegate>,
+    auth: Auth,
+    sql_info: SqlInfoData,
+    type_info: XdbcTypeInfoData,
+    /// Query id → its cancel flag, while it runs (or once cancelled before it ran).
+    running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// Prepared statement id → its SQL with parameters bound, and when they were bound.
+    bound: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl FlightSqlServer {
+    pub(crate) fn new(lakegate: Arc<Lakegate>, auth: Auth) -> crate::Result<Self> {
+        Ok(Self {
+            lakegate,
+            auth,
+            sql_info: sql_info()?,
+            type_info: type_info()?,
+            running: Arc::default(),
+            bound: Mutex::default(),
+        })
+    }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.auth.caller(request.metadata(), || self.lakegate.session())
+    }
+
+    /// Plans `sql`: a query gets a ticket to stream it from; anything else runs now and its
+    /// rows travel in the ticket.
+    async fn flight_info(&self, caller: &Caller, sql: String, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let started = Instant::now();
+        let (schema, handle) = match sql::plan(&caller.session, &sql).await.map_err(status)? {
+            Planned::Query(plan) => (wire::wire_schema(plan.schema().as_arrow()), Handle::Query { id: new_id(), sql, bound: false }),
+            Planned::Command => {
+                let result = sql::execute(&caller.session, &sql).await;
+                log_statement(&caller.user, &sql, &result, started);
+                let (schema, batches) = collect(result.map_err(status)?).await?;
+                let ipc = wire::batches_to_hex(&schema, &batches).map_err(|e| status(e.into()))?;
+                (schema, Handle::Rows { ipc })
+            }
+        };
+        let ticket = TicketStatementQuery { statement_handle: handle.encode().into() };
+        let info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec())))
+            .with_descriptor(descriptor)
+            .with_total_records(-1);
+        Ok(info)
+    }
+
+    /// A metadata command's FlightInfo: the command itself is the ticket.
+    fn metadata_info(&self, command: impl ProstMessageExt, schema: &Schema, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec())))
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
+    }
+
+    /// Streams what a ticket stands for.
+    async fn stream(&self, caller: Caller, handle: Handle) -> Result<Response<DoGetStream>, Status> {
+        let (id, sql) = match handle {
+            Handle::Rows { ipc } => {
+                let (schema, batches) = wire::batches_from_hex(&ipc)?;
+                return Ok(Response::new(encode(schema, futures::stream::iter(batches.into_iter().map(Ok)))));
+            }
+            Handle::Query { id, sql, .. } => (id, sql),
+        };
+        let cancelled = {
+            let mut running = self.lock_running();
+            Arc::clone(running.entry(id.clone()).or_default())
+        };
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(Status::cancelled("the query was cancelled"));
+        }
+        let started = Instant::now();
+        let failed = |e: Error| {
+            log_statement(&caller.user, &sql, &Err::<(), _>(&e), started);
+            status(e)
+        };
+        let plan = match sql::plan(&caller.session, &sql).await.map_err(failed)? {
+            Planned::Query(plan) => plan,
+            // The catalog changed since the ticket was made: run it as it is now.
+            Planned::Command => {
+                let (schema, batches) = collect(sql::execute(&caller.session, &sql).await.map_err(failed)?).await?;
+                return Ok(Response::new(encode(schema, futures::stream::iter(batches.into_iter().map(Ok)))));
+            }
+        };
+        // The schema announced in the FlightInfo: the logical plan's, whose nullability clients
+        // compare with what they receive.
+        let schema = wire::wire_schema(plan.schema().as_arrow());
+        let stream = sql::run_query(&caller.session, plan).await.map_err(failed)?;
+        let mut log = QueryLog { user: caller.user, sql, id, started, rows: 0, bytes: 0, outcome: "disconnected", running: Arc::clone(&self.running) };
+        let wire_schema = Arc::clone(&schema);
+        let batches = stream.map(move |batch| {
+            if cancelled.load(Ordering::Relaxed) {
+                return log.record(Err(DataFusionError::Execution("the query was cancelled".into())));
+            }
+            log.record(batch.and_then(|b| wire::to_wire(&b, &wire_schema)))
+        });
+        // The stream ends at the first error: a client never takes a failure for the end.
+        let batches = batches.scan(false, |failed, batch| {
+            let item = (!*failed).then_some(batch);
+            *failed |= item.as_ref().is_some_and(Result::is_err);
+            futures::future::ready(item)
+        });
+        Ok(Response::new(encode(schema, batches)))
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AtomicBool>>> {
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_bound(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        self.bound.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks the queries of `tickets` cancelled; running ones stop at their next batch.
+    fn cancel(&self, tickets: impl IntoIterator<Item = Vec<u8>>) -> bool {
+        let mut any = false;
+        let mut running = self.lock_running();
+        for ticket in tickets {
+            let Ok(any_message) = Any::decode(ticket.as_slice()) else { continue };
+            let Ok(Some(ticket)) = any_message.unpack::<TicketStatementQuery>() else { continue };
+            if let Ok(Handle::Query { id, .. }) = Handle::decode(&ticket.statement_handle) {
+                running.entry(id).or_default().store(true, Ordering::Relaxed);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// The SQL of a prepared statement handle, with parameters bound by a DoPut if the
+    /// handle does not carry them itself.
+    fn prepared_sql(&self, handle: &[u8]) -> Result<String, Status> {
+        let Handle::Query { id, sql, bound } = Handle::decode(handle)? else {
+            return Err(Status::invalid_argument("not a prepared statement handle"));
+        };
+        if bound {
+            return Ok(sql);
+        }
+        Ok(self.lock_bound().get(&id).map(|(bound, _)| bound.clone()).unwrap_or(sql))
+    }
+}
+
+/// One streamed query, logged when its stream ends, however it ends.
+struct QueryLog {
+    user: String,
+    sql: String,
+    id: String,
+    started: Instant,
+    rows: usize,
+    bytes: usize,
+    outcome: &'static str,
+    /// The server's running queries, which this one leaves when its stream ends.
+    running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+}
+
+impl QueryLog {
+    fn record(&mut self, batch: Result<RecordBatch, DataFusionError>) -> Result<RecordBatch, DataFusionError> {
+        match &batch {
+            Ok(b) => {
+                self.rows += b.num_rows();
+                self.bytes += b.get_array_memory_size();
+                self.outcome = "ok";
+            }
+            Err(e) => self.outcome = if e.to_string().contains("cancelled") { "cancelled" } else { "failed" },
+        }
+        batch
+    }
+}
+
+impl Drop for QueryLog {
+    fn drop(&mut self) {
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
+        tracing::info!(
+            user = %self.user,
+            sql = %self.sql,
+            rows = self.rows,
+            bytes = self.bytes,
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            outcome = self.outcome,
+            "query"
+        );
+    }
+}
+
+fn log_statement<T, E: std::fmt::Display>(user: &str, sql: &str, result: &Result<T, E>, started: Instant) {
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(_) => tracing::info!(%user, %sql, elapsed_ms, outcome = "ok", "statement"),
+        Err(e) => tracing::info!(%user, %sql, elapsed_ms, outcome = "failed", error = %e, "statement"),
+    }
+}
+
+fn new_id() -> String {
+    crate::write::commit::new_commit_id()
+}
+
+/// The rows of a statement that ran, in wire types; a statement without rows gives one row
+/// saying what it did.
+async fn collect(output: Output) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {
+    match output {
+        Output::Rows(stream) => {
+            let schema = wire::wire_schema(&stream.schema());
+            let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| status(e.into()))?;
+            let batches = batches.iter().map(|b| wire::to_wire(b, &schema)).collect::<Result<_, _>>().map_err(|e| status(e.into()))?;
+            Ok((schema, batches))
+        }
+        Output::Done(message) | Output::Wrote { message, .. } => {
+            let schema = Arc::new(Schema::new(vec![Field::new("result", DataType::Utf8, false)]));
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(vec![message]))])
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok((schema, vec![batch]))
+        }
+    }
+}
+
+/// Rows affected, as Flight SQL reports them: DataFusion's DML gives a `count`; lakegate's
+/// own statements report what they did in words, and count as 0.
+async fn affected_rows(output: Output) -> Result<i64, Status> {
+    if let Output::Wrote { rows, .. } = output {
+        return Ok(i64::try_from(rows).unwrap_or(i64::MAX));
+    }
+    let (_, batches) = collect(output).await?;
+    let count = batches
+        .iter()
+        .filter_map(|b| b.column_by_name("count"))
+        .filter_map(|c| datafusion::arrow::compute::cast(c, &DataType::Int64).ok())
+        .map(|c| datafusion::arrow::compute::sum(c.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("cast to Int64")).unwrap_or(0))
+        .sum();
+    Ok(count)
+}
+
+fn encode(schema: SchemaRef, batches: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static) -> DoGetStream {
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches.map_err(|e| FlightError::ExternalError(Box::new(e))))
+            .map_err(Status::from),
+    )
+}
+
+fn one_batch(batch: Result<RecordBatch, impl std::fmt::Display>) -> Result<Response<DoGetStream>, Status> {
+    let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(encode(batch.schema(), futures::stream::once(async move { Ok(batch) }))))
+}
+
+/// A lakegate error as the gRPC status clients expect: the user's mistakes are
+/// `InvalidArgument`, with the message that names what is wrong.
+pub(crate) fn status(error: Error) -> Status {
+    Status::new(code(&error), error.to_string())
+}
+
+fn code(error: &Error) -> tonic::Code {
+    match error {
+        Error::Syntax(_) | Error::Unsupported(_) | Error::Catalog(_) => tonic::Code::InvalidArgument,
+        Error::DataFusion(e) => match e.find_root() {
+            DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::NotImplemented(_) => {
+                tonic::Code::InvalidArgument
+            }
+            DataFusionError::ResourcesExhausted(_) => tonic::Code::ResourceExhausted,
+            _ => tonic::Code::Internal,
+        },
+        Error::Statement { source, .. } => code(source),
+        Error::Config(_) => tonic::Code::FailedPrecondition,
+        Error::Io { .. } => tonic::Code::Internal,
+    }
+}
+
+/// Reads the parameter batches of a DoPut.
+async fn parameter_batches(request: Request<PeekableFlightDataStream>) -> Result<Vec<RecordBatch>, Status> {
+    let stream = request.into_inner().map_err(FlightError::from);
+    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("cannot read the bound parameters: {e}")))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSqlServer {
+    type FlightService = FlightSqlServer;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        let (caller, token) = self.auth.sign_in(request.metadata(), || self.lakegate.session())?;
+        tracing::info!(user = %caller.user, "signed in");
+        let reply = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
+        let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
+            Response::new(Box::pin(futures::stream::iter([Ok(reply)])));
+        let bearer = MetadataValue::try_from(format!("Bearer {token}")).map_err(|e| Status::internal(e.to_string()))?;
+        response.metadata_mut().insert("authorization", bearer);
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(self.flight_info(&caller, query.query, request.into_inner()).await?))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request)?;
+        let sql = self.prepared_sql(&query.prepared_statement_handle)?;
+        Ok(Response::new(self.flight_info(&caller, sql, request.into_inner()).await?))
+    }
+
+    async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let caller = self.caller(&request)?;
+        self.stream(caller, Handle::decode(&ticket.statement_handle)?).await
+    }
+
+    async fn do_get_prepared_statement(&self, query: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let caller = self.caller(&request)?;
+        let sql = self.prepared_sql(&query.prepared_statement_handle)?;
+        self.stream(caller, Handle::Query { id: new_id(), sql, bound: false }).await
+    }
+
+    async fn do_put_statement_update(&self, command: CommandStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+        let caller = self.caller(&request)?;
+        let started = Instant::now();
+        let result = sql::execute(&caller.session, &command.query).await;
+        log_statement(&caller.user, &command.query, &result, started);
+        affected_rows(result.map_err(status)?).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let caller = self.caller(&request)?;
+        let sql = wire::number_placeholders(&query.query).map_err(status)?;
+        // Statements with effects have an empty result schema: JDBC then runs them as updates.
+        let (dataset, parameters) = match sql::plan(&caller.session, &sql).await.map_err(status)? {
+            Planned::Query(plan) => {
+                let types = plan.get_parameter_types().map_err(|e| status(e.into()))?;
+                (wire::wire_schema(plan.schema().as_arrow()), wire::parameter_schema(&types))
+            }
+            Planned::Command => {
+                // An INSERT's placeholders take the types of the table's columns.
+                let types = sql::parameter_types(&caller.session, &sql).await.unwrap_or_default();
+                (Arc::new(Schema::empty()), wire::parameter_schema(&types))
+            }
+        };
+        let handle = Handle::Query { id: new_id(), sql, bound: false };
+        let ipc = |schema: &Schema| -> Result<bytes::Bytes, Status> {
+            let message: arrow_flight::IpcMessage = arrow_flight::SchemaAsIpc::new(schema, &Default::default())
+                .try_into()
+                .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
+            Ok(message.0)
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.encode().into(),
+            dataset_schema: ipc(&dataset)?,
+            parameter_schema: ipc(&parameters)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.caller(&request)?;
+        let Handle::Query { id, sql, .. } = Handle::decode(&query.prepared_statement_handle)? else {
+            return Err(Status::invalid_argument("not a prepared statement handle"));
+        };
+        let batches = parameter_batches(request).await?;
+        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) });
+        };
+        let bound = wire::bind(&sql, batch, 0).map_err(status)?;
+        let mut kept = self.lock_bound();
+        kept.retain(|_, (_, at)| at.elapsed() < BOUND_PARAMETERS_TTL);
+        kept.insert(id.clone(), (bound.clone(), Instant::now()));
+        let handle = Handle::Query { id, sql: bound, bound: true };
+        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode().into()) })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let caller = self.caller(&request)?;
+        let sql = self.prepared_sql(&query.prepared_statement_handle)?;
+        let batches = parameter_batches(request).await?;
+        let rows: Vec<(&RecordBatch, usize)> = batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
+        let statements = if rows.is_empty() {
+            vec![sql]
+        } else {
+            rows.into_iter().map(|(b, r)| wire::bind(&sql, b, r)).collect::<crate::Result<Vec<_>>>().map_err(status)?
+        };
+        let mut affected = 0;
+        for statement in statements {
+            let started = Instant::now();
+            let result = sql::execute(&caller.session, &statement).await;
+            log_statement(&caller.user, &statement, &result, started);
+            affected += affected_rows(result.map_err(status)?).await?;
+        }
+        Ok(affected)
+    }
+
+    async fn do_action_close_prepared_statement(&self, query: ActionClosePreparedStatementRequest, request: Request<Action>) -> Result<(), Status> {
+        self.caller(&request)?;
+        if let Ok(Handle::Query { id, .. }) = Handle::decode(&query.prepared_statement_handle) {
+            self.lock_bound().remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn do_action_cancel_query(&self, query: ActionCancelQueryRequest, request: Request<Action>) -> Result<ActionCancelQueryResult, Status> {
+        self.caller(&request)?;
+        let info = FlightInfo::decode(query.info).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cancelled = self.cancel(info.endpoint.into_iter().filter_map(|e| e.ticket.map(|t| t.ticket.to_vec())));
+        // 1 = cancelled, 3 = not cancellable (ActionCancelQueryResult.CancelResult).
+        Ok(ActionCancelQueryResult { result: if cancelled { 1 } else { 3 } })
+    }
+
+    async fn do_action_fallback(&self, request: Request<Action>) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        self.caller(&request)?;
+        let action = request.into_inner();
+        let body = match action.r#type.as_str() {
+            "CancelFlightInfo" => {
+                let cancel = CancelFlightInfoRequest::decode(action.body).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let tickets = cancel.info.into_iter().flat_map(|i| i.endpoint).filter_map(|e| e.ticket.map(|t| t.ticket.to_vec()));
+                let status = if self.cancel(tickets) { CancelStatus::Cancelled } else { CancelStatus::NotCancellable };
+                CancelFlightInfoResult::new(status).encode_to_vec()
+            }
+            // Sessions live as long as their token; closing one needs nothing here.
+            // CloseSessionResult { status: CLOSED }, encoded (arrow-flight has no type for it).
+            "CloseSession" => vec![0x08, 0x01],
+            other => return Err(Status::unimplemented(format!("action '{other}' is not supported by lakegate"))),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(arrow_flight::Result { body: body.into() })]))))
+    }
+
+    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(&self, query: CommandGetCatalogs, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(crate::session::CATALOG);
+        one_batch(builder.build())
+    }
+
+    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        let mut builder = query.into_builder();
+        for database in self.lakegate.catalog().databases().map_err(|e| status(e.into()))? {
+            builder.append(crate::session::CATALOG, database);
+        }
+        one_batch(builder.build())
+    }
+
+    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        let mut builder = query.into_builder();
+        let catalog = self.lakegate.catalog();
+        for database in catalog.databases().map_err(|e| status(e.into()))? {
+            for spec in catalog.tables(&database).map_err(|e| status(e.into()))? {
+                // The stored schema: listing tables never reaches out to their sources.
+                let schema = spec.schema().map_err(|e| status(e.into()))?;
+                builder
+                    .append(crate::session::CATALOG, &database, &spec.name, "TABLE", &wire::wire_schema(&schema))
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            }
+        }
+        one_batch(builder.build())
+    }
+
+    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(&self, query: CommandGetTableTypes, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        one_batch(builder.build())
+    }
+
+    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        self.metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(&self, query: CommandGetSqlInfo, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        one_batch(query.into_builder(&self.sql_info).build())
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        let schema = query.clone().into_builder(&self.type_info).schema();
+        self.metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        one_batch(query.into_builder(&self.type_info).build())
+    }
+
+    async fn get_flight_info_primary_keys(&self, query: CommandGetPrimaryKeys, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        self.metadata_info(query, &primary_keys_schema(), request.into_inner())
+    }
+
+    /// No source lakegate reads declares keys it enforces: the answer is empty.
+    async fn do_get_primary_keys(&self, _query: CommandGetPrimaryKeys, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        one_batch(Ok::<_, Status>(RecordBatch::new_empty(Arc::new(primary_keys_schema()))))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn primary_keys_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ])
+}
+
+fn sql_info() -> crate::Result<SqlInfoData> {
+    let mut info = SqlInfoDataBuilder::new();
+    info.append(SqlInfo::FlightSqlServerName, "lakegate");
+    info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    info.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+    info.append(SqlInfo::FlightSqlServerReadOnly, false);
+    info.append(SqlInfo::FlightSqlServerSql, true);
+    info.append(SqlInfo::FlightSqlServerSubstrait, false);
+    // 0 = no transactions.
+    info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    info.append(SqlInfo::FlightSqlServerCancel, true);
+    info.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    info.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
+    info.append(SqlInfo::SqlDdlCatalog, false);
+    info.append(SqlInfo::SqlDdlSchema, true);
+    info.append(SqlInfo::SqlDdlTable, true);
+    info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    // 1 = case insensitive: unquoted names are stored lower case.
+    info.append(SqlInfo::SqlIdentifierCase, 1i32);
+    info.append(SqlInfo::SqlQuotedIdentifierCase, 3i32);
+    info.append(SqlInfo::SqlAllTablesAreSelectable, true);
+    info.append(SqlInfo::SqlNullOrdering, 2i32);
+    info.append(SqlInfo::SqlTransactionsSupported, false);
+    info.append(SqlInfo::SqlSchemaTerm, "database");
+    info.append(SqlInfo::SqlCatalogTerm, "catalog");
+    info.append(SqlInfo::SqlProcedureTerm, "procedure");
+    info.append(SqlInfo::SqlSearchStringEscape, "\\");
+    info.append(SqlInfo::SqlExtraNameCharacters, "");
+    info.append(SqlInfo::SqlMaxColumnNameLength, 0i64);
+    info.build().map_err(|e| Error::Config(e.to_string()))
+}
+
+fn type_info() -> crate::Result<XdbcTypeInfoData> {
+    let mut types = XdbcTypeInfoDataBuilder::new();
+    let entry = |name: &str, data_type: XdbcDataType, size: Option<i32>, quoted: bool| XdbcTypeInfo {
+        type_name: name.to_owned(),
+        data_type,
+        column_size: size,
+        literal_prefix: quoted.then(|| "'".to_owned()),
+        literal_suffix: quoted.then(|| "'".to_owned()),
+        create_params: None,
+        nullable: Nullable::NullabilityNullable,
+        case_sensitive: quoted,
+        searchable: Searchable::Full,
+        unsigned_attribute: (!quoted).then_some(false),
+        fixed_prec_scale: false,
+        auto_increment: None,
+        local_type_name: Some(name.to_owned()),
+        minimum_scale: None,
+        maximum_scale: None,
+        sql_data_type: data_type,
+        datetime_subcode: None,
+        num_prec_radix: (!quoted).then_some(10),
+        interval_precision: None,
+    };
+    for info in [
+        entry("BOOLEAN", XdbcDataType::XdbcBit, Some(1), false),
+        entry("TINYINT", XdbcDataType::XdbcTinyint, Some(3), false),
+        entry("SMALLINT", XdbcDataType::XdbcSmallint, Some(5), false),
+        entry("INTEGER", XdbcDataType::XdbcInteger, Some(10), false),
+        entry("BIGINT", XdbcDataType::XdbcBigint, Some(19), false),
+        entry("FLOAT", XdbcDataType::XdbcFloat, Some(7), false),
+        entry("DOUBLE", XdbcDataType::XdbcDouble, Some(15), false),
+        entry("DECIMAL", XdbcDataType::XdbcDecimal, Some(38), false),
+        entry("VARCHAR", XdbcDataType::XdbcVarchar, Some(i32::MAX), true),
+        entry("BINARY", XdbcDataType::XdbcBinary, Some(i32::MAX), true),
+        entry("DATE", XdbcDataType::XdbcDate, Some(10), true),
+        entry("TIME", XdbcDataType::XdbcTime, Some(15), true),
+        entry("TIMESTAMP", XdbcDataType::XdbcTimestamp, Some(29), true),
+    ] {
+        types.append(info);
+    }
+    types.build().map_err(|e| Error::Config(e.to_string()))
+}
