@@ -6,3 +6,4 @@ mod cli;
 mod geodata;
 mod s3;
 mod write;
+mod flight;

@@ -193,7 +193,7 @@ mod tests {
     fn batches_round_trip_through_a_ticket() {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
         let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int32Array::from(vec![1, 2]))]).expect("batch");
-        let hex = batches_to_hex(&schema, &[batch.clone()]).expect("encode");
+        let hex = batches_to_hex(&schema, std::slice::from_ref(&batch)).expect("encode");
         let (decoded_schema, batches) = batches_from_hex(&hex).expect("decode");
         assert_eq!(decoded_schema, schema);
         assert_eq!(batches, vec![batch]);
