@@ -171,6 +171,12 @@ impl Config {
         if let Some(listen) = get("LAKEGATE_LISTEN") {
             self.server.listen = Some(listen);
         }
+        if let Some(cert) = get("LAKEGATE_TLS_CERT") {
+            self.server.tls_cert = Some(cert.into());
+        }
+        if let Some(key) = get("LAKEGATE_TLS_KEY") {
+            self.server.tls_key = Some(key.into());
+        }
         self.s3 = self.s3.overlaid_with(&S3Config::from_env(&get)?);
         let number = |name: &str| -> Result<Option<usize>> {
             get(name)

@@ -80,8 +80,20 @@ enum Command {
     },
     /// Print the Argon2 hash of a password read from standard input, for `[[server.users]]`
     HashPassword,
-    /// Interactive SQL shell with history, multi-line statements and \d browsing
-    Repl,
+    /// Interactive SQL shell with history, multi-line statements and \d browsing, over this
+    /// process's catalog or a lakegate server
+    Repl {
+        /// Run statements on a server instead: grpc://host:port or grpc+tls://host:port
+        #[arg(long)]
+        connect: Option<String>,
+        /// User to sign in as on the server; the password comes from LAKEGATE_PASSWORD, or is
+        /// read from standard input
+        #[arg(long, requires = "connect")]
+        user: Option<String>,
+        /// PEM certificate to trust for grpc+tls:// (a self-signed server certificate or its CA)
+        #[arg(long, requires = "connect")]
+        ca_cert: Option<PathBuf>,
+    },
     /// Generate sample data (ad impressions, users, programs), register it and answer the
     /// canonical question: how many women aged 25-49 saw an NCIS ad?
     Demo {
@@ -181,7 +193,26 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{hash}");
             Ok(())
         }
-        Command::Repl => lakegate::repl::run(&lakegate).await,
+        Command::Repl { connect, user, ca_cert } => {
+            let target = match connect {
+                Some(url) => {
+                    let password = match (&user, std::env::var("LAKEGATE_PASSWORD")) {
+                        (None, _) => None,
+                        (Some(_), Ok(password)) => Some(password),
+                        (Some(user), Err(_)) => {
+                            eprint!("password for {user}: ");
+                            let mut line = String::new();
+                            std::io::stdin().read_line(&mut line).map_err(|e| Error::io("standard input", e))?;
+                            Some(line.trim_end_matches(['\n', '\r']).to_owned())
+                        }
+                    };
+                    let remote = lakegate::flight::Remote::connect(&url, user.as_deref(), password.as_deref(), ca_cert.as_deref()).await?;
+                    Some(lakegate::repl::Target::Remote(Box::new(remote)))
+                }
+                None => None,
+            };
+            lakegate::repl::run(&lakegate, target).await
+        }
         Command::Demo { rows } => lakegate::demo::run(&lakegate, rows).await,
         Command::Catalog { action } => {
             let statement = match action {

@@ -17,19 +17,42 @@ Statements end with ';' and may span lines. Commands:
   \\?              this help               \\q         quit
 Ctrl-C cancels a running query; Ctrl-D quits.";
 
+/// Where the shell's statements run: in this process, or on a lakegate server.
+#[derive(Debug)]
+pub enum Target {
+    Local(Session),
+    Remote(Box<crate::flight::Remote>),
+}
+
+impl Target {
+    async fn execute(&self, statement: &str) -> Result<sql::Output> {
+        match self {
+            Target::Local(session) => sql::execute(session, statement).await,
+            Target::Remote(remote) => remote.execute(statement).await,
+        }
+    }
+
+    fn prompt(&self) -> String {
+        match self {
+            Target::Local(session) => format!("{}> ", session.current_database()),
+            Target::Remote(remote) => format!("{}> ", remote.url()),
+        }
+    }
+}
+
 /// Runs the shell until `\q` or end of input.
 ///
 /// # Errors
 /// Only when the terminal cannot be used; statement errors are printed and the shell goes on.
-pub async fn run(lakegate: &Lakegate) -> Result<()> {
+pub async fn run(lakegate: &Lakegate, target: Option<Target>) -> Result<()> {
     let mut editor = DefaultEditor::new().map_err(|e| Error::Config(format!("cannot open the terminal: {e}")))?;
     let history = lakegate.config().data_dir().join("history");
     let _ = editor.load_history(&history);
-    let session = lakegate.session();
+    let session = target.unwrap_or_else(|| Target::Local(lakegate.session()));
     println!("lakegate {} — type \\? for help, \\q to quit", env!("CARGO_PKG_VERSION"));
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { format!("{}> ", session.current_database()) } else { "   ...> ".to_owned() };
+        let prompt = if buffer.is_empty() { session.prompt() } else { "   ...> ".to_owned() };
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
@@ -97,10 +120,10 @@ fn backslash(command: &str) -> Backslash {
 }
 
 /// Runs one statement, printing rows, row count and time, or the error; Ctrl-C cancels it.
-async fn run_statement(session: &Session, statement: &str) {
+async fn run_statement(target: &Target, statement: &str) {
     let started = Instant::now();
     let work = async {
-        let result = sql::execute(session, statement).await?;
+        let result = target.execute(statement).await?;
         output::write(result, Format::Table, &mut std::io::stdout(), None).await
     };
     tokio::select! {

@@ -21,6 +21,8 @@ struct Server {
     child: Child,
     url: String,
     lakegate: Lakegate,
+    /// The server's log, read as it is written so a busy server never blocks on a full pipe.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -50,14 +52,24 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("lakegate serve starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         match stdout.lines().map_while(Result::ok).find_map(|l| l.strip_prefix("lakegate Flight SQL listening on ").map(str::to_owned)) {
-            Some(url) => Ok(Self { child, url, lakegate }),
+            Some(url) => Ok(Self { child, url, lakegate, log }),
             None => {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).ok();
                 let _ = child.wait();
-                Err(stderr)
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Err(log)
             }
         }
     }
@@ -97,8 +109,8 @@ impl Server {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         let status = self.child.wait().expect("exits");
-        let mut log = String::new();
-        std::io::Read::read_to_string(&mut self.child.stderr.take().expect("stderr"), &mut log).ok();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
         assert!(status.success(), "a clean stop on SIGTERM: {log}");
         log
     }
@@ -215,4 +227,171 @@ fn a_configured_server_refuses_bad_password_hashes() {
     std::fs::write(&config, "[[server.users]]\nname = \"bob\"\npassword_hash = \"hunter2\"\n").expect("config");
     let run = lakegate.run(&["--config", config.to_str().expect("utf-8"), "serve", "--listen", "127.0.0.1:0"]).failure();
     assert!(run.stderr.contains("'bob'") && run.stderr.contains("hash-password"), "{}", run.stderr);
+}
+
+async fn first_batch_then_cancel(server: &Server, cancel: bool) -> String {
+    let mut client = server.signed_in().await;
+    let slow = "SELECT a.value * b.value AS v FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
+    let info = client.execute(slow.into(), None).await.expect("plans");
+    let mut stream = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("starts");
+    let first = stream.try_next().await.expect("a first batch").expect("not empty");
+    assert!(first.num_rows() > 0);
+    if !cancel {
+        drop(stream);
+        return String::new();
+    }
+    let request = arrow_flight::CancelFlightInfoRequest::new(info);
+    let action = arrow_flight::Action::new("CancelFlightInfo", prost::Message::encode_to_vec(&request));
+    let results: Vec<_> = client.do_action(action).await.expect("cancel accepted").try_collect().await.expect("result");
+    let result: arrow_flight::CancelFlightInfoResult = prost::Message::decode(results[0].body.clone()).expect("decodes");
+    assert_eq!(result.status(), arrow_flight::CancelStatus::Cancelled);
+    let rest: Result<Vec<_>, _> = stream.try_collect().await;
+    rest.expect_err("a cancelled query ends with an error").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_and_abandoned_queries_stop_and_the_server_carries_on() {
+    let server = Server::start();
+    let cancelled = first_batch_then_cancel(&server, true).await;
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    // A client that goes away mid-stream: the query is dropped, not run to the end (10^10 rows).
+    let started = std::time::Instant::now();
+    first_batch_then_cancel(&server, false).await;
+    let mut client = server.signed_in().await;
+    let info = client.execute("SELECT 1 AS one".into(), None).await.expect("still serving");
+    let rows: Vec<_> = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("ok").try_collect().await.expect("ok");
+    assert_eq!(rows[0].num_rows(), 1);
+    let log = server.stop();
+    assert!(log.contains("outcome=\"cancelled\"") && log.contains("outcome=\"disconnected\""), "{log}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the abandoned query kept running");
+}
+
+/// 32 clients at once, 100 mixed statements each (queries, a prepared statement, metadata, a
+/// bad statement): no unexpected error, and the server's peak memory stays bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_two_concurrent_clients() {
+    let server = Server::start();
+    server.lakegate.sql("CREATE TABLE default.events (user_id BIGINT, kind STRING) USING PARQUET; INSERT INTO default.events SELECT value % 1000, CASE WHEN value % 3 = 0 THEN 'click' ELSE 'view' END FROM generate_series(1, 200000)").success();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client_no in 0..32 {
+        let mut client = server.signed_in().await;
+        tasks.spawn(async move {
+            let mut errors = Vec::new();
+            for i in 0..100 {
+                let outcome: Result<usize, String> = match i % 5 {
+                    0 => run(&mut client, "SELECT kind, count(*) FROM default.events GROUP BY kind").await,
+                    1 => run(&mut client, &format!("SELECT count(*) FROM default.events WHERE user_id = {}", (client_no * 100 + i) % 1000)).await,
+                    2 => {
+                        let info = client.get_tables(arrow_flight::sql::CommandGetTables { include_schema: true, ..Default::default() }).await;
+                        match info {
+                            Ok(info) => rows_of(&mut client, info).await,
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    3 => match client.prepare("SELECT count(*) FROM default.events WHERE kind = $1".into(), None).await {
+                        Ok(mut prepared) => {
+                            let params = datafusion::arrow::array::RecordBatch::try_from_iter([(
+                                "$1",
+                                std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec!["click"])) as _,
+                            )])
+                            .expect("params");
+                            prepared.set_parameters(params).expect("bind");
+                            match prepared.execute().await {
+                                Ok(info) => rows_of(&mut client, info).await,
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                    _ => match run(&mut client, "SELECT nope FROM default.events").await {
+                        Err(e) if e.contains("nope") => Ok(0),
+                        other => Err(format!("a bad column must fail naming it: {other:?}")),
+                    },
+                };
+                if let Err(e) = outcome {
+                    errors.push(e);
+                }
+            }
+            errors
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        errors.extend(result.expect("client task"));
+    }
+    assert!(errors.is_empty(), "{} errors, first: {:?}", errors.len(), errors.first());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("proc status");
+    let peak_kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).expect("VmHWM");
+    println!("peak RSS of the server under 32 clients x 100 statements: {} MiB", peak_kb / 1024);
+    assert!(peak_kb < 2 * 1024 * 1024, "peak RSS {peak_kb} kB");
+}
+
+async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<usize, String> {
+    let info = client.execute(sql.into(), None).await.map_err(|e| e.to_string())?;
+    rows_of(client, info).await
+}
+
+async fn rows_of(client: &mut FlightSqlServiceClient<Channel>, info: arrow_flight::FlightInfo) -> Result<usize, String> {
+    let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
+    let batches: Vec<_> = client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_certificate_from_the_config() {
+    let lakegate = Lakegate::new();
+    let dir = lakegate.data_dir.path().to_path_buf();
+    // A CA, and a server certificate it signs, as an operator would have.
+    let openssl = |args: &str| {
+        let made = Command::new("openssl").args(args.split_whitespace()).current_dir(&dir).output().expect("openssl runs");
+        assert!(made.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&made.stderr));
+    };
+    openssl("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=lakegate-test-ca -keyout ca-key.pem -out ca.pem");
+    openssl("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out server.csr");
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
+    openssl("x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out cert.pem");
+    let lakegate = lakegate
+        .with_env("LAKEGATE_TLS_CERT", &dir.join("cert.pem").display().to_string())
+        .with_env("LAKEGATE_TLS_KEY", &dir.join("key.pem").display().to_string());
+    let server = Server::start_with(lakegate, &["--listen", "127.0.0.1:0"]).expect("starts with TLS");
+    assert!(server.url.starts_with("grpc+tls://"), "{}", server.url);
+    let cert = std::fs::read(dir.join("ca.pem")).expect("CA cert");
+    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(cert)).domain_name("localhost");
+    let address = server.url.replace("grpc+tls://", "https://");
+    let channel = Channel::from_shared(address.clone()).expect("url").tls_config(tls).expect("tls").connect().await.expect("TLS connects");
+    let mut client = FlightSqlServiceClient::new(channel);
+    client.handshake(USER, PASSWORD).await.expect("signs in over TLS");
+    assert_eq!(run(&mut client, "SELECT 1").await.expect("query over TLS"), 1);
+    // A plain-text client cannot talk to it.
+    let plain = Channel::from_shared(address.replace("https://", "http://")).expect("url").connect().await;
+    if let Ok(channel) = plain {
+        assert!(FlightSqlServiceClient::new(channel).handshake(USER, PASSWORD).await.is_err());
+    }
+}
+
+#[test]
+fn the_repl_runs_statements_on_a_server() {
+    use std::io::Write as _;
+    let server = Server::start();
+    let elsewhere = Lakegate::new();
+    let mut repl = elsewhere
+        .command()
+        .args(["repl", "--connect", &server.url, "--user", USER])
+        .env("LAKEGATE_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("repl starts");
+    let input = "CREATE TABLE default.remote_t (a INT);\nINSERT INTO default.remote_t\n  VALUES (1), (2);\nSELECT sum(a) AS s FROM default.remote_t;\n\\dt\nSELECT * FROM nope;\n\\q\n";
+    repl.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("input");
+    let output = repl.wait_with_output().expect("exits");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("| 3 |"), "{stdout}");
+    assert!(stdout.contains("remote_t"), "\\dt lists the server's tables: {stdout}");
+    assert!(stderr.contains("nope"), "the server's error is shown: {stderr}");
+    // The table lives in the server's catalog, not the client's.
+    assert!(server.lakegate.sql("SHOW TABLES").success().stdout.contains("remote_t"));
+    assert!(!elsewhere.sql("SHOW TABLES").success().stdout.contains("remote_t"));
 }

@@ -12,6 +12,9 @@ Options:
                         CARGO_TARGET_DIR defaulting to ~/.cache/lakegate/target as in
                         scripts/setup.sh)
     --skip-lakegate     time DuckDB (and Spark) only
+    --flight            also run the queries through `lakegate serve` with the ADBC
+                        Flight SQL driver (results fetched as Arrow tables), and time
+                        the transfer of all of lineitem (MB/s on loopback)
     --spark             also time Spark local[2]; needs pyspark and Java 17
                         (`.venv/bin/pip install -r benches/requirements.txt`; done
                         for you when running from a venv)
@@ -291,6 +294,49 @@ def run_lakegate(
             shutil.rmtree(work, ignore_errors=True)
 
 
+def run_flight(binary: Path, data_dir: Path, queries: dict[int, str], runs: int) -> tuple[dict[int, dict], dict]:
+    """The queries end to end through `lakegate serve` with the ADBC Flight SQL driver (the
+    Jupyter path): each result is fetched whole as an Arrow table. Also times the transfer of
+    all of lineitem (6M rows x 16 columns at SF1) to measure Flight throughput."""
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    work = Path(tempfile.mkdtemp(prefix="lakegate-tpch-flight-"))
+    ddl = ";\n".join(
+        f"CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION {sql_string(str(data_dir / t) + '.parquet')}"
+        for t in TABLES
+    )
+    subprocess.run([binary, "--data-dir", work, "sql", "-e", ddl], check=True, capture_output=True)
+    server = subprocess.Popen(
+        [binary, "--data-dir", work, "serve", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = server.stdout.readline()
+        url = line.strip().rsplit(" ", 1)[-1]
+        if not url.startswith("grpc://"):
+            sys.exit(f"lakegate serve did not start: {line!r}")
+        conn = flightsql.connect(url)
+        cur = conn.cursor()
+
+        def run_one(sql: str) -> int:
+            cur.execute(sql)
+            return cur.fetch_arrow_table().num_rows
+
+        results = time_in_process("flight", queries, runs, run_one)
+        started = time.perf_counter()
+        cur.execute("SELECT * FROM lineitem")
+        table = cur.fetch_arrow_table()
+        seconds = time.perf_counter() - started
+        transfer = {"rows": table.num_rows, "mb": table.nbytes / 1e6, "seconds": seconds, "mb_per_s": table.nbytes / 1e6 / seconds}
+        log(f"flight   lineitem: {table.num_rows} rows, {transfer['mb']:.0f} MB in {seconds:.2f} s = {transfer['mb_per_s']:.0f} MB/s")
+        cur.close()
+        conn.close()
+        return results, transfer
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def ensure_pyspark() -> None:
     try:
         import pyspark  # noqa: F401
@@ -428,6 +474,7 @@ def main() -> int:
     p.add_argument("--lakegate", type=Path, default=default_lakegate())
     p.add_argument("--skip-lakegate", action="store_true")
     p.add_argument("--spark", action="store_true")
+    p.add_argument("--flight", action="store_true", help="also run every query through lakegate serve with ADBC")
     p.add_argument("--queries", type=parse_queries, default=ALL_QUERIES)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--stat", choices=["median", "best"], default="median")
@@ -462,6 +509,9 @@ def main() -> int:
         engines["lakegate"], versions["lakegate"] = run_lakegate(
             binary, data_dir, queries, args.runs, args.keep_data_dir
         )
+    transfer = None
+    if args.flight:
+        engines["flight"], transfer = run_flight(binary, data_dir, queries, args.runs)
     if args.spark:
         engines["spark"], versions["spark"] = run_spark(data_dir, queries, args.runs)
 
@@ -480,6 +530,7 @@ def main() -> int:
                 "queries": rows,
                 "totals": totals,
                 "all_ok": all_ok,
+                "flight_transfer": transfer,
             },
             indent=2,
         )

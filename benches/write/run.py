@@ -84,7 +84,7 @@ def check(out: Path) -> dict:
 
 def time_lakegate(binary: Path, source: Path, out: Path, data_dir: Path) -> float:
     setup = (
-        f"CREATE EXTERNAL TABLE src STORED AS PARQUET LOCATION '{source}'; "
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS src STORED AS PARQUET LOCATION '{source}'; "
         f"CREATE EXTERNAL TABLE IF NOT EXISTS events (user_id BIGINT, pid INT, type STRING, cost DOUBLE) "
         f"USING PARQUET PARTITIONED BY (dt STRING) LOCATION '{out}'"
     )

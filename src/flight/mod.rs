@@ -6,6 +6,7 @@
 //! sign-in, sessions and tickets.
 
 mod auth;
+mod client;
 mod service;
 mod wire;
 
@@ -18,6 +19,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use auth::hash_password;
+pub use client::Remote;
 
 use crate::{Error, Lakegate, Result};
 

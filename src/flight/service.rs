@@ -50,7 +50,21 @@ pub(crate) struct FlightSqlServer {
     running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
     /// Prepared statement id → its SQL with parameters bound, and when they were bound.
     bound: Mutex<HashMap<String, (String, Instant)>>,
+    /// Plans made for a FlightInfo or a prepared statement, so the DoGet that usually follows
+    /// at once does not plan again. Only a shortcut: tickets carry their SQL and are re-planned
+    /// when the plan is not here (another server, or too late).
+    plans: Mutex<HashMap<String, CachedPlan>>,
 }
+
+struct CachedPlan {
+    plan: datafusion::logical_expr::LogicalPlan,
+    user: String,
+    at: Instant,
+}
+
+/// How long a cached plan is reused, and how many are kept.
+const PLAN_CACHE_TTL: Duration = Duration::from_secs(60);
+const PLAN_CACHE_SIZE: usize = 1024;
 
 impl FlightSqlServer {
     pub(crate) fn new(lakegate: Arc<Lakegate>, auth: Auth) -> crate::Result<Self> {
@@ -61,6 +75,7 @@ impl FlightSqlServer {
             type_info: type_info()?,
             running: Arc::default(),
             bound: Mutex::default(),
+            plans: Mutex::default(),
         })
     }
 
@@ -70,10 +85,19 @@ impl FlightSqlServer {
 
     /// Plans `sql`: a query gets a ticket to stream it from; anything else runs now and its
     /// rows travel in the ticket.
-    async fn flight_info(&self, caller: &Caller, sql: String, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    async fn flight_info(&self, caller: &Caller, sql: String, planned: Option<Planned>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
         let started = Instant::now();
-        let (schema, handle) = match sql::plan(&caller.session, &sql).await.map_err(status)? {
-            Planned::Query(plan) => (wire::wire_schema(plan.schema().as_arrow()), Handle::Query { id: new_id(), sql, bound: false }),
+        let planned = match planned {
+            Some(planned) => planned,
+            None => sql::plan(&caller.session, &sql).await.map_err(status)?,
+        };
+        let (schema, handle) = match planned {
+            Planned::Query(plan) => {
+                let id = new_id();
+                let schema = wire::wire_schema(plan.schema().as_arrow());
+                self.keep_plan(&id, caller, plan);
+                (schema, Handle::Query { id, sql, bound: false })
+            }
             Planned::Command => {
                 let result = sql::execute(&caller.session, &sql).await;
                 log_statement(&caller.user, &sql, &result, started);
@@ -90,6 +114,29 @@ impl FlightSqlServer {
             .with_descriptor(descriptor)
             .with_total_records(-1);
         Ok(info)
+    }
+
+    fn keep_plan(&self, id: &str, caller: &Caller, plan: datafusion::logical_expr::LogicalPlan) {
+        let mut plans = self.lock_plans();
+        plans.retain(|_, p| p.at.elapsed() < PLAN_CACHE_TTL);
+        if plans.len() < PLAN_CACHE_SIZE {
+            plans.insert(id.to_owned(), CachedPlan { plan, user: caller.user.clone(), at: Instant::now() });
+        }
+    }
+
+    /// The cached plan `id` for `caller`; `take` removes it (a ticket's plan is used once).
+    fn cached_plan(&self, id: &str, caller: &Caller, take: bool) -> Option<datafusion::logical_expr::LogicalPlan> {
+        let mut plans = self.lock_plans();
+        let usable = plans.get(id).is_some_and(|p| p.user == caller.user && p.at.elapsed() < PLAN_CACHE_TTL);
+        match (usable, take) {
+            (false, _) => None,
+            (true, true) => plans.remove(id).map(|p| p.plan),
+            (true, false) => plans.get(id).map(|p| p.plan.clone()),
+        }
+    }
+
+    fn lock_plans(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedPlan>> {
+        self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A metadata command's FlightInfo: the command itself is the ticket.
@@ -123,7 +170,11 @@ impl FlightSqlServer {
             log_statement(&caller.user, &sql, &Err::<(), _>(&e), started);
             status(e)
         };
-        let plan = match sql::plan(&caller.session, &sql).await.map_err(failed)? {
+        let planned = match self.cached_plan(&id, &caller, true) {
+            Some(plan) => Planned::Query(plan),
+            None => sql::plan(&caller.session, &sql).await.map_err(failed)?,
+        };
+        let plan = match planned {
             Planned::Query(plan) => plan,
             // The catalog changed since the ticket was made: run it as it is now.
             Planned::Command => {
@@ -135,20 +186,8 @@ impl FlightSqlServer {
         // compare with what they receive.
         let schema = wire::wire_schema(plan.schema().as_arrow());
         let stream = sql::run_query(&caller.session, plan).await.map_err(failed)?;
-        let mut log = QueryLog { user: caller.user, sql, id, started, rows: 0, bytes: 0, outcome: "disconnected", running: Arc::clone(&self.running) };
-        let wire_schema = Arc::clone(&schema);
-        let batches = stream.map(move |batch| {
-            if cancelled.load(Ordering::Relaxed) {
-                return log.record(Err(DataFusionError::Execution("the query was cancelled".into())));
-            }
-            log.record(batch.and_then(|b| wire::to_wire(&b, &wire_schema)))
-        });
-        // The stream ends at the first error: a client never takes a failure for the end.
-        let batches = batches.scan(false, |failed, batch| {
-            let item = (!*failed).then_some(batch);
-            *failed |= item.as_ref().is_some_and(Result::is_err);
-            futures::future::ready(item)
-        });
+        let log = QueryLog { user: caller.user, sql, id, started, rows: 0, bytes: 0, outcome: "disconnected", running: Arc::clone(&self.running) };
+        let batches = QueryStream { inner: Some(stream), schema: Arc::clone(&schema), cancelled, log };
         Ok(Response::new(encode(schema, batches)))
     }
 
@@ -201,17 +240,49 @@ struct QueryLog {
     running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
 }
 
-impl QueryLog {
-    fn record(&mut self, batch: Result<RecordBatch, DataFusionError>) -> Result<RecordBatch, DataFusionError> {
+/// A query's batches on their way to the wire: cast to wire types, counted, stopped by a
+/// cancel, and ended at the first error, so a client never takes a failure for the end. When
+/// the client goes away, dropping this drops the query, and its memory with it.
+struct QueryStream {
+    /// `None` once the stream has ended.
+    inner: Option<datafusion::physical_plan::SendableRecordBatchStream>,
+    schema: SchemaRef,
+    cancelled: Arc<AtomicBool>,
+    log: QueryLog,
+}
+
+impl Stream for QueryStream {
+    type Item = Result<RecordBatch, DataFusionError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        if this.cancelled.load(Ordering::Relaxed) {
+            this.inner = None;
+            this.log.outcome = "cancelled";
+            return Poll::Ready(Some(Err(DataFusionError::Execution("the query was cancelled".into()))));
+        }
+        let batch = match inner.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                this.inner = None;
+                this.log.outcome = "ok";
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(batch)) => batch.and_then(|b| wire::to_wire(&b, &this.schema)),
+        };
         match &batch {
             Ok(b) => {
-                self.rows += b.num_rows();
-                self.bytes += b.get_array_memory_size();
-                self.outcome = "ok";
+                this.log.rows += b.num_rows();
+                this.log.bytes += b.get_array_memory_size();
             }
-            Err(e) => self.outcome = if e.to_string().contains("cancelled") { "cancelled" } else { "failed" },
+            Err(_) => {
+                this.inner = None;
+                this.log.outcome = "failed";
+            }
         }
-        batch
+        Poll::Ready(Some(batch))
     }
 }
 
@@ -342,7 +413,7 @@ impl FlightSqlService for FlightSqlServer {
 
     async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request)?;
-        Ok(Response::new(self.flight_info(&caller, query.query, request.into_inner()).await?))
+        Ok(Response::new(self.flight_info(&caller, query.query, None, request.into_inner()).await?))
     }
 
     async fn get_flight_info_prepared_statement(
@@ -352,7 +423,12 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request)?;
         let sql = self.prepared_sql(&query.prepared_statement_handle)?;
-        Ok(Response::new(self.flight_info(&caller, sql, request.into_inner()).await?))
+        // An unbound statement's plan was made when it was prepared.
+        let planned = match Handle::decode(&query.prepared_statement_handle)? {
+            Handle::Query { id, bound: false, .. } if !self.lock_bound().contains_key(&id) => self.cached_plan(&id, &caller, false).map(Planned::Query),
+            _ => None,
+        };
+        Ok(Response::new(self.flight_info(&caller, sql, planned, request.into_inner()).await?))
     }
 
     async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
@@ -382,10 +458,15 @@ impl FlightSqlService for FlightSqlServer {
         let caller = self.caller(&request)?;
         let sql = wire::number_placeholders(&query.query).map_err(status)?;
         // Statements with effects have an empty result schema: JDBC then runs them as updates.
+        let id = new_id();
         let (dataset, parameters) = match sql::plan(&caller.session, &sql).await.map_err(status)? {
             Planned::Query(plan) => {
                 let types = plan.get_parameter_types().map_err(|e| status(e.into()))?;
-                (wire::wire_schema(plan.schema().as_arrow()), wire::parameter_schema(&types))
+                let schemas = (wire::wire_schema(plan.schema().as_arrow()), wire::parameter_schema(&types));
+                if types.is_empty() {
+                    self.keep_plan(&id, &caller, plan);
+                }
+                schemas
             }
             Planned::Command => {
                 // An INSERT's placeholders take the types of the table's columns.
@@ -393,7 +474,7 @@ impl FlightSqlService for FlightSqlServer {
                 (Arc::new(Schema::empty()), wire::parameter_schema(&types))
             }
         };
-        let handle = Handle::Query { id: new_id(), sql, bound: false };
+        let handle = Handle::Query { id, sql, bound: false };
         let ipc = |schema: &Schema| -> Result<bytes::Bytes, Status> {
             let message: arrow_flight::IpcMessage = arrow_flight::SchemaAsIpc::new(schema, &Default::default())
                 .try_into()
@@ -456,6 +537,7 @@ impl FlightSqlService for FlightSqlServer {
         self.caller(&request)?;
         if let Ok(Handle::Query { id, .. }) = Handle::decode(&query.prepared_statement_handle) {
             self.lock_bound().remove(&id);
+            self.lock_plans().remove(&id);
         }
         Ok(())
     }
