@@ -11,6 +11,9 @@
 # scripts/test.sh sources this file and calls lakegate_setup before it builds
 # and runs the tests.
 #
+# It also installs Apache Superset into a venv of its own
+# (scripts/services/superset.sh install) for the Superset test.
+#
 # Environment it exports:
 #   LAKEGATE_VENV     the venv; fixtures start $LAKEGATE_VENV/bin/moto_server
 #   CARGO_TARGET_DIR  kept if set, else ~/.cache/lakegate/target, so that every
@@ -62,6 +65,11 @@ lakegate_ensure_apt_packages() {
     if grep -q '^name = "openssl-sys"' "$LAKEGATE_ROOT/Cargo.lock" 2>/dev/null; then
         wanted+=(pkg-config libssl-dev)
     fi
+    # The Flight SQL JDBC client check (tests/clients/jdbc) builds with Maven and
+    # runs on Java 17+; the TLS test makes its certificates with openssl.
+    command -v java >/dev/null 2>&1 || wanted+=(openjdk-17-jdk-headless)
+    command -v mvn >/dev/null 2>&1 || wanted+=(maven)
+    command -v openssl >/dev/null 2>&1 || wanted+=(openssl)
     # The venv needs venv + ensurepip; Debian's own python3 ships them apart.
     if ! command -v python3 >/dev/null 2>&1; then
         wanted+=(python3 python3-venv)
@@ -151,6 +159,9 @@ lakegate_setup() {
     lakegate_section "python venv"
     lakegate_ensure_venv
     export LAKEGATE_VENV="$LAKEGATE_ROOT/.venv"
+
+    lakegate_section "Apache Superset (its own venv, for the BI-tool test)"
+    bash "$LAKEGATE_ROOT/scripts/services/superset.sh" install
 
     lakegate_section "rust toolchain"
     lakegate_ensure_rust

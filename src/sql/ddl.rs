@@ -457,10 +457,16 @@ mod tests {
     }
 
     #[test]
+    fn a_table_without_source_or_location_is_managed_parquet_as_in_spark() {
+        let Some(Command::CreateTable(create)) = parse("CREATE TABLE t (a INT)").expect("parses") else { panic!("not ours") };
+        assert_eq!((create.kind, create.location, create.temporary), (None, None, false));
+    }
+
+    #[test]
     fn datafusion_statements_are_left_alone() {
         for sql in [
             "SELECT 1",
-            "CREATE TABLE t (a INT)",
+            "CREATE TEMPORARY TABLE t (a INT)",
             "CREATE TABLE t AS SELECT 1",
             "CREATE VIEW v AS SELECT 1",
             "CREATE TEMPORARY VIEW v AS SELECT 1",

@@ -318,7 +318,7 @@ mod tests {
         ];
         assert_eq!(
             names(visible(objects)),
-            ["t/from-spark-after.parquet".to_owned(), format!("t/part-{LATER}-000-00000.parquet"), format!("t/part-{NEW}-000-00000.parquet")]
+            ["t/from-spark-after.parquet".to_owned(), format!("t/part-{NEW}-000-00000.parquet"), format!("t/part-{LATER}-000-00000.parquet")]
         );
     }
 
