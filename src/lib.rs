@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod flight;
+pub mod history;
 mod error;
 pub mod output;
 pub mod repl;

@@ -80,6 +80,16 @@ enum Command {
     },
     /// Print the Argon2 hash of a password read from standard input, for `[[server.users]]`
     HashPassword,
+    /// Delete the files no reader of a Parquet table can see any more: files replaced by an
+    /// overwrite, and those of writes that never finished (same as `VACUUM t RETAIN n HOURS`)
+    Vacuum {
+        /// The table, as `db.table` or `table`
+        table: String,
+        /// Keep files of unfinished writes younger than this, in hours (they may still be
+        /// running)
+        #[arg(long, default_value_t = 1.0)]
+        retain_hours: f64,
+    },
     /// Interactive SQL shell with history, multi-line statements and \d browsing, over this
     /// process's catalog or a lakegate server
     Repl {
@@ -185,6 +195,10 @@ async fn run(cli: Cli) -> Result<()> {
                 lakegate::demo::run(&lakegate, 3_000_000).await?;
             }
             lakegate::flight::serve(std::sync::Arc::new(lakegate), listen.as_deref(), insecure_allow_remote).await
+        }
+        Command::Vacuum { table, retain_hours } => {
+            let statements = [ScriptStatement { line: 1, text: format!("VACUUM {table} RETAIN {retain_hours} HOURS") }];
+            run_statements(&lakegate, "vacuum", &statements, Format::Table, None, false).await
         }
         Command::HashPassword => {
             let mut password = String::new();

@@ -33,6 +33,7 @@ pub struct Lakegate {
     runtime: Arc<RuntimeEnv>,
     stores: Arc<ObjectStores>,
     layers: Layers,
+    history: Arc<crate::history::QueryHistory>,
 }
 
 /// The geodata layers of the configuration, reloaded when one of their files changes (checked
@@ -140,7 +141,7 @@ impl Lakegate {
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores))?;
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
-        Ok(Self { config, catalog, runtime, stores, layers })
+        Ok(Self { config, catalog, runtime, stores, layers, history: Arc::default() })
     }
 
     pub fn config(&self) -> &Config {
@@ -149,6 +150,11 @@ impl Lakegate {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// Statements served by this process, newest last (`system.queries`).
+    pub fn history(&self) -> &crate::history::QueryHistory {
+        &self.history
     }
 
     /// Where managed tables (created without LOCATION) are stored.
@@ -175,7 +181,7 @@ impl Lakegate {
             .build();
         // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them.
         let ctx = SessionContext::new_with_state(state).enable_url_table();
-        let catalog = self.catalog.session();
+        let catalog = self.catalog.session(vec![("system".to_owned(), self.history.system_database())]);
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
         lakegate_udfs::register_all(&ctx, self.layers.current());
         Session {

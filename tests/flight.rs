@@ -205,7 +205,15 @@ async fn rust_client_queries_streams_and_gets_clear_errors() {
     assert_eq!(rows, 1);
     client.execute_update("DROP TABLE default.numbers".into(), None).await.expect("drop");
 
-    // The server keeps serving after all of that.
+    // The server keeps serving after all of that, and lists what it ran.
+    let info = client
+        .execute("SELECT user, sql, rows, outcome FROM system.queries WHERE sql LIKE 'SELECT sum(n)%' ORDER BY started".into(), None)
+        .await
+        .expect("still serving");
+    let batches: Vec<_> = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("stream").try_collect().await.expect("ok");
+    let history = datafusion::arrow::util::pretty::pretty_format_batches(&batches).expect("prints").to_string();
+    assert!(history.contains("| analyst |") && history.contains("| 1    | ok"), "{history}");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2, "the query and its redemption elsewhere: {history}");
     let info = client.execute("SELECT 42 AS answer".into(), None).await.expect("still serving");
     let batches: Vec<_> = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("stream").try_collect().await.expect("ok");
     assert_eq!(batches[0].num_rows(), 1);

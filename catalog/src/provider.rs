@@ -47,9 +47,10 @@ impl Catalog {
         &self.sources
     }
 
-    /// A DataFusion catalog for one session: the shared tables plus that session's temporaries.
-    pub fn session(self: &Arc<Self>) -> Arc<SessionCatalog> {
-        Arc::new(SessionCatalog { catalog: Arc::clone(self), temporary: Arc::default() })
+    /// A DataFusion catalog for one session: the shared tables plus that session's temporaries,
+    /// and `builtin` databases the process provides (such as `system`), which are not stored.
+    pub fn session(self: &Arc<Self>, builtin: Vec<(String, Arc<dyn SchemaProvider>)>) -> Arc<SessionCatalog> {
+        Arc::new(SessionCatalog { catalog: Arc::clone(self), temporary: Arc::default(), builtin })
     }
 
     /// # Errors
@@ -176,6 +177,7 @@ impl Catalog {
 pub struct SessionCatalog {
     catalog: Arc<Catalog>,
     temporary: Arc<Mutex<HashMap<TableKey, Arc<dyn TableProvider>>>>,
+    builtin: Vec<(String, Arc<dyn SchemaProvider>)>,
 }
 
 impl SessionCatalog {
@@ -215,13 +217,18 @@ impl SessionCatalog {
 
 impl CatalogProvider for SessionCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.catalog.databases().unwrap_or_else(|e| {
+        let mut names = self.catalog.databases().unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot list databases");
             Vec::new()
-        })
+        });
+        names.extend(self.builtin.iter().map(|(name, _)| name.clone()));
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some((_, schema)) = self.builtin.iter().find(|(n, _)| n == name) {
+            return Some(Arc::clone(schema));
+        }
         match self.catalog.store.database_exists(name) {
             Ok(true) => Some(Arc::new(Database {
                 name: name.to_owned(),

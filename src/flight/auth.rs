@@ -15,6 +15,9 @@ use tonic::metadata::MetadataMap;
 use crate::Session;
 use crate::config::UserConfig;
 
+/// The prefix of the keys of connections' sessions, which are not tokens.
+const CONNECTION: &str = "connection ";
+
 /// The user name of calls to a server without configured users.
 pub(crate) const ANONYMOUS: &str = "anonymous";
 
@@ -90,12 +93,19 @@ impl Auth {
     }
 
     /// The caller of a request: its bearer token's session; without users configured, a call
-    /// without a token gets a fresh session.
-    pub(crate) fn caller(&self, metadata: &MetadataMap, new_session: impl FnOnce() -> Session) -> Result<Caller, Status> {
+    /// without a token gets the session of its connection (`peer`), so `USE` and temporary
+    /// views last as long as the connection, as they would in a SQL shell.
+    pub(crate) fn caller(
+        &self,
+        metadata: &MetadataMap,
+        peer: Option<std::net::SocketAddr>,
+        new_session: impl FnOnce() -> Session,
+    ) -> Result<Caller, Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
         if let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) {
             let mut tokens = self.lock();
-            return match tokens.get_mut(token.trim()) {
+            // Connection sessions share the map but are not tokens.
+            return match tokens.get_mut(token.trim()).filter(|_| !token.starts_with(CONNECTION)) {
                 Some(entry) if entry.last_used.elapsed() < self.idle => {
                     entry.last_used = Instant::now();
                     Ok(entry.caller.clone())
@@ -109,7 +119,17 @@ impl Auth {
         if self.required() {
             return Err(Status::unauthenticated("sign in first: this server needs a user name and password"));
         }
-        Ok(Caller { user: ANONYMOUS.to_owned(), session: new_session() })
+        let Some(peer) = peer else { return Ok(Caller { user: ANONYMOUS.to_owned(), session: new_session() }) };
+        let mut tokens = self.lock();
+        let key = format!("{CONNECTION}{peer}");
+        if let Some(entry) = tokens.get_mut(&key).filter(|e| e.last_used.elapsed() < self.idle) {
+            entry.last_used = Instant::now();
+            return Ok(entry.caller.clone());
+        }
+        tokens.retain(|_, t| t.last_used.elapsed() < self.idle);
+        let caller = Caller { user: ANONYMOUS.to_owned(), session: new_session() };
+        tokens.insert(key, Token { caller: caller.clone(), last_used: Instant::now() });
+        Ok(caller)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {

@@ -80,7 +80,7 @@ impl FlightSqlServer {
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.auth.caller(request.metadata(), || self.lakegate.session())
+        self.auth.caller(request.metadata(), request.remote_addr(), || self.lakegate.session())
     }
 
     /// Plans `sql`: a query gets a ticket to stream it from; anything else runs now and its
@@ -100,7 +100,7 @@ impl FlightSqlServer {
             }
             Planned::Command => {
                 let result = sql::execute(&caller.session, &sql).await;
-                log_statement(&caller.user, &sql, &result, started);
+                self.log_statement(&caller.user, &sql, &result, started);
                 let (schema, batches) = collect(result.map_err(status)?).await?;
                 let ipc = wire::batches_to_hex(&schema, &batches).map_err(|e| status(e.into()))?;
                 (schema, Handle::Rows { ipc })
@@ -114,6 +114,25 @@ impl FlightSqlServer {
             .with_descriptor(descriptor)
             .with_total_records(-1);
         Ok(info)
+    }
+
+    /// Logs a statement that ran at once (not streamed) and keeps it in `system.queries`.
+    fn log_statement<T, E: std::fmt::Display>(&self, user: &str, sql: &str, result: &Result<T, E>, started: Instant) {
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let outcome = match result {
+            Ok(_) => {
+                tracing::info!(%user, %sql, elapsed_ms, outcome = "ok", "statement");
+                "ok".to_owned()
+            }
+            Err(e) => {
+                tracing::info!(%user, %sql, elapsed_ms, outcome = "failed", error = %e, "statement");
+                format!("failed: {e}")
+            }
+        };
+        let started = std::time::SystemTime::now() - elapsed;
+        let record = crate::history::QueryRecord { started, user: user.to_owned(), sql: sql.to_owned(), rows: 0, bytes: 0, elapsed, outcome };
+        self.lakegate.history().record(record);
     }
 
     fn keep_plan(&self, id: &str, caller: &Caller, plan: datafusion::logical_expr::LogicalPlan) {
@@ -167,7 +186,7 @@ impl FlightSqlServer {
         }
         let started = Instant::now();
         let failed = |e: Error| {
-            log_statement(&caller.user, &sql, &Err::<(), _>(&e), started);
+            self.log_statement(&caller.user, &sql, &Err::<(), _>(&e), started);
             status(e)
         };
         let planned = match self.cached_plan(&id, &caller, true) {
@@ -186,7 +205,18 @@ impl FlightSqlServer {
         // compare with what they receive.
         let schema = wire::wire_schema(plan.schema().as_arrow());
         let stream = sql::run_query(&caller.session, plan).await.map_err(failed)?;
-        let log = QueryLog { user: caller.user, sql, id, started, rows: 0, bytes: 0, outcome: "disconnected", running: Arc::clone(&self.running) };
+        let log = QueryLog {
+            user: caller.user,
+            sql,
+            id,
+            started,
+            wall_clock: std::time::SystemTime::now(),
+            rows: 0,
+            bytes: 0,
+            outcome: "disconnected",
+            running: Arc::clone(&self.running),
+            lakegate: Arc::clone(&self.lakegate),
+        };
         let batches = QueryStream { inner: Some(stream), schema: Arc::clone(&schema), cancelled, log };
         Ok(Response::new(encode(schema, batches)))
     }
@@ -235,9 +265,12 @@ struct QueryLog {
     started: Instant,
     rows: usize,
     bytes: usize,
+    wall_clock: std::time::SystemTime,
     outcome: &'static str,
     /// The server's running queries, which this one leaves when its stream ends.
     running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// Where `system.queries` reads from.
+    lakegate: Arc<Lakegate>,
 }
 
 /// A query's batches on their way to the wire: cast to wire types, counted, stopped by a
@@ -289,6 +322,15 @@ impl Stream for QueryStream {
 impl Drop for QueryLog {
     fn drop(&mut self) {
         self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
+        self.lakegate.history().record(crate::history::QueryRecord {
+            started: self.wall_clock,
+            user: self.user.clone(),
+            sql: self.sql.clone(),
+            rows: self.rows as u64,
+            bytes: self.bytes as u64,
+            elapsed: self.started.elapsed(),
+            outcome: self.outcome.to_owned(),
+        });
         tracing::info!(
             user = %self.user,
             sql = %self.sql,
@@ -301,13 +343,6 @@ impl Drop for QueryLog {
     }
 }
 
-fn log_statement<T, E: std::fmt::Display>(user: &str, sql: &str, result: &Result<T, E>, started: Instant) {
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    match result {
-        Ok(_) => tracing::info!(%user, %sql, elapsed_ms, outcome = "ok", "statement"),
-        Err(e) => tracing::info!(%user, %sql, elapsed_ms, outcome = "failed", error = %e, "statement"),
-    }
-}
 
 fn new_id() -> String {
     crate::write::commit::new_commit_id()
@@ -446,7 +481,7 @@ impl FlightSqlService for FlightSqlServer {
         let caller = self.caller(&request)?;
         let started = Instant::now();
         let result = sql::execute(&caller.session, &command.query).await;
-        log_statement(&caller.user, &command.query, &result, started);
+        self.log_statement(&caller.user, &command.query, &result, started);
         affected_rows(result.map_err(status)?).await
     }
 
@@ -527,7 +562,7 @@ impl FlightSqlService for FlightSqlServer {
         for statement in statements {
             let started = Instant::now();
             let result = sql::execute(&caller.session, &statement).await;
-            log_statement(&caller.user, &statement, &result, started);
+            self.log_statement(&caller.user, &statement, &result, started);
             affected += affected_rows(result.map_err(status)?).await?;
         }
         Ok(affected)
