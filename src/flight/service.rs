@@ -22,7 +22,7 @@ use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
     HandshakeResponse, Ticket,
 };
-use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::DataFusionError;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -378,7 +378,7 @@ async fn affected_rows(output: Output) -> Result<i64, Status> {
         .iter()
         .filter_map(|b| b.column_by_name("count"))
         .filter_map(|c| datafusion::arrow::compute::cast(c, &DataType::Int64).ok())
-        .map(|c| datafusion::arrow::compute::sum(c.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("cast to Int64")).unwrap_or(0))
+        .filter_map(|c| c.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>().and_then(datafusion::arrow::compute::sum))
         .sum();
     Ok(count)
 }
