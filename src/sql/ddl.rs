@@ -156,9 +156,9 @@ pub fn parse(sql: &str) -> Result<Option<Command>> {
 
 /// The key of `SET key=value` when it is a Hive, Spark or Hadoop setting.
 fn foreign_setting(sql: &str) -> Option<String> {
-    let rest = sql.trim_start();
-    let rest = rest.get(..4).filter(|w| w.eq_ignore_ascii_case("set "))?;
-    let key = sql.trim_start()[rest.len()..].split(['=', ' ', ';']).next()?.trim().to_lowercase();
+    let text = sql.trim_start();
+    let set = text.get(..4).filter(|w| w.eq_ignore_ascii_case("set "))?;
+    let key = text[set.len()..].trim_start().split(['=', ' ', ';']).next()?.to_lowercase();
     FOREIGN_SETTINGS.iter().any(|prefix| key.starts_with(prefix)).then_some(key)
 }
 
@@ -454,6 +454,14 @@ mod tests {
         assert_eq!(c.location.as_deref(), Some("/data/v"));
         assert_eq!(c.options.get("s3.region").map(String::as_str), Some("eu-west-1"));
         assert_eq!(c.options.get("s3.allow_http").map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn hive_and_spark_settings_are_ours_to_ignore_and_datafusion_settings_are_not() {
+        let ignored = parse("SET  hive.exec.dynamic.partition.mode=nonstrict").expect("parses");
+        assert_eq!(ignored, Some(Command::IgnoredSetting { key: "hive.exec.dynamic.partition.mode".into() }));
+        assert_eq!(parse("set spark.sql.shuffle.partitions = 8").expect("parses"), Some(Command::IgnoredSetting { key: "spark.sql.shuffle.partitions".into() }));
+        assert_eq!(parse("SET datafusion.execution.batch_size = 10").expect("parses"), None);
     }
 
     #[test]
