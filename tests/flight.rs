@@ -403,3 +403,22 @@ fn the_repl_runs_statements_on_a_server() {
     assert!(server.lakegate.sql("SHOW TABLES").success().stdout.contains("remote_t"));
     assert!(!elsewhere.sql("SHOW TABLES").success().stdout.contains("remote_t"));
 }
+
+/// A 50M-row result (400 MB of values) streams through without the server holding it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_result_streams_in_bounded_memory() {
+    let server = Server::start();
+    let mut client = server.signed_in().await;
+    let info = client.execute("SELECT value FROM generate_series(1, 50000000)".into(), None).await.expect("plans");
+    let mut stream = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("starts");
+    let (mut rows, mut sum) = (0usize, 0i64);
+    while let Some(batch) = stream.try_next().await.expect("streams") {
+        rows += batch.num_rows();
+        sum += datafusion::arrow::compute::sum(batch.column(0).as_primitive::<Int64Type>()).unwrap_or(0);
+    }
+    assert_eq!((rows, sum), (50_000_000, 50_000_000 * 50_000_001 / 2));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("proc status");
+    let peak_kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).expect("VmHWM");
+    println!("peak RSS of the server streaming 50M rows: {} MiB", peak_kb / 1024);
+    assert!(peak_kb < 300 * 1024, "the server held the result: peak RSS {peak_kb} kB");
+}
