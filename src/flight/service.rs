@@ -173,7 +173,7 @@ impl FlightSqlServer {
         let (id, sql) = match handle {
             Handle::Rows { ipc } => {
                 let (schema, batches) = wire::batches_from_hex(&ipc)?;
-                return Ok(Response::new(encode(schema, futures::stream::iter(batches.into_iter().map(Ok)))));
+                return Ok(rows(schema, batches));
             }
             Handle::Query { id, sql, .. } => (id, sql),
         };
@@ -198,7 +198,7 @@ impl FlightSqlServer {
             // The catalog changed since the ticket was made: run it as it is now.
             Planned::Command => {
                 let (schema, batches) = collect(sql::execute(&caller.session, &sql).await.map_err(failed)?).await?;
-                return Ok(Response::new(encode(schema, futures::stream::iter(batches.into_iter().map(Ok)))));
+                return Ok(rows(schema, batches));
             }
         };
         // The schema announced in the FlightInfo: the logical plan's, whose nullability clients
@@ -392,9 +392,14 @@ fn encode(schema: SchemaRef, batches: impl Stream<Item = Result<RecordBatch, Dat
     )
 }
 
+/// Batches already in memory (the rows of a statement that ran, metadata) as a DoGet stream.
+fn rows(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream> {
+    Response::new(encode(schema, futures::stream::iter(batches.into_iter().map(Ok))))
+}
+
 fn one_batch(batch: Result<RecordBatch, impl std::fmt::Display>) -> Result<Response<DoGetStream>, Status> {
     let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(encode(batch.schema(), futures::stream::once(async move { Ok(batch) }))))
+    Ok(rows(batch.schema(), vec![batch]))
 }
 
 /// A lakegate error as the gRPC status clients expect: the user's mistakes are

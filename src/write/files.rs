@@ -6,7 +6,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::partition;
 use datafusion::arrow::datatypes::Schema;
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::AsyncArrowWriter;
@@ -18,7 +17,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use tokio::task::JoinSet;
 
-use super::{Progress, commit, partition_dir};
+use super::{Progress, commit, partition_dir_of_row};
 use crate::Result;
 
 /// How the writers turn rows into files.
@@ -109,21 +108,13 @@ impl Writer {
             // Rows come sorted by partition: each run of equal keys goes to one file.
             let runs = if keys.is_empty() { std::iter::once(0..batch.num_rows()).collect() } else { partition(&keys)?.ranges() };
             for run in runs {
-                let dir = self.partition_of(&keys, run.start)?;
+                let dir = partition_dir_of_row(&self.layout.partition_names, &keys, run.start)?;
                 let rows = batch.slice(run.start, run.end - run.start);
                 self.write(&dir, rows).await?;
             }
         }
         self.close().await?;
         Ok(self.written)
-    }
-
-    fn partition_of(&self, keys: &[ArrayRef], row: usize) -> Result<String> {
-        let values = keys
-            .iter()
-            .map(|array| Ok(array.is_valid(row).then(|| array_value_to_string(array, row)).transpose()?))
-            .collect::<Result<Vec<Option<String>>>>()?;
-        Ok(partition_dir(self.layout.partition_names.iter().map(String::as_str).zip(values.iter().map(Option::as_deref))))
     }
 
     async fn write(&mut self, dir: &str, rows: RecordBatch) -> Result<()> {

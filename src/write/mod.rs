@@ -317,6 +317,15 @@ fn partition_dir<'a>(values: impl IntoIterator<Item = (&'a str, Option<&'a str>)
         .join("/")
 }
 
+/// The partition directory of row `row`, given the partition columns' names and arrays.
+fn partition_dir_of_row(names: &[String], keys: &[datafusion::arrow::array::ArrayRef], row: usize) -> Result<String> {
+    let values = keys
+        .iter()
+        .map(|array| array.is_valid(row).then(|| datafusion::arrow::util::display::array_value_to_string(array, row)).transpose())
+        .collect::<std::result::Result<Vec<Option<String>>, _>>()?;
+    Ok(partition_dir(names.iter().map(String::as_str).zip(values.iter().map(Option::as_deref))))
+}
+
 /// `268435456`, `256MB`, `256 MiB`, `1g`...
 fn parse_size(text: &str) -> Result<u64> {
     let text = text.trim();
@@ -460,14 +469,8 @@ pub(crate) async fn explain(plan: WritePlan) -> Result<Vec<String>> {
     if let Some(frame) = plan.partitions_frame {
         let mut dirs = BTreeSet::new();
         for batch in frame.collect().await? {
-            let columns: Vec<_> = batch.columns().iter().map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8)).collect::<std::result::Result<_, _>>()?;
             for row in 0..batch.num_rows() {
-                let values = plan.partition_names.iter().zip(&columns).map(|(name, array)| {
-                    use datafusion::arrow::array::{Array, AsArray};
-                    let strings = array.as_string::<i32>();
-                    (name.as_str(), strings.is_valid(row).then(|| strings.value(row)))
-                });
-                dirs.insert(partition_dir(values));
+                dirs.insert(partition_dir_of_row(&plan.partition_names, batch.columns(), row)?);
             }
         }
         lines.push(format!("{verb} {} partitions: {}", dirs.len(), dirs.into_iter().collect::<Vec<_>>().join(", ")));

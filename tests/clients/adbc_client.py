@@ -16,7 +16,6 @@ Exits 0 when every check passes; otherwise prints what was expected and what
 came back, and exits 1.
 """
 
-import argparse
 import sys
 import uuid
 
@@ -25,14 +24,11 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
-from checks import FAILURES, check, summary
+from checks import FAILURES, check, client_parser, summary
 
 
 def main():
-    p = argparse.ArgumentParser(description="ADBC Flight SQL client checks")
-    p.add_argument("--url", required=True, help="grpc://127.0.0.1:PORT")
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
+    p = client_parser("ADBC Flight SQL client checks")
     a = p.parse_args()
 
     table = f"lg_adbc_{uuid.uuid4().hex[:10]}"

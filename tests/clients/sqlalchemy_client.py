@@ -20,7 +20,6 @@ needs SQLAlchemy < 2, so read_sql gets the engine's DB-API connection, which is
 also how Superset runs SQL Lab queries (engine.raw_connection() + cursor).
 """
 
-import argparse
 import sys
 import uuid
 import warnings
@@ -29,7 +28,7 @@ from urllib.parse import quote, urlparse
 import pandas as pd
 import sqlalchemy as sa
 
-from checks import FAILURES, check, summary
+from checks import FAILURES, check, client_parser, summary
 
 
 def type_name(t):
@@ -37,10 +36,7 @@ def type_name(t):
 
 
 def main():
-    p = argparse.ArgumentParser(description="flightsql-dbapi / SQLAlchemy client checks")
-    p.add_argument("--url", required=True, help="grpc://127.0.0.1:PORT")
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
+    p = client_parser("flightsql-dbapi / SQLAlchemy client checks")
     a = p.parse_args()
     warnings.filterwarnings("ignore", message=".*SQLAlchemy connectable.*")  # read_sql on a DB-API conn
 

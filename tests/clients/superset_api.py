@@ -18,7 +18,6 @@ Exits 0 when every check passes; otherwise prints what was expected and what
 came back, and exits 1.
 """
 
-import argparse
 import json
 import sys
 import uuid
@@ -27,7 +26,7 @@ from urllib.parse import quote, urlparse
 import adbc_driver_flightsql.dbapi as flightsql
 import requests
 
-from checks import FAILURES, check, summary
+from checks import FAILURES, check, client_parser, summary
 
 
 class Superset:
@@ -54,10 +53,7 @@ class Superset:
 
 
 def main():
-    p = argparse.ArgumentParser(description="Superset REST API checks against lakegate")
-    p.add_argument("--url", required=True, help="lakegate, grpc://127.0.0.1:PORT")
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
+    p = client_parser("Superset REST API checks against lakegate")
     p.add_argument("--superset", required=True, help="http://127.0.0.1:PORT")
     p.add_argument("--superset-user", default="admin")
     p.add_argument("--superset-password", default="admin")
