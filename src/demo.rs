@@ -60,11 +60,12 @@ impl Rng {
 }
 
 /// Generates the sample tables (once), registers them in the default database, and prints
-/// the answer to [`NCIS_QUERY`].
+/// the answer to [`NCIS_QUERY`]. With `postgres` (a `postgres://user@host:port/db` URL),
+/// `users` is loaded into that database and read from there.
 ///
 /// # Errors
-/// The data directory is not writable, or the query fails.
-pub async fn run(lakegate: &Lakegate, rows: usize) -> Result<()> {
+/// The data directory is not writable, PostgreSQL cannot be loaded, or the query fails.
+pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Result<()> {
     let root = lakegate.warehouse_dir().join("demo");
     let marker = root.join(format!("_complete_{rows}"));
     if !marker.exists() {
@@ -75,7 +76,21 @@ pub async fn run(lakegate: &Lakegate, rows: usize) -> Result<()> {
         std::fs::write(&marker, b"").map_err(|e| Error::io(marker.display(), e))?;
     }
     let session = lakegate.session();
-    for table in ["adserver_logs", "users", "programs"] {
+    let mut parquet_tables = vec!["adserver_logs", "programs"];
+    match postgres {
+        Some(url) => {
+            load_users_into_postgres(url, &root.join("users/part-00000.parquet")).await?;
+            let location = url.replace('\'', "''");
+            let _ = sql::execute(&session, "DROP TABLE IF EXISTS users").await?;
+            let statement = format!(
+                "CREATE EXTERNAL TABLE users STORED AS POSTGRES LOCATION '{location}' OPTIONS ('table' 'public.users', 'password' '${{env:PGPASSWORD}}')"
+            );
+            let _ = sql::execute(&session, &statement).await?;
+            println!("users are in PostgreSQL ({url}).");
+        }
+        None => parquet_tables.push("users"),
+    }
+    for table in parquet_tables {
         let location = root.join(table).display().to_string().replace('\'', "''");
         let statement = format!("CREATE EXTERNAL TABLE IF NOT EXISTS {table} STORED AS PARQUET LOCATION '{location}'");
         let _ = sql::execute(&session, &statement).await?;
@@ -86,6 +101,44 @@ pub async fn run(lakegate: &Lakegate, rows: usize) -> Result<()> {
     let result = sql::execute(&session, NCIS_QUERY).await?;
     output::write(result, Format::Table, &mut std::io::stdout(), None).await?;
     println!("answered in {:.3} s. Explore with: lakegate repl", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Replaces table `public.users` of the PostgreSQL database at `url` with the sample users,
+/// streamed in with `COPY ... FROM STDIN`.
+async fn load_users_into_postgres(url: &str, users: &Path) -> Result<()> {
+    use futures::SinkExt;
+
+    let failed = |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("demo users into PostgreSQL {url}: {what}: {e}"));
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| failed("not a postgres:// URL", &e))?;
+    if config.get_password().is_none()
+        && let Ok(password) = std::env::var("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| failed("cannot connect", &e))?;
+    let connection = tokio::spawn(connection);
+    let transaction = client.transaction().await.map_err(|e| failed("begin", &e))?;
+    transaction
+        .batch_execute("DROP TABLE IF EXISTS public.users; CREATE TABLE public.users (uid int8 PRIMARY KEY, age int4 NOT NULL, gender text NOT NULL, country text NOT NULL)")
+        .await
+        .map_err(|e| failed("create table users", &e))?;
+    let sink = transaction.copy_in("COPY public.users FROM STDIN (FORMAT csv)").await.map_err(|e| failed("copy", &e))?;
+    futures::pin_mut!(sink);
+    let file = std::fs::File::open(users).map_err(|e| Error::io(users.display(), e))?;
+    let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::DataFusion(datafusion::error::DataFusionError::ParquetError(Box::new(e))))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::DataFusion(e.into()))?;
+        let mut csv = Vec::new();
+        datafusion::arrow::csv::WriterBuilder::new().with_header(false).build(&mut csv).write(&batch).map_err(|e| Error::DataFusion(e.into()))?;
+        sink.send(bytes::Bytes::from(csv)).await.map_err(|e| failed("copy", &e))?;
+    }
+    sink.as_mut().finish().await.map_err(|e| failed("copy", &e))?;
+    transaction.commit().await.map_err(|e| failed("commit", &e))?;
+    drop(client);
+    let _ = connection.await;
     Ok(())
 }
 

@@ -77,6 +77,9 @@ enum Command {
         /// First load the sample data and answer the NCIS question, as `lakegate demo` does
         #[arg(long)]
         demo: bool,
+        /// With --demo: put the sample `users` into this PostgreSQL database (see `demo --postgres`)
+        #[arg(long, env = "LAKEGATE_DEMO_POSTGRES", requires = "demo")]
+        demo_postgres: Option<String>,
     },
     /// Print the Argon2 hash of a password read from standard input, for `[[server.users]]`
     HashPassword,
@@ -110,6 +113,11 @@ enum Command {
         /// Ad-server log rows to generate
         #[arg(long, default_value_t = 3_000_000)]
         rows: usize,
+        /// Put `users` into this PostgreSQL database instead of a Parquet file, e.g.
+        /// postgres://me@127.0.0.1:5432/demo; the password comes from PGPASSWORD, which the
+        /// registered table references as ${env:PGPASSWORD}. Replaces its table `users`.
+        #[arg(long, env = "LAKEGATE_DEMO_POSTGRES")]
+        postgres: Option<String>,
     },
     /// Browse the catalog without writing SQL
     Catalog {
@@ -190,9 +198,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             run_script(&lakegate, &origin, &statements).await
         }
-        Command::Serve { listen, insecure_allow_remote, demo } => {
+        Command::Serve { listen, insecure_allow_remote, demo, demo_postgres } => {
             if demo {
-                lakegate::demo::run(&lakegate, 3_000_000).await?;
+                lakegate::demo::run(&lakegate, 3_000_000, demo_postgres.as_deref()).await?;
             }
             lakegate::flight::serve(std::sync::Arc::new(lakegate), listen.as_deref(), insecure_allow_remote).await
         }
@@ -227,7 +235,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             lakegate::repl::run(&lakegate, target).await
         }
-        Command::Demo { rows } => lakegate::demo::run(&lakegate, rows).await,
+        Command::Demo { rows, postgres } => lakegate::demo::run(&lakegate, rows, postgres.as_deref()).await,
         Command::Catalog { action } => {
             let statement = match action {
                 CatalogAction::Databases => "SHOW DATABASES".to_owned(),

@@ -17,7 +17,7 @@ const USER: &str = "analyst";
 const PASSWORD: &str = "s3cret";
 
 /// A `lakegate serve` process on a free port, with one configured user; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     url: String,
     lakegate: Lakegate,
@@ -31,7 +31,7 @@ impl Server {
     }
 
     /// Writes a config with the test user, starts the server and reads its address.
-    fn start_with(lakegate: Lakegate, args: &[&str]) -> Result<Self, String> {
+    pub(crate) fn start_with(lakegate: Lakegate, args: &[&str]) -> Result<Self, String> {
         let hash = lakegate.command().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
             use std::io::Write;
             c.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes())?;
@@ -98,13 +98,19 @@ impl Server {
         FlightSqlServiceClient::new(channel)
     }
 
-    async fn signed_in(&self) -> FlightSqlServiceClient<Channel> {
+    pub(crate) async fn signed_in(&self) -> FlightSqlServiceClient<Channel> {
         let mut client = self.client().await;
         client.handshake(USER, PASSWORD).await.expect("signs in");
         client
     }
 
     /// Stops the server with SIGTERM and returns its log.
+    /// The server's peak resident memory so far, from `/proc`.
+    pub(crate) fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).expect("VmHWM")
+    }
+
     fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
@@ -328,8 +334,7 @@ async fn thirty_two_concurrent_clients() {
         errors.extend(result.expect("client task"));
     }
     assert!(errors.is_empty(), "{} errors, first: {:?}", errors.len(), errors.first());
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("proc status");
-    let peak_kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).expect("VmHWM");
+    let peak_kb = server.peak_rss_kb();
     println!("peak RSS of the server under 32 clients x 100 statements: {} MiB", peak_kb / 1024);
     assert!(peak_kb < 2 * 1024 * 1024, "peak RSS {peak_kb} kB");
 }
@@ -417,8 +422,7 @@ async fn a_large_result_streams_in_bounded_memory() {
         sum += datafusion::arrow::compute::sum(batch.column(0).as_primitive::<Int64Type>()).unwrap_or(0);
     }
     assert_eq!((rows, sum), (50_000_000, 50_000_000 * 50_000_001 / 2));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("proc status");
-    let peak_kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).expect("VmHWM");
+    let peak_kb = server.peak_rss_kb();
     println!("peak RSS of the server streaming 50M rows: {} MiB", peak_kb / 1024);
     assert!(peak_kb < 300 * 1024, "the server held the result: peak RSS {peak_kb} kB");
 }

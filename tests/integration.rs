@@ -7,3 +7,4 @@ mod geodata;
 mod s3;
 mod write;
 mod flight;
+mod postgres;

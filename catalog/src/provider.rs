@@ -122,6 +122,9 @@ impl Catalog {
         }
         let factory = self.sources.get(&spec.kind)?;
         let spec = factory.prepare(session, spec).await?;
+        // Again after the source completed the spec, which may have moved a password out of
+        // a URL into the options.
+        self.sources.check_options(&spec, true)?;
         self.store.insert_table(&spec, if_not_exists)
     }
 

@@ -2,6 +2,8 @@
 //! S3 server (moto) on a free loopback port. A missing service fails the test with a message
 //! saying how to get it; nothing is skipped.
 
+pub(crate) mod postgres;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
