@@ -97,7 +97,11 @@ impl CassandraScanExec {
 impl DisplayAs for CassandraScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let target = &self.remote.target;
-        let Some(first) = self.partitions.first().and_then(|p| p.first()) else { return write!(f, "CassandraScanExec") };
+        // The statement with the most restrictions stands for all: for a full scan, an inner
+        // token range rather than one of the two halves of the wrap-around range.
+        let Some(first) = self.partitions.iter().flatten().max_by_key(|s| s.values.len()) else {
+            return write!(f, "CassandraScanExec");
+        };
         write!(f, "CassandraScanExec: table={}, cql={}", target.label(), first.cql)?;
         if self.fixed {
             let values: Vec<String> = first.values.iter().map(CqlValue::to_string).collect();

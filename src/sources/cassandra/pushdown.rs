@@ -194,6 +194,21 @@ impl Slots {
 /// Cassandra evaluates exactly as DataFusion does.
 fn restrictions(filter: &Expr, keys: &Keys) -> Option<Vec<Restriction>> {
     match filter {
+        // DataFusion writes short IN lists as ORs of equalities.
+        Expr::BinaryExpr(BinaryExpr { op: Operator::Or, .. }) => {
+            let mut column = None;
+            let mut values = Vec::new();
+            for disjunct in split_or(filter) {
+                let [r] = restrictions(disjunct, keys)?.try_into().ok()?;
+                let (same, op) = (column.get_or_insert_with(|| r.column.clone()) == &r.column, r.op);
+                match (same, op, r.value) {
+                    (true, Op::Eq, value) => values.push(value),
+                    (true, Op::In, CqlValue::List(more)) => values.extend(more),
+                    _ => return None,
+                }
+            }
+            Some(vec![Restriction { column: column?, op: Op::In, value: CqlValue::List(values) }])
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let op = match op {
                 Operator::Eq => Op::Eq,
@@ -236,6 +251,17 @@ fn restrictions(filter: &Expr, keys: &Keys) -> Option<Vec<Restriction>> {
             ])
         }
         _ => None,
+    }
+}
+
+fn split_or(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            let mut all = split_or(left);
+            all.extend(split_or(right));
+            all
+        }
+        other => vec![other],
     }
 }
 
@@ -446,6 +472,15 @@ mod tests {
             cql(&[col("id").in_list(vec![lit(1), lit(2)], false), col("day").between(lit("a"), lit("c"))], false);
         assert_eq!(pushed, [true, true]);
         assert!(cql.ends_with(r#"WHERE "id" IN ? AND "day" >= ? AND "day" <= ?"#), "{cql}");
+    }
+
+    #[test]
+    fn ors_of_equalities_on_one_column_are_in_lists() {
+        let (pushed, cql) = cql(&[col("id").eq(lit(1)).or(col("id").eq(lit(2))).or(col("id").eq(lit(3)))], false);
+        assert_eq!(pushed, [true]);
+        assert!(cql.ends_with(r#"WHERE "id" IN ?"#), "{cql}");
+        let (pushed, _) = cql(&[col("id").eq(lit(1)).or(col("name").eq(lit("x")))], false);
+        assert_eq!(pushed, [false]);
     }
 
     #[test]
