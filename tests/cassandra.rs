@@ -4,7 +4,12 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Cql, Lakegate, S3Server, free_port};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use futures::TryStreamExt;
+
+use crate::common::{Cql, Lakegate, OwnCassandra, S3Server, free_port};
+use crate::flight::Server;
 
 /// A lakegate with keyspace `ks`'s table `table` registered as `name`.
 fn registered(cql: &Cql, ks: &str, table: &str, name: &str) -> Lakegate {
@@ -329,4 +334,40 @@ fn literals_are_bound_not_spliced() {
     assert_eq!(lg.sql(sql).success().rows(), vec![vec!["1"]]);
     let plan = explain(&lg, sql);
     assert!(plan.contains(r#"WHERE "k" = ?"#), "{plan}");
+}
+
+/// A node that dies while a query streams from it fails that query, naming the table; the
+/// server keeps answering other queries.
+#[test]
+fn a_node_killed_mid_scan_fails_the_query_and_the_server_keeps_serving() {
+    let node = OwnCassandra::start();
+    let cql = Cql::connect_to(node.contact_point.clone());
+    cql.keyspace("lg_kill");
+    cql.run(&["CREATE TABLE lg_kill.t (id int PRIMARY KEY, payload text)"]);
+    cql.insert("INSERT INTO lg_kill.t (id, payload) VALUES (?, ?)", (0..5000).map(|i| (i, "x".repeat(1000))).collect());
+    let lg = Lakegate::new();
+    lg.sql(&format!(
+        "CREATE EXTERNAL TABLE t STORED AS CASSANDRA LOCATION 'cassandra://{}/lg_kill/t' OPTIONS (fetch_size '20')",
+        node.contact_point
+    ))
+    .success();
+    let server = Server::start_with(lg, &["--listen", "127.0.0.1:0"]).expect("the server starts");
+    cql.block_on(async {
+        let mut client = server.signed_in().await;
+        let info = client.execute("SELECT id, payload FROM t".into(), None).await.expect("plans");
+        let mut stream = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("stream");
+        // Pages are fetched as the client reads, so most of the table is still to come.
+        let first = stream.try_next().await.expect("a first batch").expect("not empty");
+        assert!(first.num_rows() > 0);
+        node.kill();
+        let rest: Result<Vec<_>, _> = stream.try_collect().await;
+        let err = rest.expect_err("the query fails once the node is gone").to_string();
+        assert!(err.contains("lg_kill.t"), "the error names the table: {err}");
+
+        let mut client = server.signed_in().await;
+        let info = client.execute("SELECT count(*) FROM (VALUES (1), (2)) AS v(x)".into(), None).await.expect("still serving");
+        let batches: Vec<_> =
+            client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("stream").try_collect().await.expect("rows");
+        assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 2);
+    });
 }

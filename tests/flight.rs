@@ -17,10 +17,10 @@ const USER: &str = "analyst";
 const PASSWORD: &str = "s3cret";
 
 /// A `lakegate serve` process on a free port, with one configured user; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     url: String,
-    lakegate: Lakegate,
+    pub(crate) lakegate: Lakegate,
     /// The server's log, read as it is written so a busy server never blocks on a full pipe.
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -31,7 +31,7 @@ impl Server {
     }
 
     /// Writes a config with the test user, starts the server and reads its address.
-    fn start_with(lakegate: Lakegate, args: &[&str]) -> Result<Self, String> {
+    pub(crate) fn start_with(lakegate: Lakegate, args: &[&str]) -> Result<Self, String> {
         let hash = lakegate.command().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
             use std::io::Write;
             c.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes())?;
@@ -98,7 +98,7 @@ impl Server {
         FlightSqlServiceClient::new(channel)
     }
 
-    async fn signed_in(&self) -> FlightSqlServiceClient<Channel> {
+    pub(crate) async fn signed_in(&self) -> FlightSqlServiceClient<Channel> {
         let mut client = self.client().await;
         client.handshake(USER, PASSWORD).await.expect("signs in");
         client

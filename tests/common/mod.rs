@@ -184,7 +184,10 @@ pub(crate) struct Cql {
 
 impl Cql {
     pub(crate) fn connect() -> Self {
-        let contact_point = cassandra_contact_point();
+        Self::connect_to(cassandra_contact_point())
+    }
+
+    pub(crate) fn connect_to(contact_point: String) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let session = runtime
             .block_on(scylla::client::session_builder::SessionBuilder::new().known_node(&contact_point).build())
@@ -245,5 +248,46 @@ impl Lakegate {
     pub(crate) fn json(&self, sql: &str) -> Vec<serde_json::Value> {
         let run = self.run(&["sql", "--format", "json", "-e", sql]).success();
         run.stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON row")).collect()
+    }
+}
+
+/// A Cassandra node of a test's own (`scripts/services/cassandra.sh` with a state file of its
+/// own), for tests that kill a node; stopped on drop.
+pub(crate) struct OwnCassandra {
+    state: tempfile::TempDir,
+    pub(crate) contact_point: String,
+    pub(crate) pid: String,
+}
+
+impl OwnCassandra {
+    pub(crate) fn start() -> Self {
+        let state = tempfile::tempdir().expect("temp dir");
+        let output = Self::script(&state, "start").output().expect("cassandra.sh runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "starting a Cassandra node failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        let value = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key)).map(str::to_owned).expect(key);
+        Self { contact_point: value("CASSANDRA_CONTACT_POINT="), pid: value("CASSANDRA_PID="), state }
+    }
+
+    fn script(state: &tempfile::TempDir, action: &str) -> Command {
+        let mut command = Command::new("bash");
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/cassandra.sh"))
+            .arg(action)
+            .env("LAKEGATE_CASSANDRA_STATE", state.path().join("state"))
+            .env("LAKEGATE_CASSANDRA_HEAP", "512M");
+        command
+    }
+
+    /// Kills the node at once (SIGKILL), as a crash would.
+    pub(crate) fn kill(&self) {
+        let status = Command::new("kill").args(["-KILL", &self.pid]).status().expect("kill runs");
+        assert!(status.success(), "killing Cassandra pid {}", self.pid);
+    }
+}
+
+impl Drop for OwnCassandra {
+    fn drop(&mut self) {
+        let _ = Self::script(&self.state, "stop").output();
     }
 }
