@@ -476,9 +476,9 @@ mod tests {
 
     #[test]
     fn ors_of_equalities_on_one_column_are_in_lists() {
-        let (pushed, cql) = cql(&[col("id").eq(lit(1)).or(col("id").eq(lit(2))).or(col("id").eq(lit(3)))], false);
+        let (pushed, sent) = cql(&[col("id").eq(lit(1)).or(col("id").eq(lit(2))).or(col("id").eq(lit(3)))], false);
         assert_eq!(pushed, [true]);
-        assert!(cql.ends_with(r#"WHERE "id" IN ?"#), "{cql}");
+        assert!(sent.ends_with(r#"WHERE "id" IN ?"#), "{sent}");
         let (pushed, _) = cql(&[col("id").eq(lit(1)).or(col("name").eq(lit("x")))], false);
         assert_eq!(pushed, [false]);
     }
