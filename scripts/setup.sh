@@ -12,7 +12,9 @@
 # and runs the tests.
 #
 # It also installs Apache Superset into a venv of its own
-# (scripts/services/superset.sh install) for the Superset test.
+# (scripts/services/superset.sh install) for the Superset test, and resolves
+# Apache Cassandra's jars from Maven Central (scripts/services/cassandra.sh
+# install) for the Cassandra source tests.
 #
 # Environment it exports:
 #   LAKEGATE_VENV     the venv; fixtures start $LAKEGATE_VENV/bin/moto_server
@@ -162,6 +164,9 @@ lakegate_setup() {
 
     lakegate_section "Apache Superset (its own venv, for the BI-tool test)"
     bash "$LAKEGATE_ROOT/scripts/services/superset.sh" install
+
+    lakegate_section "Apache Cassandra (jars from Maven Central, for the Cassandra tests)"
+    bash "$LAKEGATE_ROOT/scripts/services/cassandra.sh" install
 
     lakegate_section "rust toolchain"
     lakegate_ensure_rust

@@ -11,7 +11,11 @@
 #       or   `bash scripts/test.sh -- --nocapture`
 #
 # The fixtures start their own services (PostgreSQL, moto's S3, ...) on free
-# loopback ports and stop them afterwards, so this script starts none.
+# loopback ports and stop them afterwards. Cassandra is the exception: it takes
+# ~20 s to start, so this script starts one node for the whole run
+# (scripts/services/cassandra.sh, while the build runs), exports
+# LAKEGATE_TEST_CASSANDRA=127.0.0.1:PORT for the tests and stops it on exit.
+# With LAKEGATE_TEST_CASSANDRA already set, that node is used instead.
 #
 # Test runner: plain `cargo test`, not cargo-nextest. nextest is not in the
 # toolchain and `cargo install cargo-nextest` compiles for many minutes on a
@@ -42,6 +46,24 @@ if $setup_only; then
     exit 0
 fi
 
+# Cassandra starts in the background while the workspace builds.
+cassandra_log=""
+if [[ -z ${LAKEGATE_TEST_CASSANDRA:-} ]]; then
+    export LAKEGATE_CASSANDRA_STATE
+    LAKEGATE_CASSANDRA_STATE="$(mktemp -d "${TMPDIR:-/tmp}/lakegate-test-cassandra.XXXXXX")/state"
+    cassandra_log="$(dirname "$LAKEGATE_CASSANDRA_STATE")/start.out"
+    stop_cassandra() {
+        # A start still under way records its pid when done; only then can it be stopped.
+        wait "$cassandra_starter" 2>/dev/null || true
+        bash scripts/services/cassandra.sh stop
+        rm -rf "$(dirname "$LAKEGATE_CASSANDRA_STATE")"
+    }
+    trap stop_cassandra EXIT
+    lakegate_section "starting Cassandra in the background"
+    bash scripts/services/cassandra.sh start >"$cassandra_log" 2>&1 &
+    cassandra_starter=$!
+fi
+
 # Compile everything first, benches and examples included, so a target that no
 # longer builds fails here even if no test touches it, and so compile errors
 # are not interleaved with test output.
@@ -52,6 +74,19 @@ if ! cargo build --workspace --all-targets; then
     exit 1
 fi
 echo "built in $((SECONDS - build_started)) s"
+
+if [[ -n $cassandra_log ]]; then
+    lakegate_section "waiting for Cassandra"
+    if wait "$cassandra_starter"; then
+        LAKEGATE_TEST_CASSANDRA="$(sed -n 's/^CASSANDRA_CONTACT_POINT=//p' "$cassandra_log")"
+        export LAKEGATE_TEST_CASSANDRA
+        grep -v '^CASSANDRA_' "$cassandra_log" || true
+    else
+        # The Cassandra tests then fail, naming the missing node; the others still run.
+        cat "$cassandra_log"
+        lakegate_section "CASSANDRA DID NOT START (see above)"
+    fi
+fi
 
 # --no-fail-fast: one failing test binary must not hide the results of the
 # others; cargo still exits non-zero if anything failed.

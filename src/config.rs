@@ -16,6 +16,18 @@ pub struct Config {
     pub execution: ExecutionConfig,
     pub geodata: GeodataConfig,
     pub server: ServerConfig,
+    pub cassandra: CassandraConfig,
+}
+
+/// `[cassandra]`: the cluster that Cassandra tables without contact points of their own read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CassandraConfig {
+    /// `host:port` of one or more nodes; the driver discovers the rest of the cluster.
+    pub contact_points: Vec<String>,
+    pub username: Option<String>,
+    /// A `${env:NAME}` reference (or a literal).
+    pub password: Option<String>,
 }
 
 /// `lakegate serve`: where it listens, TLS, and who may connect.
@@ -178,6 +190,9 @@ impl Config {
             self.server.tls_key = Some(key.into());
         }
         self.s3 = self.s3.overlaid_with(&S3Config::from_env(&get)?);
+        if let Some(points) = get("LAKEGATE_CASSANDRA_CONTACT_POINTS") {
+            self.cassandra.contact_points = points.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+        }
         let number = |name: &str| -> Result<Option<usize>> {
             get(name)
                 .map(|v| v.parse().map_err(|_| Error::Config(format!("{name}={v} is not a number"))))

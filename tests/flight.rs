@@ -20,7 +20,7 @@ const PASSWORD: &str = "s3cret";
 pub(crate) struct Server {
     child: Child,
     url: String,
-    lakegate: Lakegate,
+    pub(crate) lakegate: Lakegate,
     /// The server's log, read as it is written so a busy server never blocks on a full pipe.
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod cassandra;
 mod cli;
 mod geodata;
 mod s3;

@@ -245,6 +245,30 @@ fn spark_jdbc_spellings_and_secrets() {
     assert!(shown.contains("STORED AS POSTGRES") && shown.contains("${env:PG_PASSWORD}") && !shown.contains(PASSWORD), "{shown}");
 }
 
+/// `sslmode 'verify-full'` connects over TLS, checking the server's certificate against
+/// `sslrootcert`; without that CA the certificate is refused, naming the server.
+#[test]
+fn tls_connections_verify_the_server() {
+    let (pg, ca) = Postgres::start_tls();
+    let db = pg.database();
+    pg.psql(&db, "CREATE VIEW my_connection AS SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+    let lg = lakegate();
+    let create = |name: &str, extra: &str| {
+        lg.sql(&format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'my_connection', \
+             'password' '${{env:PG_PASSWORD}}', 'sslmode' 'verify-full'{extra})",
+            pg.url(&db)
+        ))
+    };
+    create("conn", &format!(", 'sslrootcert' '{}'", ca.display())).success();
+    let rows = lg.sql("SELECT ssl, version FROM conn").success().rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0], "true", "the connection is encrypted: {rows:?}");
+    assert!(rows[0][1].starts_with("TLSv1."), "{rows:?}");
+    let refused = create("untrusted", "").failure().stderr;
+    assert!(refused.contains(&format!("127.0.0.1:{}", pg.port)) && refused.to_lowercase().contains("certificate"), "{refused}");
+}
+
 #[test]
 fn bad_connections_and_tables_are_named_and_register_nothing() {
     let pg = Postgres::shared();

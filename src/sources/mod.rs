@@ -1,5 +1,6 @@
 //! The sources lakegate reads, one folder per kind, each implementing `SourceFactory`.
 
+pub mod cassandra;
 pub mod parquet;
 pub mod postgres;
 pub mod redshift;
@@ -9,15 +10,17 @@ use std::sync::Arc;
 use lakegate_catalog::Sources;
 
 use self::postgres::{Dialect, Pools, RemoteSource};
+use crate::config::Config;
 use crate::storage::ObjectStores;
 
 /// Every source kind this build of lakegate can read.
-pub fn all(stores: &Arc<ObjectStores>) -> Sources {
+pub fn all(stores: &Arc<ObjectStores>, config: &Config) -> Sources {
     // PostgreSQL and Redshift tables on the same server share connections.
     let pools = Arc::new(Pools::default());
     Sources::new(vec![
         Arc::new(parquet::ParquetSource::new(Arc::clone(stores))),
         Arc::new(RemoteSource::new(Dialect::Postgres, Arc::clone(&pools), Arc::clone(stores))),
         Arc::new(RemoteSource::new(Dialect::Redshift, pools, Arc::clone(stores))),
+        Arc::new(cassandra::CassandraSource::new(config.cassandra.clone())),
     ])
 }

@@ -160,3 +160,136 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// The Cassandra node the tests use: `LAKEGATE_TEST_CASSANDRA` (host:port), which
+/// `scripts/test.sh` sets after starting one. Missing or unreachable fails the test.
+pub(crate) fn cassandra_contact_point() -> String {
+    let how = "start one with `eval \"$(bash scripts/services/cassandra.sh start)\"` and \
+               `export LAKEGATE_TEST_CASSANDRA=$CASSANDRA_CONTACT_POINT`, or run `bash scripts/test.sh`";
+    let Ok(point) = std::env::var("LAKEGATE_TEST_CASSANDRA") else {
+        panic!("LAKEGATE_TEST_CASSANDRA is not set: these tests need a real Cassandra; {how}");
+    };
+    let reachable = point
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok());
+    assert!(reachable, "Cassandra at LAKEGATE_TEST_CASSANDRA={point} does not answer; {how}");
+    point
+}
+
+/// A CQL session on the test node, for creating and loading the tables lakegate then reads.
+pub(crate) struct Cql {
+    // Fields drop in order: the session before the runtime it runs on.
+    pub(crate) session: scylla::client::session::Session,
+    pub(crate) contact_point: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cql {
+    pub(crate) fn connect() -> Self {
+        Self::connect_to(cassandra_contact_point())
+    }
+
+    pub(crate) fn connect_to(contact_point: String) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let session = runtime
+            .block_on(scylla::client::session_builder::SessionBuilder::new().known_node(&contact_point).build())
+            .unwrap_or_else(|e| panic!("connecting to Cassandra at {contact_point}: {e}"));
+        Self { session, contact_point, runtime }
+    }
+
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Runs each statement (no bind values) in turn.
+    pub(crate) fn run(&self, statements: &[&str]) {
+        for cql in statements {
+            self.block_on(self.session.query_unpaged(*cql, &[]))
+                .unwrap_or_else(|e| panic!("CQL failed: {cql}: {e}"));
+        }
+    }
+
+    /// A fresh keyspace (replication factor 1) for one test.
+    pub(crate) fn keyspace(&self, name: &str) {
+        self.run(&[
+            &format!("DROP KEYSPACE IF EXISTS {name}"),
+            &format!("CREATE KEYSPACE {name} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
+        ]);
+    }
+
+    /// Inserts `rows` with one prepared statement, many requests in flight.
+    pub(crate) fn insert<V>(&self, cql: &str, rows: Vec<V>)
+    where
+        V: scylla::serialize::row::SerializeRow + Send + Sync,
+    {
+        use futures::StreamExt;
+        let prepared = self.block_on(self.session.prepare(cql)).unwrap_or_else(|e| panic!("preparing {cql}: {e}"));
+        self.block_on(async {
+            futures::stream::iter(rows)
+                .map(|row| {
+                    let prepared = &prepared;
+                    let session = &self.session;
+                    async move { session.execute_unpaged(prepared, row).await }
+                })
+                .buffer_unordered(64)
+                .for_each(|result| async move {
+                    result.unwrap_or_else(|e| panic!("insert failed: {e}"));
+                })
+                .await;
+        });
+    }
+}
+
+impl Lakegate {
+    /// This process's runs read Cassandra tables from `contact_point` by default.
+    pub(crate) fn with_cassandra(self, contact_point: &str) -> Self {
+        self.with_env("LAKEGATE_CASSANDRA_CONTACT_POINTS", contact_point)
+    }
+
+    /// Runs `lakegate sql --format json -e <sql>` and parses the rows.
+    pub(crate) fn json(&self, sql: &str) -> Vec<serde_json::Value> {
+        let run = self.run(&["sql", "--format", "json", "-e", sql]).success();
+        run.stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON row")).collect()
+    }
+}
+
+/// A Cassandra node of a test's own (`scripts/services/cassandra.sh` with a state file of its
+/// own), for tests that kill a node; stopped on drop.
+pub(crate) struct OwnCassandra {
+    state: tempfile::TempDir,
+    pub(crate) contact_point: String,
+    pub(crate) pid: String,
+}
+
+impl OwnCassandra {
+    pub(crate) fn start() -> Self {
+        let state = tempfile::tempdir().expect("temp dir");
+        let output = Self::script(&state, "start").output().expect("cassandra.sh runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "starting a Cassandra node failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        let value = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key)).map(str::to_owned).expect(key);
+        Self { contact_point: value("CASSANDRA_CONTACT_POINT="), pid: value("CASSANDRA_PID="), state }
+    }
+
+    fn script(state: &tempfile::TempDir, action: &str) -> Command {
+        let mut command = Command::new("bash");
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/cassandra.sh"))
+            .arg(action)
+            .env("LAKEGATE_CASSANDRA_STATE", state.path().join("state"))
+            .env("LAKEGATE_CASSANDRA_HEAP", "512M");
+        command
+    }
+
+    /// Kills the node at once (SIGKILL), as a crash would.
+    pub(crate) fn kill(&self) {
+        let status = Command::new("kill").args(["-KILL", &self.pid]).status().expect("kill runs");
+        assert!(status.success(), "killing Cassandra pid {}", self.pid);
+    }
+}
+
+impl Drop for OwnCassandra {
+    fn drop(&mut self) {
+        let _ = Self::script(&self.state, "stop").output();
+    }
+}

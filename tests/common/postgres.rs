@@ -18,6 +18,8 @@ pub(crate) struct Postgres {
     dir: tempfile::TempDir,
     pub(crate) port: u16,
     server: Option<(Child, ChildStdin)>,
+    /// Extra `-c name=value` server settings.
+    settings: Vec<String>,
 }
 
 fn as_root() -> bool {
@@ -47,9 +49,38 @@ fn require(program: &str) {
 impl Postgres {
     /// A new cluster, stopped when dropped (or, at the latest, when the test process exits).
     pub(crate) fn start() -> Self {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// A cluster serving TLS with a certificate for 127.0.0.1 signed by a test CA; returns the
+    /// CA's PEM file.
+    pub(crate) fn start_tls() -> (Self, std::path::PathBuf) {
+        let postgres = Self::start_with(|dir| {
+            let openssl = |args: &str| {
+                let made = Command::new("openssl").args(args.split_whitespace()).current_dir(dir).output().expect("openssl runs");
+                assert!(made.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&made.stderr));
+            };
+            openssl("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=lakegate-test-ca -keyout ca-key.pem -out ca.pem");
+            openssl("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr");
+            std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
+            openssl("x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out server.crt");
+            let key = dir.join("server.key");
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("key mode");
+            vec![
+                "ssl=on".into(),
+                format!("ssl_cert_file={}", dir.join("server.crt").display()),
+                format!("ssl_key_file={}", key.display()),
+            ]
+        });
+        let ca = postgres.dir.path().join("ca.pem");
+        (postgres, ca)
+    }
+
+    fn start_with(prepare: impl FnOnce(&std::path::Path) -> Vec<String>) -> Self {
         require("initdb");
         require("psql");
         let dir = tempfile::tempdir().expect("temp dir");
+        let settings = prepare(dir.path());
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, format!("{PASSWORD}\n")).expect("password file");
@@ -65,7 +96,7 @@ impl Postgres {
             .output()
             .expect("initdb runs");
         assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
-        let mut postgres = Self { dir, port: free_port(), server: None };
+        let mut postgres = Self { dir, port: free_port(), server: None, settings };
         postgres.resume();
         postgres
     }
@@ -85,8 +116,9 @@ impl Postgres {
         let script = "postgres -D \"$0\" -p \"$1\" -k \"$0\" -c listen_addresses=127.0.0.1 -c fsync=off \
                       -c synchronous_commit=off -c full_page_writes=off & pid=$!; read cmd; kill -INT $pid; wait $pid; \
                       [ \"$cmd\" = stop ] || rm -rf \"$2\"";
+        let settings: Vec<String> = self.settings.iter().map(|s| format!("-c {s}")).collect();
         let mut child = server_command("sh")
-            .args(["-c", script])
+            .args(["-c", &script.replace("-c fsync=off", &format!("-c fsync=off {}", settings.join(" ")))])
             .arg(&data)
             .arg(self.port.to_string())
             .arg(self.dir.path())
