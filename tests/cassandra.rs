@@ -380,12 +380,7 @@ fn the_demo_puts_programs_into_cassandra() {
     let lg = Lakegate::new().with_cassandra(&cql.contact_point);
     let run = lg.run(&["demo", "--rows", "150000"]).success();
     assert!(run.stdout.contains("programs (in Cassandra, lakegate_demo.programs)"), "{}", run.stdout);
-    let answer: u64 = run
-        .stdout
-        .lines()
-        .filter_map(|l| l.trim().trim_matches('|').trim().parse().ok())
-        .next()
-        .unwrap_or_else(|| panic!("no count in the demo output:\n{}", run.stdout));
+    let answer = run.first_count();
     let plan = explain(&lg, "SELECT * FROM programs");
     assert!(plan.contains("CassandraScanExec"), "{plan}");
     let parquet = lg.data_dir.path().join("warehouse/demo/programs");
