@@ -76,26 +76,37 @@ pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Re
         std::fs::write(&marker, b"").map_err(|e| Error::io(marker.display(), e))?;
     }
     let session = lakegate.session();
-    let mut parquet_tables = vec!["adserver_logs", "programs"];
-    match postgres {
-        Some(url) => {
-            load_users_into_postgres(url, &root.join("users/part-00000.parquet")).await?;
-            let location = url.replace('\'', "''");
-            let _ = sql::execute(&session, "DROP TABLE IF EXISTS users").await?;
-            let statement = format!(
-                "CREATE EXTERNAL TABLE users STORED AS POSTGRES LOCATION '{location}' OPTIONS ('table' 'public.users', 'password' '${{env:PGPASSWORD}}')"
-            );
-            let _ = sql::execute(&session, &statement).await?;
-            println!("users are in PostgreSQL ({url}).");
+    let contact_points = &lakegate.config().cassandra.contact_points;
+    let in_cassandra = !contact_points.is_empty() && match programs_in_cassandra(contact_points).await {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("programs stays in Parquet: {e}");
+            false
         }
-        None => parquet_tables.push("users"),
+    };
+    if let Some(url) = postgres {
+        load_users_into_postgres(url, &root.join("users/part-00000.parquet")).await?;
+        let location = url.replace('\'', "''");
+        let _ = sql::execute(&session, "DROP TABLE IF EXISTS users").await?;
+        let statement = format!(
+            "CREATE EXTERNAL TABLE users STORED AS POSTGRES LOCATION '{location}' OPTIONS ('table' 'public.users', 'password' '${{env:PGPASSWORD}}')"
+        );
+        let _ = sql::execute(&session, &statement).await?;
+        println!("users are in PostgreSQL ({url}).");
     }
-    for table in parquet_tables {
-        let location = root.join(table).display().to_string().replace('\'', "''");
-        let statement = format!("CREATE EXTERNAL TABLE IF NOT EXISTS {table} STORED AS PARQUET LOCATION '{location}'");
+    for table in ["adserver_logs", "users", "programs"] {
+        let statement = if table == "programs" && in_cassandra {
+            format!("CREATE EXTERNAL TABLE IF NOT EXISTS programs STORED AS CASSANDRA LOCATION 'cassandra:///{DEMO_KEYSPACE}/programs'")
+        } else if table == "users" && postgres.is_some() {
+            continue;
+        } else {
+            let location = root.join(table).display().to_string().replace('\'', "''");
+            format!("CREATE EXTERNAL TABLE IF NOT EXISTS {table} STORED AS PARQUET LOCATION '{location}'")
+        };
         let _ = sql::execute(&session, &statement).await?;
     }
-    println!("Tables adserver_logs ({rows} rows, partitioned by dt), users and programs are registered.\n");
+    let programs_at = if in_cassandra { format!("programs (in Cassandra, {DEMO_KEYSPACE}.programs)") } else { "programs".to_owned() };
+    println!("Tables adserver_logs ({rows} rows, partitioned by dt), users and {programs_at} are registered.\n");
     println!("{NCIS_QUERY};\n");
     let started = Instant::now();
     let result = sql::execute(&session, NCIS_QUERY).await?;
@@ -139,6 +150,39 @@ async fn load_users_into_postgres(url: &str, users: &Path) -> Result<()> {
     transaction.commit().await.map_err(|e| failed("commit", &e))?;
     drop(client);
     let _ = connection.await;
+    Ok(())
+}
+
+/// The keyspace `lakegate demo` writes `programs` to when a Cassandra is configured.
+const DEMO_KEYSPACE: &str = "lakegate_demo";
+
+/// Creates `lakegate_demo.programs` in the configured Cassandra and writes the programs to it.
+async fn programs_in_cassandra(contact_points: &[String]) -> Result<()> {
+    use crate::sources::cassandra::Error as CassandraError;
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+        Error::from(datafusion::error::DataFusionError::from(CassandraError::Query {
+            table: format!("{DEMO_KEYSPACE}.programs"),
+            contact_points: contact_points.join(","),
+            source: e,
+        }))
+    };
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(contact_points)
+        .build()
+        .await
+        .map_err(|e| failed(Box::new(e)))?;
+    let statements = [
+        format!("CREATE KEYSPACE IF NOT EXISTS {DEMO_KEYSPACE} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
+        format!("CREATE TABLE IF NOT EXISTS {DEMO_KEYSPACE}.programs (id bigint PRIMARY KEY, name text, genre text, network text)"),
+    ];
+    for statement in statements {
+        session.query_unpaged(statement, &[]).await.map_err(|e| failed(Box::new(e)))?;
+    }
+    let insert = format!("INSERT INTO {DEMO_KEYSPACE}.programs (id, name, genre, network) VALUES (?, ?, ?, ?)");
+    let insert = session.prepare(insert).await.map_err(|e| failed(Box::new(e)))?;
+    for (id, (name, genre, network)) in (1_i64..).zip(PROGRAMS) {
+        session.execute_unpaged(&insert, (id, *name, *genre, *network)).await.map_err(|e| failed(Box::new(e)))?;
+    }
     Ok(())
 }
 

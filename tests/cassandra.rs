@@ -371,3 +371,26 @@ fn a_node_killed_mid_scan_fails_the_query_and_the_server_keeps_serving() {
         assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 2);
     });
 }
+
+/// With a Cassandra configured, `lakegate demo` keeps `programs` there, and the answer is the
+/// one the same programs give from Parquet.
+#[test]
+fn the_demo_puts_programs_into_cassandra() {
+    let cql = Cql::connect();
+    let lg = Lakegate::new().with_cassandra(&cql.contact_point);
+    let run = lg.run(&["demo", "--rows", "150000"]).success();
+    assert!(run.stdout.contains("programs (in Cassandra, lakegate_demo.programs)"), "{}", run.stdout);
+    let answer = run.first_count();
+    let plan = explain(&lg, "SELECT * FROM programs");
+    assert!(plan.contains("CassandraScanExec"), "{plan}");
+    let parquet = lg.data_dir.path().join("warehouse/demo/programs");
+    let run = lg
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE programs_pq STORED AS PARQUET LOCATION '{}'; \
+             SELECT COUNT(*) FROM adserver_logs A JOIN users U ON A.uid = U.uid JOIN programs_pq P ON A.pid = P.id \
+             WHERE A.type = 'impression' AND U.age BETWEEN 25 AND 49 AND U.gender = 'F' AND P.name = 'NCIS'",
+            parquet.display()
+        ))
+        .success();
+    assert_eq!(run.rows(), vec![vec![answer.to_string()]]);
+}

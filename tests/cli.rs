@@ -85,12 +85,7 @@ fn bad_config_files_are_named() {
 fn demo_answers_the_ncis_question_as_duckdb_does() {
     let lg = Lakegate::new();
     let run = lg.run(&["demo", "--rows", "150000"]).success();
-    let answer: u64 = run
-        .stdout
-        .lines()
-        .filter_map(|l| l.trim().trim_matches('|').trim().parse().ok())
-        .next()
-        .unwrap_or_else(|| panic!("no count in the demo output:\n{}", run.stdout));
+    let answer = run.first_count();
     assert!(answer > 0, "the sample data must contain NCIS impressions");
     let root = lg.data_dir.path().join("warehouse/demo");
     let query = format!(

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tonic::transport::Channel;
 
 use crate::common::postgres::{PASSWORD, Postgres};
-use crate::common::{Lakegate, S3Server, venv_bin};
+use crate::common::{Cql, Lakegate, S3Server, venv_bin};
 use crate::flight::Server;
 
 /// A lakegate whose `${env:PG_PASSWORD}` references resolve.
@@ -26,17 +26,9 @@ fn register(lg: &Lakegate, pg: &Postgres, database: &str, name: &str, table: &st
     .success();
 }
 
-/// Rows of `lakegate sql --format json`, one JSON object each.
+/// Rows of `lakegate sql --format json`, as JSON objects.
 fn json_rows(lg: &Lakegate, sql: &str) -> Vec<serde_json::Map<String, Value>> {
-    let run = lg.run(&["sql", "--format", "json", "-e", sql]).success();
-    run.stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| match serde_json::from_str(l) {
-            Ok(Value::Object(row)) => row,
-            other => panic!("not a JSON row: {l} ({other:?})"),
-        })
-        .collect()
+    lg.json(sql).into_iter().map(|row| row.as_object().cloned().unwrap_or_else(|| panic!("not a JSON row: {row}"))).collect()
 }
 
 #[test]
@@ -431,10 +423,11 @@ fn redshift_live_unload_round_trip() {
     assert_eq!(bulk, wire);
 }
 
-/// The canonical question: ad logs as Parquet on S3 (moto) joined with users in PostgreSQL.
-/// The answer is checked against PostgreSQL answering the same question over the same rows.
+/// The canonical question across the three kinds of source: ad logs as Parquet on S3 (moto),
+/// users in PostgreSQL, programs in Cassandra. The answer is checked against PostgreSQL
+/// answering the same question over the same rows.
 #[test]
-fn the_ncis_query_joins_s3_and_postgres() {
+fn the_ncis_query_joins_s3_postgres_and_cassandra() {
     let pg = Postgres::shared();
     let db = pg.database();
     pg.psql(
@@ -467,12 +460,22 @@ fn the_ncis_query_joins_s3_and_postgres() {
     assert!(wrote.status.success(), "{}", String::from_utf8_lossy(&wrote.stderr));
     lg.sql("CREATE EXTERNAL TABLE adserver_logs STORED AS PARQUET LOCATION 's3a://lake/logs/adserver_logs'").success();
     register(&lg, pg, &db, "users", "users");
-    register(&lg, pg, &db, "programs", "programs");
+    let cql = Cql::connect();
+    cql.keyspace("lg_ncis_pg");
+    cql.run(&["CREATE TABLE lg_ncis_pg.programs (id int PRIMARY KEY, name text)"]);
+    let programs: Vec<(i32, String)> = pg
+        .psql(&db, "SELECT id || '|' || name FROM programs")
+        .lines()
+        .map(|l| l.split_once('|').map(|(id, name)| (id.parse().expect("id"), name.to_owned())).expect("id|name"))
+        .collect();
+    cql.insert("INSERT INTO lg_ncis_pg.programs (id, name) VALUES (?, ?)", programs);
+    let lg = lg.with_cassandra(&cql.contact_point);
+    lg.sql("CREATE TABLE programs USING org.apache.spark.sql.cassandra OPTIONS (keyspace 'lg_ncis_pg', table 'programs')").success();
     let ncis = "SELECT COUNT(*) FROM adserver_logs A JOIN users U ON A.uid = U.uid JOIN programs P ON A.pid = P.id \
                 WHERE A.type = 'impression' AND U.age BETWEEN 25 AND 49 AND U.gender = 'F' AND P.name = 'NCIS'";
     assert_eq!(lg.sql(ncis).success().rows(), vec![vec![expected]]);
     let plan = lg.run(&["sql", "-e", &format!("EXPLAIN {ncis}")]).success().stdout;
-    assert!(plan.contains(r#"("age" >= $1) AND ("age" <= $2)) AND ("gender" = $3)"#) && plan.contains(r#"WHERE ("name" = $1)"#), "{plan}");
+    assert!(plan.contains(r#"("age" >= $1) AND ("age" <= $2)) AND ("gender" = $3)"#) && plan.contains("CassandraScanExec"), "{plan}");
 }
 
 /// `lakegate demo --postgres` puts the sample users into PostgreSQL, and the NCIS answer is

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -100,6 +101,7 @@ class Node:
     def stop(self) -> None:
         if self.state:
             self.script("stop")
+            shutil.rmtree(self.state, ignore_errors=True)
 
 
 def spark_session(contact_point: str):

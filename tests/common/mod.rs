@@ -62,6 +62,16 @@ impl Run {
         self
     }
 
+    /// The first line of the output that is a number (in a table's cell or alone).
+    #[track_caller]
+    pub(crate) fn first_count(&self) -> u64 {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.trim().trim_matches('|').trim().parse().ok())
+            .next()
+            .unwrap_or_else(|| panic!("no count in the output:\n{}", self.stdout))
+    }
+
     /// CSV output as rows of cells, header excluded.
     pub(crate) fn rows(&self) -> Vec<Vec<String>> {
         self.stdout.lines().skip(1).map(|l| l.split(',').map(str::to_owned).collect()).collect()
