@@ -112,8 +112,8 @@ def main() -> None:
                        CASE WHEN i % 10 = 0 THEN 'click' ELSE 'impression' END AS type,
                        (i % 10000) / 100.0 AS cost, TIMESTAMPTZ '2018-03-01' + i * INTERVAL '1 second' AS ts,
                        md5(i::text) AS token
-                FROM generate_series(1, {args.rows}) i;
-                VACUUM ANALYZE events;""")
+                FROM generate_series(1, {args.rows}) i""")
+        cluster.psql("VACUUM ANALYZE events")
         size = cluster.psql("SELECT pg_size_pretty(pg_total_relation_size('events'))")
         print(f"table events: {size}", flush=True)
 
