@@ -108,7 +108,7 @@ def main() -> None:
         print(f"PostgreSQL on port {cluster.port}; generating {args.rows:,} rows", flush=True)
         cluster.psql(
             f"""CREATE TABLE events AS
-                SELECT i::int8 AS id, (i * 7919 % {args.rows})::int4 AS uid,
+                SELECT i::int8 AS id, (i::int8 * 7919 % {args.rows})::int4 AS uid,
                        CASE WHEN i % 10 = 0 THEN 'click' ELSE 'impression' END AS type,
                        (i % 10000) / 100.0 AS cost, TIMESTAMPTZ '2018-03-01' + i * INTERVAL '1 second' AS ts,
                        md5(i::text) AS token
@@ -126,8 +126,11 @@ def main() -> None:
 
         cutoff = args.rows // 1000
         selective = f"SELECT id, uid, type, cost, ts, token FROM events WHERE uid < {cutoff}"
-        analyzed = subprocess.run([*lg, "sql", "-e", f"EXPLAIN ANALYZE {selective}"], env=env, check=True, capture_output=True, text=True).stdout
-        moved = int(re.search(r"PostgresScanExec.*?output_rows=(\d+)", analyzed, re.S).group(1))
+        analyzed = subprocess.run([*lg, "sql", "--format", "csv", "-e", f"EXPLAIN ANALYZE {selective}"], env=env, check=True,
+                                  capture_output=True, text=True).stdout
+        # EXPLAIN ANALYZE prints counts like "10.00 K".
+        count, unit = re.search(r"PostgresScanExec[^\n]*?output_rows=([\d.]+)\s?([KMB]?)", analyzed).groups()
+        moved = round(float(count) * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[unit])
         expected = int(cluster.psql(f"SELECT count(*) FROM events WHERE uid < {cutoff}"))
         assert moved == expected, f"the scan received {moved} rows, the query keeps {expected}"
         psql_select = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", USER, "-d", "postgres", "-c", selective]
