@@ -13,17 +13,17 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
     ReplaceChildrenOptions,
 };
 use scylla::response::PagingState;
 use scylla::value::{CqlValue, Row};
 
+use crate::sources::scan_properties;
 use super::pushdown::{self, CqlPlan, Keys, Select, TokenRange};
 use super::{Error, Remote, schema};
 
@@ -74,12 +74,7 @@ impl CassandraScanExec {
             let select = pushdown::select(&target.keyspace, &target.table, &columns, keys, &plan, range, limit);
             partitions[i % width].push(select);
         }
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(width),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let properties = scan_properties(&schema, width);
         Self {
             remote,
             partitions,
@@ -89,7 +84,7 @@ impl CassandraScanExec {
             ranges: count,
             limit,
             metrics: ExecutionPlanMetricsSet::new(),
-            properties: Arc::new(properties),
+            properties,
         }
     }
 }

@@ -17,20 +17,20 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
 use datafusion::prelude::{col, lit};
 use deadpool_postgres::{Object, Pool};
 use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
 use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
 
+use crate::sources::scan_properties;
 use super::decode::{CopyReader, Decoder};
 use super::pushdown::RemoteQuery;
-use super::{Dialect, Error, RemoteTable, Server, connect, describe};
+use super::{Dialect, Error, RemoteTable, Server, connect};
 
 /// Scan settings from the table's options.
 #[derive(Debug, Clone, Default)]
@@ -122,15 +122,9 @@ async fn bounds(table: &RemoteTable, column: &str) -> DFResult<(i64, i64)> {
     let name = datafusion::sql::sqlparser::ast::Ident::with_quote('"', column);
     let sql = format!("SELECT CAST(min({name}) AS int8), CAST(max({name}) AS int8) FROM {}", table.table);
     let client = connect(&table.pool, &table.server).await?;
-    let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| table.error(&e))?;
-    let get = |i| row.try_get::<_, Option<i64>>(i).map_err(|e| table.error(&e));
+    let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| Error::query(&table.label, &table.server, &e))?;
+    let get = |i| row.try_get::<_, Option<i64>>(i).map_err(|e| Error::query(&table.label, &table.server, &e));
     Ok((get(0)?.unwrap_or(0), get(1)?.unwrap_or(0)))
-}
-
-impl RemoteTable {
-    pub(crate) fn error(&self, e: &tokio_postgres::Error) -> Error {
-        Error::Query { table: self.label.clone(), server: self.server.to_string(), cause: describe(e) }
-    }
 }
 
 /// Reads one remote table: one query per output partition.
@@ -148,12 +142,7 @@ pub(crate) struct PostgresScanExec {
 
 impl PostgresScanExec {
     pub(crate) fn new(table: &RemoteTable, schema: SchemaRef, queries: Vec<RemoteQuery>, fetch_size: usize) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(queries.len()),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let properties = scan_properties(&schema, queries.len());
         Self {
             label: table.label.clone(),
             server: table.server.clone(),
@@ -161,7 +150,7 @@ impl PostgresScanExec {
             queries,
             schema,
             fetch_size,
-            properties: Arc::new(properties),
+            properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
@@ -308,7 +297,7 @@ impl<'a> FromSql<'a> for Raw<'a> {
 
 impl Read {
     fn error(&self, e: &tokio_postgres::Error) -> DataFusionError {
-        Error::Query { table: self.label.clone(), server: self.server.to_string(), cause: describe(e) }.into()
+        Error::query(&self.label, &self.server, e).into()
     }
 
     fn decoders(&self) -> DFResult<Vec<Decoder>> {

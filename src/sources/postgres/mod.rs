@@ -112,6 +112,13 @@ pub(crate) enum Error {
     Query { table: String, server: String, cause: String },
 }
 
+impl Error {
+    /// A driver error while reading `table` from `server`.
+    pub(crate) fn query(table: &str, server: &Server, e: &tokio_postgres::Error) -> Self {
+        Self::Query { table: table.to_owned(), server: server.to_string(), cause: describe(e) }
+    }
+}
+
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
         DataFusionError::External(Box::new(e))
@@ -437,7 +444,7 @@ impl RemoteSource {
         let (schema, table) = connection.schema_and_table()?;
         let pool = self.pools.get(connection)?;
         let client = connect(&pool, &connection.server).await?;
-        let remote = remote_columns(&client, &schema, &table).await.map_err(|e| query_error(connection, &e))?;
+        let remote = remote_columns(&client, &schema, &table).await.map_err(|e| Error::query(&connection.table, &connection.server, &e))?;
         if remote.is_empty() {
             return Err(Error::NoSuchTable { table: format!("{schema}.{table}"), server: connection.server.to_string() }.into());
         }
@@ -465,10 +472,6 @@ impl RemoteSource {
             options,
         })
     }
-}
-
-pub(crate) fn query_error(connection: &Connection, e: &tokio_postgres::Error) -> Error {
-    Error::Query { table: connection.table.clone(), server: connection.server.to_string(), cause: describe(e) }
 }
 
 /// The spec's columns, each checked against the remote table.

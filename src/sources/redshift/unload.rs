@@ -13,11 +13,10 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
 use deadpool_postgres::Pool;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -26,7 +25,8 @@ use rand_core::RngCore;
 use tokio::sync::mpsc::Sender;
 use url::Url;
 
-use crate::sources::postgres::{Error, RemoteTable, Server, connect, describe};
+use crate::sources::postgres::{Error, RemoteTable, Server, connect};
+use crate::sources::scan_properties;
 use crate::storage::ObjectStores;
 
 /// Files read at once after an UNLOAD, each at most [`MAX_FILE_MB`] (UNLOAD's MAXFILESIZE).
@@ -129,12 +129,7 @@ impl UnloadExec {
         credentials: Credentials,
         stores: Arc<ObjectStores>,
     ) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let properties = scan_properties(&schema, 1);
         Self {
             label: table.label.clone(),
             server: table.server.clone(),
@@ -144,7 +139,7 @@ impl UnloadExec {
             credentials,
             stores,
             schema,
-            properties: Arc::new(properties),
+            properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
@@ -230,7 +225,7 @@ impl Unload {
     async fn run(self, tx: Sender<DFResult<RecordBatch>>) -> DFResult<()> {
         let client = connect(&self.pool, &self.server).await?;
         client.batch_execute(&self.statement).await.map_err(|e| {
-            DataFusionError::from(Error::Query { table: self.label.clone(), server: self.server.to_string(), cause: describe(&e) })
+            DataFusionError::from(Error::query(&self.label, &self.server, &e))
         })?;
         drop(client);
         let result = self.read(&tx).await;
