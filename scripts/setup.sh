@@ -12,9 +12,10 @@
 # and runs the tests.
 #
 # It also installs Apache Superset into a venv of its own
-# (scripts/services/superset.sh install) for the Superset test, and resolves
-# Apache Cassandra's jars from Maven Central (scripts/services/cassandra.sh
-# install) for the Cassandra source tests.
+# (scripts/services/superset.sh install) for the Superset test, builds
+# Toxiproxy with `go install` (scripts/services/toxiproxy.sh install) for the
+# fault tests, and resolves Apache Cassandra's jars from Maven Central
+# (scripts/services/cassandra.sh install) for the Cassandra source tests.
 #
 # Environment it exports:
 #   LAKEGATE_VENV     the venv; fixtures start $LAKEGATE_VENV/bin/moto_server
@@ -167,6 +168,9 @@ lakegate_setup() {
 
     lakegate_section "Apache Cassandra (jars from Maven Central, for the Cassandra tests)"
     bash "$LAKEGATE_ROOT/scripts/services/cassandra.sh" install
+
+    lakegate_section "Toxiproxy (built from the Go module proxy, for the fault tests)"
+    bash "$LAKEGATE_ROOT/scripts/services/toxiproxy.sh" install
 
     lakegate_section "rust toolchain"
     lakegate_ensure_rust

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub users: Vec<UserConfig>,
     /// How long a session token stays valid without use, in minutes (default 480).
     pub token_idle_minutes: Option<u64>,
+    /// Where admins may point a table's LOCATION: prefixes such as `s3://lake/` or `/data/`.
+    /// Empty (the default) allows any location.
+    pub allowed_locations: Vec<String>,
 }
 
 /// One `[[server.users]]` entry. The password is stored as an Argon2 hash
@@ -53,6 +56,23 @@ pub struct ServerConfig {
 pub struct UserConfig {
     pub name: String,
     pub password_hash: String,
+    /// `admin`, `writer` or `reader` (the default).
+    #[serde(default)]
+    pub role: crate::access::Role,
+    /// The databases this user may read (and, as a writer, INSERT into); `"*"` for all.
+    /// Admins need none.
+    #[serde(default)]
+    pub databases: Vec<String>,
+}
+
+impl UserConfig {
+    pub fn principal(&self) -> crate::access::Principal {
+        crate::access::Principal {
+            user: self.name.clone(),
+            role: self.role,
+            databases: self.databases.iter().map(|d| d.to_lowercase()).collect(),
+        }
+    }
 }
 
 /// Polygon layers for `geodata(lon, lat)` and `geo_lookup('layer', lon, lat)`, loaded once

@@ -16,6 +16,8 @@ pub enum Error {
     Syntax(String),
     #[error("not supported: {0}")]
     Unsupported(String),
+    #[error("permission denied for user '{user}': {privilege}")]
+    PermissionDenied { user: String, privilege: String },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("{location}: {source}")]

@@ -49,9 +49,11 @@ impl QueryHistory {
     }
 
     /// The `system` database: `system.queries`.
-    pub fn system_database(self: &Arc<Self>) -> Arc<dyn SchemaProvider> {
+    /// The `system` database as `viewer` sees it: `None` sees every user's queries, a user
+    /// only their own.
+    pub fn system_database(self: &Arc<Self>, viewer: Option<String>) -> Arc<dyn SchemaProvider> {
         let system = MemorySchemaProvider::new();
-        let table = Arc::new(QueriesTable { history: Arc::clone(self) });
+        let table = Arc::new(QueriesTable { history: Arc::clone(self), viewer });
         // A fresh provider has no table of that name, so this cannot fail.
         let _ = system.register_table("queries".into(), table);
         Arc::new(system)
@@ -61,6 +63,8 @@ impl QueryHistory {
 #[derive(Debug)]
 struct QueriesTable {
     history: Arc<QueryHistory>,
+    /// Only this user's queries, when set.
+    viewer: Option<String>,
 }
 
 fn schema() -> SchemaRef {
@@ -87,7 +91,10 @@ impl TableProvider for QueriesTable {
 
     /// Reads the history as it is when the query starts.
     async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let records = self.history.snapshot();
+        let mut records = self.history.snapshot();
+        if let Some(viewer) = &self.viewer {
+            records.retain(|r| &r.user == viewer);
+        }
         let millis = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(TimestampMillisecondArray::from(records.iter().map(|r| millis(r.started)).collect::<Vec<_>>()).with_timezone("UTC")),

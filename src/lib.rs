@@ -2,6 +2,7 @@
 //! behind one persistent catalog and one SQL dialect (DataFusion's, plus the Hive and Spark
 //! spellings that existing scripts use), run by Apache DataFusion.
 
+pub mod access;
 pub mod config;
 pub mod demo;
 pub mod flight;

@@ -74,6 +74,10 @@ enum Command {
         /// Serve a non-loopback address although no users are configured (anyone can connect)
         #[arg(long)]
         insecure_allow_remote: bool,
+        /// Serve a non-loopback address with users configured but without TLS (passwords and
+        /// tokens then cross the network in clear text; for use behind a TLS-terminating proxy)
+        #[arg(long)]
+        insecure_allow_plaintext: bool,
         /// First load the sample data and answer the NCIS question, as `lakegate demo` does
         #[arg(long)]
         demo: bool,
@@ -198,11 +202,12 @@ async fn run(cli: Cli) -> Result<()> {
             }
             run_script(&lakegate, &origin, &statements).await
         }
-        Command::Serve { listen, insecure_allow_remote, demo, demo_postgres } => {
+        Command::Serve { listen, insecure_allow_remote, insecure_allow_plaintext, demo, demo_postgres } => {
             if demo {
                 lakegate::demo::run(&lakegate, 3_000_000, demo_postgres.as_deref()).await?;
             }
-            lakegate::flight::serve(std::sync::Arc::new(lakegate), listen.as_deref(), insecure_allow_remote).await
+            let insecure = lakegate::flight::Insecure { allow_remote: insecure_allow_remote, allow_plaintext: insecure_allow_plaintext };
+            lakegate::flight::serve(std::sync::Arc::new(lakegate), listen.as_deref(), insecure).await
         }
         Command::Vacuum { table, retain_hours } => {
             let statements = [ScriptStatement { line: 1, text: format!("VACUUM {table} RETAIN {retain_hours} HOURS") }];

@@ -82,7 +82,8 @@ pub async fn run(lakegate: &Lakegate, target: Option<Target>) -> Result<()> {
             continue;
         }
         let text = std::mem::take(&mut buffer);
-        let _ = editor.add_history_entry(text.trim());
+        // The history file keeps no secrets: literals holding them are masked.
+        let _ = editor.add_history_entry(sql::redact(text.trim()));
         match sql::split_statements(&text) {
             Ok(statements) => {
                 for statement in statements {

@@ -19,6 +19,7 @@ use crate::sources;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use object_store::ObjectStoreExt;
 
+use crate::access::Principal;
 use crate::storage::ObjectStores;
 use crate::{Error, Result};
 
@@ -162,8 +163,15 @@ impl Lakegate {
         self.config.data_dir().join("warehouse")
     }
 
-    /// A new session: its own settings and temporary tables over the shared catalog.
+    /// A new session of this process's own user (the CLI, the REPL, a server without
+    /// configured users): an admin.
     pub fn session(&self) -> Session {
+        self.session_as(Principal::local(crate::access::ANONYMOUS))
+    }
+
+    /// A new session of `principal`: its own settings and temporary tables over the shared
+    /// catalog, and only what its role allows.
+    pub fn session_as(&self, principal: Principal) -> Session {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -179,9 +187,12 @@ impl Lakegate {
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
             .build();
-        // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them.
-        let ctx = SessionContext::new_with_state(state).enable_url_table();
-        let catalog = self.catalog.session(vec![("system".to_owned(), self.history.system_database())]);
+        // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them: any
+        // file the server can reach, so for admins only.
+        let ctx = SessionContext::new_with_state(state);
+        let ctx = if principal.is_admin() { ctx.enable_url_table() } else { ctx };
+        let viewer = (!principal.is_admin()).then(|| principal.user.clone());
+        let catalog = self.catalog.session(vec![("system".to_owned(), self.history.system_database(viewer))]);
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
         lakegate_udfs::register_all(&ctx, self.layers.current());
         Session {
@@ -190,6 +201,8 @@ impl Lakegate {
             warehouse: self.warehouse_dir(),
             stores: Arc::clone(&self.stores),
             progress: Arc::default(),
+            principal: Arc::new(principal),
+            allowed_locations: self.config.server.allowed_locations.clone().into(),
         }
     }
 }
@@ -202,6 +215,10 @@ pub struct Session {
     pub(crate) warehouse: PathBuf,
     pub(crate) stores: Arc<ObjectStores>,
     pub(crate) progress: Arc<crate::write::Progress>,
+    /// Who runs this session's statements.
+    pub(crate) principal: Arc<Principal>,
+    /// `[server] allowed_locations`: where tables may be located (anywhere when empty).
+    pub(crate) allowed_locations: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Session {
@@ -218,6 +235,10 @@ impl Session {
     /// Rows and bytes this session's writes have written so far.
     pub fn write_progress(&self) -> Arc<crate::write::Progress> {
         Arc::clone(&self.progress)
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
     }
 
     /// The database unqualified names resolve to.

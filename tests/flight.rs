@@ -16,10 +16,13 @@ use crate::common::{Lakegate, venv_bin};
 const USER: &str = "analyst";
 const PASSWORD: &str = "s3cret";
 
-/// A `lakegate serve` process on a free port, with one configured user; killed on drop.
+/// A `lakegate serve` process on a free port, with one configured user (or none); killed on
+/// drop.
 pub(crate) struct Server {
     child: Child,
     url: String,
+    /// Whether the server has the test user; without, clients connect with no credentials.
+    users: bool,
     pub(crate) lakegate: Lakegate,
     /// The server's log, read as it is written so a busy server never blocks on a full pipe.
     log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -30,17 +33,22 @@ impl Server {
         Self::start_with(Lakegate::new(), &["--listen", "127.0.0.1:0"]).expect("the server starts")
     }
 
+    /// A server with no users configured: loopback only, anyone on this machine may connect.
+    pub(crate) fn start_without_users() -> Self {
+        Self::spawn(Lakegate::new(), "", &["--listen", "127.0.0.1:0"]).expect("the server starts")
+    }
+
     /// Writes a config with the test user, starts the server and reads its address.
     pub(crate) fn start_with(lakegate: Lakegate, args: &[&str]) -> Result<Self, String> {
-        let hash = lakegate.command().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes())?;
-            c.wait_with_output()
-        });
-        let hash = String::from_utf8(hash.expect("hash-password runs").stdout).expect("utf-8");
-        assert!(hash.starts_with("$argon2"), "{hash}");
+        let hash = password_hash(&lakegate, PASSWORD);
+        Self::spawn(lakegate, &format!("[[server.users]]\nname = \"{USER}\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n"), args)
+    }
+
+    /// Starts `lakegate serve` with `config` as its configuration file.
+    pub(crate) fn spawn(lakegate: Lakegate, config_text: &str, args: &[&str]) -> Result<Self, String> {
         let config = lakegate.data_dir.path().join("lakegate.toml");
-        std::fs::write(&config, format!("[[server.users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n", hash.trim())).expect("config");
+        std::fs::write(&config, config_text).expect("config");
+        let users = config_text.contains("[[server.users]]");
         let mut child = lakegate
             .command()
             .arg("--config")
@@ -64,7 +72,7 @@ impl Server {
         });
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         match stdout.lines().map_while(Result::ok).find_map(|l| l.strip_prefix("lakegate Flight SQL listening on ").map(str::to_owned)) {
-            Some(url) => Ok(Self { child, url, lakegate, log }),
+            Some(url) => Ok(Self { child, url, users, lakegate, log }),
             None => {
                 let _ = child.wait();
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -75,7 +83,7 @@ impl Server {
     }
 
     /// Runs a client program with `--url --user --password` and checks it passed.
-    fn run_client(&self, program: &Path, args: &[&str]) {
+    pub(crate) fn run_client(&self, program: &Path, args: &[&str]) {
         let mut command = if program.extension().is_some_and(|e| e == "py") {
             let mut c = Command::new(venv_bin("python"));
             c.arg(program);
@@ -83,7 +91,11 @@ impl Server {
         } else {
             Command::new(program)
         };
-        let output = command.args(["--url", &self.url, "--user", USER, "--password", PASSWORD]).args(args).output().expect("client runs");
+        command.args(["--url", &self.url]);
+        if self.users {
+            command.args(["--user", USER, "--password", PASSWORD]);
+        }
+        let output = command.args(args).output().expect("client runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success() && stdout.contains("all checks passed"),
@@ -91,6 +103,12 @@ impl Server {
             program.display(),
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    pub(crate) async fn sign_in(&self, user: &str, password: &str) -> Result<FlightSqlServiceClient<Channel>, arrow_flight::error::FlightError> {
+        let mut client = self.client().await;
+        client.handshake(user, password).await?;
+        Ok(client)
     }
 
     async fn client(&self) -> FlightSqlServiceClient<Channel> {
@@ -111,7 +129,11 @@ impl Server {
         status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).expect("VmHWM")
     }
 
-    fn stop(mut self) -> String {
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         let status = self.child.wait().expect("exits");
@@ -129,7 +151,19 @@ impl Drop for Server {
     }
 }
 
-fn clients_dir() -> std::path::PathBuf {
+/// The Argon2 hash of `password`, made by `lakegate hash-password` as an operator would.
+pub(crate) fn password_hash(lakegate: &Lakegate, password: &str) -> String {
+    let hash = lakegate.command().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
+        use std::io::Write;
+        c.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes())?;
+        c.wait_with_output()
+    });
+    let hash = String::from_utf8(hash.expect("hash-password runs").stdout).expect("utf-8");
+    assert!(hash.starts_with("$argon2"), "{hash}");
+    hash.trim().to_owned()
+}
+
+pub(crate) fn clients_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
@@ -148,9 +182,20 @@ fn jdbc_driver() {
     Server::start().run_client(&clients_dir().join("jdbc/run.sh"), &[]);
 }
 
+/// With no users configured, every client connects with the README's own no-user URL
+/// (flightsql-dbapi then sends `authorization: Bearer None`).
+#[test]
+fn clients_connect_with_the_readme_no_user_urls() {
+    let server = Server::start_without_users();
+    server.run_client(&clients_dir().join("adbc_client.py"), &[]);
+    server.run_client(&clients_dir().join("sqlalchemy_client.py"), &[]);
+    server.run_client(&clients_dir().join("jdbc/run.sh"), &[]);
+}
+
 #[test]
 fn superset_sql_lab_through_its_rest_api() {
-    let server = Server::start();
+    let with_users = Server::start();
+    let without_users = Server::start_without_users();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/superset.sh");
     let started = Command::new("bash").arg(&script).arg("start").output().expect("superset.sh runs");
     let out = String::from_utf8_lossy(&started.stdout).into_owned();
@@ -158,10 +203,12 @@ fn superset_sql_lab_through_its_rest_api() {
     let value = |key: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().trim_matches('\'').to_owned();
     let (url, user, password) = (value("SUPERSET_URL"), value("SUPERSET_USER"), value("SUPERSET_PASSWORD"));
     let run = std::panic::catch_unwind(|| {
-        server.run_client(
-            &clients_dir().join("superset_api.py"),
-            &["--superset", &url, "--superset-user", &user, "--superset-password", &password],
-        )
+        for server in [&with_users, &without_users] {
+            server.run_client(
+                &clients_dir().join("superset_api.py"),
+                &["--superset", &url, "--superset-user", &user, "--superset-password", &password],
+            )
+        }
     });
     let _ = Command::new("bash").arg(&script).arg("stop").status();
     if let Err(panic) = run {

@@ -48,6 +48,8 @@ pub enum Error {
         data_type: String,
         source: datafusion::arrow::error::ArrowError,
     },
+    #[error("invalid {what} name {name:?}: a name cannot be empty, '.' or '..', or contain '/', '\\' or NUL, since it becomes a directory name")]
+    InvalidName { what: &'static str, name: String },
     #[error("{0}")]
     Source(#[from] DataFusionError),
 }

@@ -64,6 +64,7 @@ impl Catalog {
     /// # Errors
     /// [`Error::DatabaseExists`] without `if_not_exists`.
     pub fn create_database(&self, name: &str, comment: Option<&str>, if_not_exists: bool) -> Result<bool> {
+        check_name("database", name)?;
         self.store.create_database(name, comment, if_not_exists)
     }
 
@@ -115,6 +116,7 @@ impl Catalog {
     /// Unknown database, source or option, a clear-text secret, or whatever the source reports
     /// about the location (unreachable, missing, unreadable).
     pub async fn create_table(&self, session: &dyn Session, spec: TableSpec, if_not_exists: bool) -> Result<bool> {
+        check_name("table", &spec.name)?;
         self.store.require_database(&spec.database)?;
         self.sources.check_options(&spec, true)?;
         if self.store.table_json(&spec.database, &spec.name)?.is_some() {
@@ -194,6 +196,7 @@ impl SessionCatalog {
     /// # Errors
     /// Unknown source or option, or what the source reports about the location.
     pub async fn create_temporary(&self, session: &dyn Session, spec: TableSpec, replace: bool) -> Result<()> {
+        check_name("table", &spec.name)?;
         self.catalog.sources.check_options(&spec, false)?;
         let factory = self.catalog.sources.get(&spec.kind)?;
         let key = (spec.database.clone(), spec.name.clone());
@@ -349,4 +352,15 @@ impl TableProvider for UnavailableTable {
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         Err(DataFusionError::Plan(format!("table {} is unavailable: {}", self.name, self.cause)))
     }
+}
+
+/// Database and table names become directory names (a managed table lives in
+/// `warehouse/<database>/<table>`), so a name that could leave its directory is refused
+/// before anything is created.
+///
+/// # Errors
+/// [`Error::InvalidName`] for an empty name, `.` or `..`, or one containing `/`, `\\` or NUL.
+pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+    let bad = name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']);
+    if bad { Err(Error::InvalidName { what, name: name.to_owned() }) } else { Ok(()) }
 }

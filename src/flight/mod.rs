@@ -23,14 +23,24 @@ pub use client::Remote;
 
 use crate::{Error, Lakegate, Result};
 
+/// The safety checks `lakegate serve` is told to skip.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Insecure {
+    /// Serve a non-loopback address without configured users.
+    pub allow_remote: bool,
+    /// Serve a non-loopback address with users but without TLS.
+    pub allow_plaintext: bool,
+}
+
 /// Where `lakegate serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
 /// Serves until SIGINT or SIGTERM, then stops taking calls and lets running ones finish.
 ///
 /// # Errors
-/// The address is taken or not allowed (remote without users), TLS files do not load.
-pub async fn serve(lakegate: Arc<Lakegate>, listen: Option<&str>, insecure_allow_remote: bool) -> Result<()> {
+/// The address is taken or not allowed (remote without users, or remote passwords without
+/// TLS), TLS files do not load.
+pub async fn serve(lakegate: Arc<Lakegate>, listen: Option<&str>, insecure: Insecure) -> Result<()> {
     let config = lakegate.config().server.clone();
     let listen = listen.map(str::to_owned).or(config.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let address: SocketAddr = tokio::net::lookup_host(&listen)
@@ -40,7 +50,14 @@ pub async fn serve(lakegate: Arc<Lakegate>, listen: Option<&str>, insecure_allow
         .ok_or_else(|| Error::Config(format!("listen address '{listen}' resolves to nothing")))?;
     let idle = Duration::from_secs(60 * config.token_idle_minutes.unwrap_or(480));
     let auth = auth::Auth::new(&config.users, idle)?;
-    if !auth.required() && !address.ip().is_loopback() && !insecure_allow_remote {
+    let tls = config.tls_cert.is_some() || config.tls_key.is_some();
+    if auth.required() && !tls && !address.ip().is_loopback() && !insecure.allow_plaintext {
+        return Err(Error::Config(format!(
+            "users are configured, so passwords and tokens would cross the network in clear text on {address}: set [server] tls_cert \
+             and tls_key, or pass --insecure-allow-plaintext (e.g. behind a TLS-terminating proxy)"
+        )));
+    }
+    if !auth.required() && !address.ip().is_loopback() && !insecure.allow_remote {
         return Err(Error::Config(format!(
             "no [[server.users]] are configured, so lakegate serves only on loopback; add users (see `lakegate hash-password`) \
              or pass --insecure-allow-remote to serve {address} to anyone"
@@ -69,7 +86,10 @@ pub async fn serve(lakegate: Arc<Lakegate>, listen: Option<&str>, insecure_allow
     tracing::info!(%bound, scheme, users = config.users.len(), "serving");
     server
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown_signal())
+        // Small replies (one batch, a schema) must leave at once: with Nagle's algorithm on, each
+        // waits for the client's delayed ACK, ~40-90 ms per call. The builder's own
+        // `tcp_nodelay` does not apply to a listener handed in.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown_signal())
         .await
         .map_err(|e| Error::Config(format!("Flight SQL server: {e}")))?;
     tracing::info!("stopped");

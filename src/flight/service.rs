@@ -48,7 +48,8 @@ pub(crate) struct FlightSqlServer {
     type_info: XdbcTypeInfoData,
     /// Query id → its cancel flag, while it runs (or once cancelled before it ran).
     running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
-    /// Prepared statement id → its SQL with parameters bound, and when they were bound.
+    /// Prepared statement id → its bound parameters ([`wire::encode_parameters`]), and when
+    /// they were bound.
     bound: Mutex<HashMap<String, (String, Instant)>>,
     /// Plans made for a FlightInfo or a prepared statement, so the DoGet that usually follows
     /// at once does not plan again. Only a shortcut: tickets carry their SQL and are re-planned
@@ -80,26 +81,34 @@ impl FlightSqlServer {
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.auth.caller(request.metadata(), request.remote_addr(), || self.lakegate.session())
+        self.auth.caller(request.metadata(), request.remote_addr(), |p| self.lakegate.session_as(p))
     }
 
     /// Plans `sql`: a query gets a ticket to stream it from; anything else runs now and its
     /// rows travel in the ticket.
-    async fn flight_info(&self, caller: &Caller, sql: String, planned: Option<Planned>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    async fn flight_info(
+        &self,
+        caller: &Caller,
+        sql: String,
+        params: Option<String>,
+        planned: Option<Planned>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
         let started = Instant::now();
+        let values = params.as_deref().map(wire::decode_parameters).transpose()?;
         let planned = match planned {
             Some(planned) => planned,
-            None => sql::plan(&caller.session, &sql).await.map_err(status)?,
+            None => sql::plan_with(&caller.session, &sql, values.as_ref()).await.map_err(status)?,
         };
         let (schema, handle) = match planned {
             Planned::Query(plan) => {
                 let id = new_id();
                 let schema = wire::wire_schema(plan.schema().as_arrow());
                 self.keep_plan(&id, caller, plan);
-                (schema, Handle::Query { id, sql, bound: false })
+                (schema, Handle::Query { id, sql, params })
             }
             Planned::Command => {
-                let result = sql::execute(&caller.session, &sql).await;
+                let result = sql::execute_with(&caller.session, &sql, values.as_ref()).await;
                 self.log_statement(&caller.user, &sql, &result, started);
                 let (schema, batches) = collect(result.map_err(status)?).await?;
                 let ipc = wire::batches_to_hex(&schema, &batches).map_err(|e| status(e.into()))?;
@@ -118,6 +127,7 @@ impl FlightSqlServer {
 
     /// Logs a statement that ran at once (not streamed) and keeps it in `system.queries`.
     fn log_statement<T, E: std::fmt::Display>(&self, user: &str, sql: &str, result: &Result<T, E>, started: Instant) {
+        let sql = &sql::redact(sql);
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
         let outcome = match result {
@@ -170,12 +180,12 @@ impl FlightSqlServer {
 
     /// Streams what a ticket stands for.
     async fn stream(&self, caller: Caller, handle: Handle) -> Result<Response<DoGetStream>, Status> {
-        let (id, sql) = match handle {
+        let (id, sql, params) = match handle {
             Handle::Rows { ipc } => {
                 let (schema, batches) = wire::batches_from_hex(&ipc)?;
                 return Ok(rows(schema, batches));
             }
-            Handle::Query { id, sql, .. } => (id, sql),
+            Handle::Query { id, sql, params } => (id, sql, params),
         };
         let cancelled = {
             let mut running = self.lock_running();
@@ -189,15 +199,16 @@ impl FlightSqlServer {
             self.log_statement(&caller.user, &sql, &Err::<(), _>(&e), started);
             status(e)
         };
+        let values = params.as_deref().map(wire::decode_parameters).transpose()?;
         let planned = match self.cached_plan(&id, &caller, true) {
             Some(plan) => Planned::Query(plan),
-            None => sql::plan(&caller.session, &sql).await.map_err(failed)?,
+            None => sql::plan_with(&caller.session, &sql, values.as_ref()).await.map_err(failed)?,
         };
         let plan = match planned {
             Planned::Query(plan) => plan,
             // The catalog changed since the ticket was made: run it as it is now.
             Planned::Command => {
-                let (schema, batches) = collect(sql::execute(&caller.session, &sql).await.map_err(failed)?).await?;
+                let (schema, batches) = collect(sql::execute_with(&caller.session, &sql, values.as_ref()).await.map_err(failed)?).await?;
                 return Ok(rows(schema, batches));
             }
         };
@@ -207,7 +218,7 @@ impl FlightSqlServer {
         let stream = sql::run_query(&caller.session, plan).await.map_err(failed)?;
         let log = QueryLog {
             user: caller.user,
-            sql,
+            sql: sql::redact(&sql),
             id,
             started,
             wall_clock: std::time::SystemTime::now(),
@@ -244,16 +255,14 @@ impl FlightSqlServer {
         any
     }
 
-    /// The SQL of a prepared statement handle, with parameters bound by a DoPut if the
-    /// handle does not carry them itself.
-    fn prepared_sql(&self, handle: &[u8]) -> Result<String, Status> {
-        let Handle::Query { id, sql, bound } = Handle::decode(handle)? else {
+    /// The SQL of a prepared statement handle and its parameters: those the handle carries,
+    /// else those bound by a DoPut to the statement.
+    fn prepared_sql(&self, handle: &[u8]) -> Result<(String, Option<String>), Status> {
+        let Handle::Query { id, sql, params } = Handle::decode(handle)? else {
             return Err(Status::invalid_argument("not a prepared statement handle"));
         };
-        if bound {
-            return Ok(sql);
-        }
-        Ok(self.lock_bound().get(&id).map(|(bound, _)| bound.clone()).unwrap_or(sql))
+        let params = params.or_else(|| self.lock_bound().get(&id).map(|(params, _)| params.clone()));
+        Ok((sql, params))
     }
 }
 
@@ -420,8 +429,19 @@ fn code(error: &Error) -> tonic::Code {
         },
         Error::Statement { source, .. } => code(source),
         Error::Config(_) => tonic::Code::FailedPrecondition,
+        Error::PermissionDenied { .. } => tonic::Code::PermissionDenied,
         Error::Io { .. } => tonic::Code::Internal,
     }
+}
+
+/// The databases of the caller's session (stored ones and `system`) it may read.
+fn readable_databases(caller: &Caller) -> Vec<String> {
+    use datafusion::catalog::CatalogProvider;
+    let principal = caller.session.principal();
+    let mut names: Vec<String> = caller.session.catalog.schema_names().into_iter().filter(|d| principal.may_read(d)).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Reads the parameter batches of a DoPut.
@@ -441,7 +461,7 @@ impl FlightSqlService for FlightSqlServer {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        let (caller, token) = self.auth.sign_in(request.metadata(), || self.lakegate.session())?;
+        let (caller, token) = self.auth.sign_in(request.metadata(), |p| self.lakegate.session_as(p))?;
         tracing::info!(user = %caller.user, "signed in");
         let reply = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
         let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
@@ -453,7 +473,7 @@ impl FlightSqlService for FlightSqlServer {
 
     async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request)?;
-        Ok(Response::new(self.flight_info(&caller, query.query, None, request.into_inner()).await?))
+        Ok(Response::new(self.flight_info(&caller, query.query, None, None, request.into_inner()).await?))
     }
 
     async fn get_flight_info_prepared_statement(
@@ -462,13 +482,13 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request)?;
-        let sql = self.prepared_sql(&query.prepared_statement_handle)?;
+        let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
         // An unbound statement's plan was made when it was prepared.
         let planned = match Handle::decode(&query.prepared_statement_handle)? {
-            Handle::Query { id, bound: false, .. } if !self.lock_bound().contains_key(&id) => self.cached_plan(&id, &caller, false).map(Planned::Query),
+            Handle::Query { id, .. } if params.is_none() => self.cached_plan(&id, &caller, false).map(Planned::Query),
             _ => None,
         };
-        Ok(Response::new(self.flight_info(&caller, sql, planned, request.into_inner()).await?))
+        Ok(Response::new(self.flight_info(&caller, sql, params, planned, request.into_inner()).await?))
     }
 
     async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
@@ -478,8 +498,8 @@ impl FlightSqlService for FlightSqlServer {
 
     async fn do_get_prepared_statement(&self, query: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
-        let sql = self.prepared_sql(&query.prepared_statement_handle)?;
-        self.stream(caller, Handle::Query { id: new_id(), sql, bound: false }).await
+        let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
+        self.stream(caller, Handle::Query { id: new_id(), sql, params }).await
     }
 
     async fn do_put_statement_update(&self, command: CommandStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
@@ -496,7 +516,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = self.caller(&request)?;
-        let sql = wire::number_placeholders(&query.query).map_err(status)?;
+        let sql = sql::number_placeholders(&query.query).map_err(status)?;
         // Statements with effects have an empty result schema: JDBC then runs them as updates.
         let id = new_id();
         let (dataset, parameters) = match sql::plan(&caller.session, &sql).await.map_err(status)? {
@@ -514,7 +534,7 @@ impl FlightSqlService for FlightSqlServer {
                 (Arc::new(Schema::empty()), wire::parameter_schema(&types))
             }
         };
-        let handle = Handle::Query { id, sql, bound: false };
+        let handle = Handle::Query { id, sql, params: None };
         let ipc = |schema: &Schema| -> Result<bytes::Bytes, Status> {
             let message: arrow_flight::IpcMessage = arrow_flight::SchemaAsIpc::new(schema, &Default::default())
                 .try_into()
@@ -541,11 +561,11 @@ impl FlightSqlService for FlightSqlServer {
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
             return Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) });
         };
-        let bound = wire::bind(&sql, batch, 0).map_err(status)?;
+        let params = wire::encode_parameters(batch, 0).map_err(status)?;
         let mut kept = self.lock_bound();
         kept.retain(|_, (_, at)| at.elapsed() < BOUND_PARAMETERS_TTL);
-        kept.insert(id.clone(), (bound.clone(), Instant::now()));
-        let handle = Handle::Query { id, sql: bound, bound: true };
+        kept.insert(id.clone(), (params.clone(), Instant::now()));
+        let handle = Handle::Query { id, sql, params: Some(params) };
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode().into()) })
     }
 
@@ -555,19 +575,20 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request)?;
-        let sql = self.prepared_sql(&query.prepared_statement_handle)?;
+        let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
         let batches = parameter_batches(request).await?;
         let rows: Vec<(&RecordBatch, usize)> = batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
-        let statements = if rows.is_empty() {
-            vec![sql]
+        // One execution per parameter row; the values go into the plan, never into the SQL.
+        let runs = if rows.is_empty() {
+            vec![params.as_deref().map(wire::decode_parameters).transpose()?]
         } else {
-            rows.into_iter().map(|(b, r)| wire::bind(&sql, b, r)).collect::<crate::Result<Vec<_>>>().map_err(status)?
+            rows.into_iter().map(|(b, r)| wire::parameter_values(b, r).map(Some)).collect::<crate::Result<Vec<_>>>().map_err(status)?
         };
         let mut affected = 0;
-        for statement in statements {
+        for values in runs {
             let started = Instant::now();
-            let result = sql::execute(&caller.session, &statement).await;
-            self.log_statement(&caller.user, &statement, &result, started);
+            let result = sql::execute_with(&caller.session, &sql, values.as_ref()).await;
+            self.log_statement(&caller.user, &sql, &result, started);
             affected += affected_rows(result.map_err(status)?).await?;
         }
         Ok(affected)
@@ -628,9 +649,9 @@ impl FlightSqlService for FlightSqlServer {
     }
 
     async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.caller(&request)?;
+        let caller = self.caller(&request)?;
         let mut builder = query.into_builder();
-        for database in self.lakegate.catalog().databases().map_err(|e| status(e.into()))? {
+        for database in readable_databases(&caller) {
             builder.append(crate::session::CATALOG, database);
         }
         one_batch(builder.build())
@@ -642,16 +663,35 @@ impl FlightSqlService for FlightSqlServer {
         self.metadata_info(query, &schema, request.into_inner())
     }
 
+    /// The tables the caller's session sees (stored ones, `system`'s, its temporary views) in
+    /// the databases it may read. A table whose stored entry is broken is left out (and
+    /// logged), never the whole listing.
     async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.caller(&request)?;
+        use datafusion::catalog::CatalogProvider;
+        let caller = self.caller(&request)?;
         let mut builder = query.into_builder();
-        let catalog = self.lakegate.catalog();
-        for database in catalog.databases().map_err(|e| status(e.into()))? {
-            for spec in catalog.tables(&database).map_err(|e| status(e.into()))? {
-                // The stored schema: listing tables never reaches out to their sources.
-                let schema = spec.schema().map_err(|e| status(e.into()))?;
+        let stored = self.lakegate.catalog();
+        for database in readable_databases(&caller) {
+            let Some(schema_provider) = caller.session.catalog.schema(&database) else { continue };
+            for name in schema_provider.table_names() {
+                // The stored schema where there is one: listing never reaches out to a source.
+                let schema = match stored.table(&database, &name) {
+                    Ok(spec) => spec.schema().map_err(Error::from),
+                    Err(_) => match schema_provider.table(&name).await {
+                        Ok(Some(provider)) => Ok(provider.schema()),
+                        Ok(None) => continue,
+                        Err(e) => Err(e.into()),
+                    },
+                };
+                let schema = match schema {
+                    Ok(schema) => schema,
+                    Err(e) => {
+                        tracing::warn!(%database, table = %name, error = %e, "table left out of GetTables");
+                        continue;
+                    }
+                };
                 builder
-                    .append(crate::session::CATALOG, &database, &spec.name, "TABLE", &wire::wire_schema(&schema))
+                    .append(crate::session::CATALOG, &database, &name, "TABLE", &wire::wire_schema(&schema))
                     .map_err(|e| Status::internal(e.to_string()))?;
             }
         }

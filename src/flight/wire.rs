@@ -8,7 +8,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::common::ScalarValue;
+use datafusion::common::{ParamValues, ScalarValue};
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
@@ -55,8 +55,9 @@ pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> datafusion::er
 /// that already ran (DDL, writes, SHOW ...), all in the bytes themselves.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Handle {
-    /// `id` names a running query for cancellation; `bound` says parameters are in `sql`.
-    Query { id: String, sql: String, bound: bool },
+    /// `id` names a running query for cancellation; `params` are the values bound to its
+    /// placeholders ([`encode_parameters`]), if any.
+    Query { id: String, sql: String, params: Option<String> },
     Rows { ipc: String },
 }
 
@@ -94,35 +95,13 @@ pub(crate) fn batches_from_hex(hex: &str) -> Result<(SchemaRef, Vec<RecordBatch>
     Ok((schema, batches))
 }
 
-/// `sql` with each `?` placeholder numbered (`$1`, `$2`...): DataFusion gives every `?` the
-/// same name, so two of different types would not plan.
+/// The values of row `row` of a bound parameter batch, for the placeholders `$1`, `$2`... in
+/// column order. They are bound into the plan as typed values, never written into SQL text.
+/// Union columns (as some drivers send) are unwrapped to the value they hold.
 ///
 /// # Errors
-/// `sql` does not tokenize.
-pub(crate) fn number_placeholders(sql: &str) -> crate::Result<String> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&sqlparser::dialect::GenericDialect {}, sql).tokenize()?;
-    let mut next = 0;
-    Ok(tokens
-        .into_iter()
-        .map(|token| match token {
-            Token::Placeholder(p) if p == "?" => {
-                next += 1;
-                format!("${next}")
-            }
-            other => other.to_string(),
-        })
-        .collect())
-}
-
-/// `sql` with its placeholders (`?` in order, or `$1`, `$2`...) replaced by the values of row
-/// `row` of a bound parameter batch, as SQL literals. Union columns (as some drivers send) are
-/// unwrapped to the value they hold.
-///
-/// # Errors
-/// Fewer values than placeholders, or a value that has no SQL literal.
-pub(crate) fn bind(sql: &str, batch: &RecordBatch, row: usize) -> crate::Result<String> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
+/// A value arrow cannot read as a scalar.
+pub(crate) fn parameter_values(batch: &RecordBatch, row: usize) -> crate::Result<ParamValues> {
     let values = batch
         .columns()
         .iter()
@@ -131,28 +110,20 @@ pub(crate) fn bind(sql: &str, batch: &RecordBatch, row: usize) -> crate::Result<
             _ => ScalarValue::try_from_array(column.as_ref(), row),
         })
         .collect::<datafusion::error::Result<Vec<_>>>()?;
-    let literal = |index: usize| -> crate::Result<String> {
-        let value = values.get(index).ok_or_else(|| {
-            crate::Error::Syntax(format!("the statement has more placeholders than the {} bound values", values.len()))
-        })?;
-        Ok(datafusion::sql::unparser::expr_to_sql(&datafusion::logical_expr::lit(value.clone()))?.to_string())
-    };
-    let tokens = Tokenizer::new(&sqlparser::dialect::GenericDialect {}, sql).tokenize()?;
-    let mut next = 0;
-    let mut out = String::with_capacity(sql.len());
-    for token in tokens {
-        match token {
-            Token::Placeholder(p) if p == "?" => {
-                out.push_str(&literal(next)?);
-                next += 1;
-            }
-            Token::Placeholder(p) if p.starts_with('$') && p[1..].parse::<usize>().is_ok_and(|n| n > 0) => {
-                out.push_str(&literal(p[1..].parse::<usize>().unwrap_or(1) - 1)?);
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    Ok(out)
+    Ok(ParamValues::from(values))
+}
+
+/// One row of parameters as it travels in a handle (the hex of a one-row IPC stream).
+pub(crate) fn encode_parameters(batch: &RecordBatch, row: usize) -> crate::Result<String> {
+    let one = batch.slice(row, 1);
+    Ok(batches_to_hex(&one.schema(), std::slice::from_ref(&one))?)
+}
+
+/// The values of [`encode_parameters`]' output.
+pub(crate) fn decode_parameters(hex: &str) -> Result<ParamValues, Status> {
+    let (_, batches) = batches_from_hex(hex)?;
+    let batch = batches.first().ok_or_else(|| Status::invalid_argument("corrupt statement handle: no parameter row"))?;
+    parameter_values(batch, 0).map_err(|e| Status::invalid_argument(format!("corrupt statement handle: {e}")))
 }
 
 /// The parameter schema of a statement: `$1`, `$2`... in order, with the types DataFusion
@@ -201,18 +172,20 @@ mod tests {
     }
 
     #[test]
-    fn parameters_bind_as_literals_outside_strings() {
+    fn parameters_travel_as_typed_values() {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]));
         let batch = RecordBatch::try_new(
             schema,
-            vec![Arc::new(Int32Array::from(vec![Some(7)])), Arc::new(datafusion::arrow::array::StringArray::from(vec!["it's"]))],
+            vec![
+                Arc::new(Int32Array::from(vec![Some(7), None])),
+                Arc::new(datafusion::arrow::array::StringArray::from(vec!["it's", "\\' OR 1=1 --"])),
+            ],
         )
         .expect("batch");
-        let sql = bind("SELECT '?' AS q, x FROM t WHERE id = ? AND name = ?", &batch, 0).expect("bound");
-        assert_eq!(sql, "SELECT '?' AS q, x FROM t WHERE id = 7 AND name = 'it''s'");
-        assert_eq!(bind("SELECT $2, $1", &batch, 0).expect("bound"), "SELECT 'it''s', 7");
-        assert!(bind("SELECT ?, ?, ?", &batch, 0).is_err());
-        assert_eq!(number_placeholders("SELECT '?', ? + ?").expect("sql"), "SELECT '?', $1 + $2");
+        let values = decode_parameters(&encode_parameters(&batch, 1).expect("encode")).expect("decode");
+        let ParamValues::List(values) = values else { panic!("positional values") };
+        let values: Vec<ScalarValue> = values.into_iter().map(|v| v.value).collect();
+        assert_eq!(values, [ScalarValue::Int32(None), ScalarValue::Utf8(Some("\\' OR 1=1 --".into()))]);
     }
 
     #[test]

@@ -34,9 +34,21 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             Ok(done(dropped, format!("dropped table {database}.{} (its files are kept)", table.name), format!("table {database}.{} does not exist", table.name)))
         }
         Command::ShowDatabases { pattern } => {
-            let names: Vec<String> =
-                catalog.databases()?.into_iter().filter(|n| pattern.as_deref().is_none_or(|p| matches_pattern(p, n))).collect();
+            let names: Vec<String> = catalog
+                .databases()?
+                .into_iter()
+                .filter(|n| pattern.as_deref().is_none_or(|p| matches_pattern(p, n)) && session.principal.may_read(n))
+                .collect();
             rows(vec![("database", strings(names))])
+        }
+        Command::ShowGrants => {
+            let principal = &session.principal;
+            let databases = if principal.is_admin() { "*".to_owned() } else { principal.databases.join(", ") };
+            rows(vec![
+                ("user", strings(vec![principal.user.clone()])),
+                ("role", strings(vec![principal.role.to_string()])),
+                ("databases", strings(vec![databases])),
+            ])
         }
         Command::ShowTables { database, pattern } => {
             let database = database.unwrap_or_else(|| session.current_database());
@@ -175,8 +187,10 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
         };
         partition_columns.push(ColumnSpec::new(column, &data_type, true));
     }
+    lakegate_catalog::check_name("database", &database)?;
+    lakegate_catalog::check_name("table", &name)?;
     let location = match create.location {
-        Some(location) => absolute_location(&location)?,
+        Some(location) => allowed_location(session, absolute_location(&location)?)?,
         None if kind == "parquet" => {
             let dir = session.warehouse.join(&database).join(&name);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
@@ -201,6 +215,30 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
     }
     let created = session.catalog.catalog().create_table(&state, spec, create.if_not_exists).await?;
     Ok(done(created, format!("created table {database}.{name}"), format!("table {database}.{name} already exists")))
+}
+
+/// `location` when it lies under one of `[server] allowed_locations` (or none are set).
+/// Locations are compared lexically, path segment by path segment, after `s3a://`/`s3n://`
+/// became `s3://`; a location with a `..` segment is refused outright.
+fn allowed_location(session: &Session, location: String) -> Result<String> {
+    let allowed = &session.allowed_locations;
+    if allowed.is_empty() || location.is_empty() {
+        return Ok(location);
+    }
+    let normal = |l: &str| -> String {
+        let l = l.strip_prefix("s3a://").or_else(|| l.strip_prefix("s3n://")).map_or_else(|| l.to_owned(), |rest| format!("s3://{rest}"));
+        l.strip_prefix("file://").unwrap_or(&l).trim_end_matches('/').to_owned()
+    };
+    let wanted = normal(&location);
+    let escapes = wanted.split('/').any(|segment| segment == "..");
+    let inside = |prefix: &String| {
+        let prefix = normal(prefix);
+        wanted == prefix || wanted.starts_with(&format!("{prefix}/"))
+    };
+    if !escapes && allowed.iter().any(inside) {
+        return Ok(location);
+    }
+    Err(session.principal.deny(format!("LOCATION '{location}' is outside [server] allowed_locations ({})", allowed.join(", "))))
 }
 
 /// Plain paths are made absolute, so the catalog means the same place from any directory.

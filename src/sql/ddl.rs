@@ -45,6 +45,8 @@ pub enum Command {
     /// `SET hive.exec.dynamic.partition.mode=nonstrict` and other Hive/Spark engine settings
     /// that scripts carry: lakegate's behaviour does not depend on them.
     IgnoredSetting { key: String },
+    /// `SHOW GRANTS`: the signed-in user's role and databases.
+    ShowGrants,
 }
 
 /// Prefixes of settings that belong to Hive, Spark or Hadoop rather than to lakegate.
@@ -386,6 +388,9 @@ fn show(p: &mut Parser) -> Result<Option<Command>> {
     }
     if p.parse_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
         return Ok(Some(Command::ShowCreateTable { table: table_name(&p.parse_object_name(false)?)? }));
+    }
+    if p.parse_keyword(Keyword::GRANTS) {
+        return Ok(Some(Command::ShowGrants));
     }
     Ok(None)
 }

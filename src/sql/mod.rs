@@ -5,15 +5,18 @@ mod commands;
 pub mod ddl;
 pub(crate) mod rewrite;
 mod script;
+mod tokens;
 pub mod template;
 pub mod types;
 
+use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 
 pub use script::{ScriptStatement, split_statements};
+pub use tokens::{number_placeholders, redact};
 
 use crate::session::Session;
 use crate::{Error, Result};
@@ -52,6 +55,14 @@ pub enum Planned {
 /// # Errors
 /// Syntax errors, unknown tables or databases (with close matches).
 pub async fn plan(session: &Session, sql: &str) -> Result<Planned> {
+    plan_with(session, sql, None).await
+}
+
+/// [`plan`] with `params` bound to the placeholders (`$1`, `$2`...) as typed values.
+///
+/// # Errors
+/// As [`plan`]; a value whose type does not fit its placeholder.
+pub async fn plan_with(session: &Session, sql: &str, params: Option<&ParamValues>) -> Result<Planned> {
     if ddl::parse(sql)?.is_some() {
         return Ok(Planned::Command);
     }
@@ -62,7 +73,8 @@ pub async fn plan(session: &Session, sql: &str) -> Result<Planned> {
     }
     rewrite::struct_field_access(&mut statement);
     rewrite::layout_clauses_in_queries(&mut statement);
-    let plan = state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?;
+    let plan = bind(state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?, params)?;
+    session.principal.check_plan(&plan, crate::session::CATALOG, &session.current_database())?;
     let effects = matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
     Ok(if effects { Planned::Command } else { Planned::Query(plan) })
 }
@@ -94,16 +106,29 @@ pub async fn run_query(session: &Session, plan: LogicalPlan) -> Result<SendableR
 /// # Errors
 /// Syntax errors, unknown tables or databases (with close matches), source failures.
 pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
-    if let Planned::Query(plan) = plan(session, sql).await? {
+    execute_with(session, sql, None).await
+}
+
+/// [`execute`] with `params` bound to the placeholders (`$1`, `$2`...) as typed values.
+///
+/// # Errors
+/// As [`execute`]; parameters given to a statement that takes none (lakegate's DDL).
+pub async fn execute_with(session: &Session, sql: &str, params: Option<&ParamValues>) -> Result<Output> {
+    if let Planned::Query(plan) = plan_with(session, sql, params).await? {
         return Ok(Output::Rows(run_query(session, plan).await?));
     }
     if let Some(command) = ddl::parse(sql)? {
+        if params.is_some() {
+            return Err(Error::Unsupported("parameters in this statement: only queries and INSERTs take bound values".into()));
+        }
+        session.principal.check_command(&command, &session.current_database())?;
         return commands::run(session, command).await;
     }
     let state = session.ctx.state();
     let mut statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
     if let Some((spec, insert, explain)) = lakegate_write(session, &mut statement)? {
-        let plan = crate::write::plan(session, spec, insert).await?;
+        session.principal.require_write(&spec.database)?;
+        let plan = crate::write::plan(session, spec, insert, params).await?;
         if explain {
             return commands::lines("plan", crate::write::explain(plan).await?);
         }
@@ -111,8 +136,17 @@ pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
         return Ok(Output::Wrote { message, rows });
     }
     // DataFusion's own DDL and DML (CREATE VIEW, SET, INSERT into a temporary table) run here.
-    let plan = state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?;
+    let plan = bind(state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?, params)?;
+    session.principal.check_plan(&plan, crate::session::CATALOG, &session.current_database())?;
     Ok(Output::Rows(run_query(session, plan).await?))
+}
+
+/// `plan` with `params` put in place of its placeholders, as literals of the plan (not text).
+pub(crate) fn bind(plan: LogicalPlan, params: Option<&ParamValues>) -> Result<LogicalPlan> {
+    Ok(match params {
+        Some(params) => plan.with_param_values(params.clone())?,
+        None => plan,
+    })
 }
 
 /// An `INSERT` or `EXPLAIN INSERT` into one of the catalog's Parquet tables, which lakegate
@@ -142,6 +176,10 @@ fn name_missing_table(session: &Session, error: DataFusionError) -> Error {
     let Some(name) = message.strip_prefix("table '").and_then(|rest| rest.strip_suffix("' not found")) else {
         return error.into();
     };
+    // Files named by path or URL are tables only for admins (see `Lakegate::session_as`).
+    if name.contains('/') && !session.principal.is_admin() {
+        return session.principal.deny("reading files by path or URL needs the admin role");
+    }
     let parts: Vec<&str> = name.split('.').collect();
     let (database, table) = match parts.as_slice() {
         [_, database, table] | [database, table] => (database.to_string(), table.to_string()),

@@ -1,14 +1,16 @@
 //! Splits a script into statements, keeping the line each starts on for error messages.
 
-use sqlparser::dialect::GenericDialect;
-use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use sqlparser::tokenizer::Token;
 
+use super::tokens::tokenize;
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScriptStatement {
     /// 1-based line of the statement's first token.
     pub line: u64,
+    /// The statement exactly as written, from its first token to the last before its `;`
+    /// (comments inside kept, surrounding whitespace dropped).
     pub text: String,
 }
 
@@ -17,30 +19,22 @@ pub struct ScriptStatement {
 /// # Errors
 /// [`crate::Error::Syntax`] for an unterminated string or comment, with its line.
 pub fn split_statements(script: &str) -> Result<Vec<ScriptStatement>> {
-    let tokens = Tokenizer::new(&GenericDialect {}, script).tokenize_with_location()?;
     let mut statements = Vec::new();
-    let mut text = String::new();
-    let mut line = None;
-    for token in tokens {
-        if token.token == Token::SemiColon {
-            if let Some(line) = line.take() {
-                statements.push(ScriptStatement { line, text: std::mem::take(&mut text).trim().to_owned() });
-            }
-            text.clear();
-            continue;
+    // The first non-blank token of the statement being read: its line and byte offset.
+    let mut start: Option<(u64, usize)> = None;
+    let mut push = |start: Option<(u64, usize)>, end: usize| {
+        if let Some((line, from)) = start {
+            statements.push(ScriptStatement { line, text: script[from..end].trim_end().to_owned() });
         }
-        let is_blank = matches!(token.token, Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab))
-            || matches!(token.token, Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)));
-        if !is_blank && line.is_none() {
-            line = Some(token.span.start.line);
-        }
-        if line.is_some() {
-            text.push_str(&token.token.to_string());
+    };
+    for located in tokenize(script)? {
+        if located.token == Token::SemiColon {
+            push(start.take(), located.bytes.start);
+        } else if start.is_none() && !matches!(located.token, Token::Whitespace(_)) {
+            start = Some((located.line, located.bytes.start));
         }
     }
-    if let Some(line) = line {
-        statements.push(ScriptStatement { line, text: text.trim().to_owned() });
-    }
+    push(start, script.len());
     Ok(statements)
 }
 
@@ -57,6 +51,13 @@ mod tests {
         assert_eq!(statements[1].line, 4);
         assert!(statements[1].text.starts_with("SELECT ';' AS s"), "{}", statements[1].text);
         assert!(statements[1].text.ends_with("FROM t"), "{}", statements[1].text);
+    }
+
+    #[test]
+    fn statements_keep_their_text_byte_for_byte() {
+        let script = "SELECT 'it''s';\nSELECT 'x'' OR ''1''=''1' /* ; */ AS v ;SELECT \"a\"\"b\", 'ünï'";
+        let texts: Vec<String> = split_statements(script).expect("splits").into_iter().map(|s| s.text).collect();
+        assert_eq!(texts, ["SELECT 'it''s'", "SELECT 'x'' OR ''1''=''1' /* ; */ AS v", "SELECT \"a\"\"b\", 'ünï'"]);
     }
 
     #[test]

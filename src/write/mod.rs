@@ -170,7 +170,12 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
 /// # Errors
 /// A column count or type that does not fit the table (naming the column), a bad PARTITION
 /// spec, or the query's own errors.
-pub(crate) async fn plan(session: &Session, spec: TableSpec, mut insert: Insert) -> Result<WritePlan> {
+pub(crate) async fn plan(
+    session: &Session,
+    spec: TableSpec,
+    mut insert: Insert,
+    params: Option<&datafusion::common::ParamValues>,
+) -> Result<WritePlan> {
     let table = spec.qualified_name();
     if !insert.columns.is_empty() {
         return Err(Error::Unsupported(format!("INSERT with a column list into {table}: select the columns in the table's order")));
@@ -185,7 +190,7 @@ pub(crate) async fn plan(session: &Session, spec: TableSpec, mut insert: Insert)
     let state = session.ctx.state();
     let mut statement = datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query)));
     crate::sql::rewrite::struct_field_access(&mut statement);
-    let logical = state.statement_to_plan(statement).await?;
+    let logical = crate::sql::bind(state.statement_to_plan(statement).await?, params)?;
     let frame = DataFrame::new(state, logical);
 
     // The query gives the data columns, then the dynamic partition columns, by position.

@@ -24,7 +24,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
-from checks import FAILURES, check, client_parser, summary
+from checks import FAILURES, adbc_kwargs, check, client_parser, sqlalchemy_url, summary
 
 
 def main():
@@ -34,7 +34,7 @@ def main():
     table = f"lg_adbc_{uuid.uuid4().hex[:10]}"
     qualified = f"default.{table}"
     try:
-        conn = flightsql.connect(a.url, db_kwargs={"username": a.user, "password": a.password})
+        conn = flightsql.connect(a.url, db_kwargs=adbc_kwargs(a))
     except Exception as e:
         print(f"[FAIL] connect to {a.url} as {a.user}: {type(e).__name__}: {e}")
         return 1

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlparse
 import pandas as pd
 import sqlalchemy as sa
 
-from checks import FAILURES, check, client_parser, summary
+from checks import FAILURES, adbc_kwargs, check, client_parser, sqlalchemy_url, summary
 
 
 def type_name(t):
@@ -41,14 +41,15 @@ def main():
     warnings.filterwarnings("ignore", message=".*SQLAlchemy connectable.*")  # read_sql on a DB-API conn
 
     u = urlparse(a.url)
-    url = f"datafusion://{quote(a.user, safe='')}:{quote(a.password, safe='')}@{u.hostname}:{u.port}?insecure=True"
+    url = sqlalchemy_url(a)
     table = f"lg_sqla_{uuid.uuid4().hex[:10]}"
     qualified = f"default.{table}"
 
     try:
         engine = sa.create_engine(url)  # the dialect connects (handshake) here
     except Exception as e:
-        print(f"[FAIL] create_engine({url.replace(quote(a.password, safe=''), '***')}): {type(e).__name__}: {e}")
+        shown = url.replace(quote(a.password, safe=''), '***') if a.password else url
+        print(f"[FAIL] create_engine({shown}): {type(e).__name__}: {e}")
         return 1
     client = engine.raw_connection().connection.client  # flightsql.FlightSQLClient
     created = False

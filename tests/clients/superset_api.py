@@ -26,7 +26,7 @@ from urllib.parse import quote, urlparse
 import adbc_driver_flightsql.dbapi as flightsql
 import requests
 
-from checks import FAILURES, check, client_parser, summary
+from checks import FAILURES, adbc_kwargs, check, client_parser, sqlalchemy_url, summary
 
 
 class Superset:
@@ -62,7 +62,7 @@ def main():
     table = f"lg_superset_{uuid.uuid4().hex[:10]}"
     qualified = f"default.{table}"
     try:
-        conn = flightsql.connect(a.url, db_kwargs={"username": a.user, "password": a.password}, autocommit=True)
+        conn = flightsql.connect(a.url, db_kwargs=adbc_kwargs(a), autocommit=True)
         cur = conn.cursor()
         # executescript(): plain CommandStatementUpdate, no prepare step.
         cur.executescript(f"CREATE TABLE {qualified} (id INT, name STRING)")
@@ -74,7 +74,7 @@ def main():
         cur.executescript(f"INSERT INTO {qualified} VALUES (1, 'alpha'), (2, 'beta'), (3, 'gamma')")
         sup = Superset(a.superset, a.superset_user, a.superset_password)
         u = urlparse(a.url)
-        uri = f"datafusion://{quote(a.user, safe='')}:{quote(a.password, safe='')}@{u.hostname}:{u.port}?insecure=True"
+        uri = sqlalchemy_url(a)
         db_id = sup.call("POST", "/api/v1/database/", json={
             "database_name": f"lakegate-{table}", "sqlalchemy_uri": uri,
             "expose_in_sqllab": True, "allow_run_async": False})["id"]

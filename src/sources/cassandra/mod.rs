@@ -150,8 +150,10 @@ fn number<T: std::str::FromStr>(options: &BTreeMap<String, String>, key: &'stati
     value.parse().map_err(|_| Error::BadOption { key, message: format!("'{value}' is not a valid number") })
 }
 
-/// One driver session per set of contact points and user, shared by every table.
-type SessionKey = (Vec<String>, Option<String>);
+/// One driver session per set of contact points and credentials, shared by every table with
+/// the same ones: a table with the right user and a wrong password never rides on another
+/// table's signed-in session. The password is kept only as a digest.
+type SessionKey = (Vec<String>, Option<String>, Option<[u8; 32]>);
 
 #[derive(Debug)]
 pub struct CassandraSource {
@@ -210,7 +212,11 @@ impl CassandraSource {
     async fn session(&self, target: &Target) -> Result<Arc<Session>> {
         let mut key_points = target.contact_points.clone();
         key_points.sort();
-        let key = (key_points, target.username.clone());
+        let password = target.password.as_ref().map(|p| {
+            use sha2::Digest;
+            sha2::Sha256::digest(p.as_bytes()).into()
+        });
+        let key = (key_points, target.username.clone(), password);
         let mut sessions = self.sessions.lock().await;
         if let Some(session) = sessions.get(&key) {
             return Ok(Arc::clone(session));

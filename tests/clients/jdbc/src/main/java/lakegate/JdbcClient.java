@@ -43,14 +43,18 @@ public final class JdbcClient {
   }
 
   private static String arg(String[] args, String name) {
+    return arg(args, name, null);
+  }
+
+  private static String arg(String[] args, String name, String otherwise) {
     for (int i = 0; i + 1 < args.length; i++) {
       if (args[i].equals("--" + name)) {
         return args[i + 1];
       }
     }
-    String value = System.getProperty("lakegate." + name);
+    String value = System.getProperty("lakegate." + name, otherwise);
     if (value == null) {
-      System.err.println("usage: JdbcClient --url grpc://HOST:PORT --user U --password P");
+      System.err.println("usage: JdbcClient --url grpc://HOST:PORT [--user U --password P]");
       System.exit(2);
     }
     return value;
@@ -77,10 +81,22 @@ public final class JdbcClient {
 
   public static void main(String[] args) throws Exception {
     URI grpc = URI.create(arg(args, "url"));
-    String user = arg(args, "user");
-    String password = arg(args, "password");
+    // Without a user, the README's no-user URL exactly.
+    String user = arg(args, "user", "");
+    String password = arg(args, "password", "");
     String url = "jdbc:arrow-flight-sql://" + grpc.getHost() + ":" + grpc.getPort()
-        + "/?useEncryption=false&user=" + enc(user) + "&password=" + enc(password);
+        + "/?useEncryption=false"
+        + (user.isEmpty() ? "" : "&user=" + enc(user) + "&password=" + enc(password));
+    String latency = arg(args, "latency", "");
+    if (!latency.isEmpty()) {
+      latency(url, Integer.parseInt(latency), arg(args, "point-query", ""));
+      return;
+    }
+    String values = arg(args, "values", "");
+    if (!values.isEmpty()) {
+      boundValues(url, values);
+      return;
+    }
     String table = "lg_jdbc_" + UUID.randomUUID().toString().replace("-", "").substring(0, 10);
     String qualified = "default." + table;
 
@@ -112,9 +128,93 @@ public final class JdbcClient {
         }
       }
     } catch (SQLException e) {
-      System.out.println("[FAIL] connect to " + url.replace(enc(password), "***") + ": " + e);
+      String shown = password.isEmpty() ? url : url.replace(enc(password), "***");
+      System.out.println("[FAIL] connect to " + shown + ": " + e);
       FAILURES.add("connect");
     }
+    System.out.println(FAILURES.isEmpty()
+        ? "all checks passed" : FAILURES.size() + " check(s) failed: " + FAILURES);
+    System.exit(FAILURES.isEmpty() ? 0 : 1);
+  }
+
+  /**
+   * For benches/latency: times {@code SELECT 1} and a prepared point query (its one parameter
+   * bound to 1, 2, 3...) {@code n} times each on one connection after a warm-up, and prints one
+   * line per query: {@code latency NAME p50_ms=X p95_ms=Y}.
+   */
+  private static void latency(String url, int n, String pointQuery) throws Exception {
+    try (Connection conn = DriverManager.getConnection(url); Statement st = conn.createStatement()) {
+      List<Double> select1 = new ArrayList<>();
+      for (int i = -10; i < n; i++) {
+        long t = System.nanoTime();
+        try (ResultSet rs = st.executeQuery("SELECT 1")) {
+          rs.next();
+        }
+        if (i >= 0) {
+          select1.add((System.nanoTime() - t) / 1e6);
+        }
+      }
+      report("select1", select1);
+      if (!pointQuery.isEmpty()) {
+        List<Double> point = new ArrayList<>();
+        try (PreparedStatement ps = conn.prepareStatement(pointQuery)) {
+          for (int i = -10; i < n; i++) {
+            long t = System.nanoTime();
+            ps.setLong(1, Math.abs(i) + 1);
+            try (ResultSet rs = ps.executeQuery()) {
+              rs.next();
+            }
+            if (i >= 0) {
+              point.add((System.nanoTime() - t) / 1e6);
+            }
+          }
+        }
+        report("point", point);
+      }
+    }
+  }
+
+  private static void report(String name, List<Double> ms) {
+    List<Double> sorted = new ArrayList<>(ms);
+    java.util.Collections.sort(sorted);
+    double p50 = sorted.get(sorted.size() / 2);
+    double p95 = sorted.get(Math.min(sorted.size() - 1, (int) Math.ceil(sorted.size() * 0.95) - 1));
+    System.out.printf("latency %s p50_ms=%.3f p95_ms=%.3f%n", name, p50, p95);
+  }
+
+  /**
+   * Each value of the file (one a line, as hex of its UTF-8 bytes) bound to {@code SELECT ?}
+   * comes back exactly; and a bound value that would escape a spliced-in literal matches
+   * nothing.
+   */
+  private static void boundValues(String url, String file) throws Exception {
+    List<String> lines = java.nio.file.Files.readAllLines(java.nio.file.Path.of(file));
+    int same = 0;
+    try (Connection conn = DriverManager.getConnection(url);
+        PreparedStatement ps = conn.prepareStatement("SELECT ? AS v")) {
+      for (String line : lines) {
+        String value = new String(java.util.HexFormat.of().parseHex(line), StandardCharsets.UTF_8);
+        ps.setString(1, value);
+        try (ResultSet rs = ps.executeQuery()) {
+          rs.next();
+          String got = rs.getString(1);
+          if (value.equals(got)) {
+            same++;
+          } else {
+            check("SELECT ? returns the bound string", value, got);
+          }
+        }
+      }
+      try (PreparedStatement injected = conn.prepareStatement(
+          "SELECT count(*) FROM (VALUES ('a'), ('b')) AS t(name) WHERE name = ?")) {
+        injected.setString(1, "\\' OR 1=1 --");
+        try (ResultSet rs = injected.executeQuery()) {
+          rs.next();
+          check("a bound \\' OR 1=1 -- matches no row", 0L, rs.getLong(1));
+        }
+      }
+    }
+    check(lines.size() + " bound strings came back unchanged", lines.size(), same);
     System.out.println(FAILURES.isEmpty()
         ? "all checks passed" : FAILURES.size() + " check(s) failed: " + FAILURES);
     System.exit(FAILURES.isEmpty() ? 0 : 1);
