@@ -575,3 +575,68 @@ fn a_nightly_hive_script_runs_unchanged() {
     }
 }
 
+#[test]
+fn an_overwrite_deletes_only_parquet_data_files_and_refuses_locations_it_does_not_own() {
+    let lg = Lakegate::new();
+    let data = lg.data_dir.path();
+    let events = data.join("tables").join("events");
+    let flat = data.join("tables").join("flat");
+    std::fs::create_dir_all(data.join("tables")).expect("dir");
+    lg.sql(&format!(
+        "CREATE DATABASE lake; \
+         CREATE EXTERNAL TABLE lake.events (id BIGINT) USING PARQUET PARTITIONED BY (dt STRING) LOCATION '{}'; \
+         CREATE EXTERNAL TABLE lake.flat (id BIGINT) USING PARQUET LOCATION '{}'; \
+         INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value, CASE WHEN value < 3 THEN 'a' ELSE 'b' END FROM generate_series(0, 9); \
+         INSERT OVERWRITE TABLE lake.flat SELECT value FROM generate_series(0, 9)",
+        events.display(),
+        flat.display()
+    ))
+    .success();
+    // Files a table's directories hold besides its data: lakegate must leave them alone.
+    let kept = [events.join("notes.txt"), events.join("dt=a").join("schema.json"), events.join("dt=a").join(".part-0.parquet.crc"), flat.join("notes.txt")];
+    for file in &kept {
+        std::fs::write(file, "keep me").expect("write");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    lg.sql(
+        "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value, CASE WHEN value < 5 THEN 'a' ELSE 'b' END FROM generate_series(0, 5); \
+         INSERT OVERWRITE TABLE lake.flat SELECT value FROM generate_series(0, 3); \
+         VACUUM lake.events RETAIN 0 HOURS; VACUUM lake.flat RETAIN 0 HOURS",
+    )
+    .success();
+    for file in &kept {
+        assert!(file.exists(), "{} was deleted", file.display());
+    }
+    let counts = lg.sql("SELECT dt, count(*) FROM lake.events GROUP BY dt ORDER BY dt").success().rows();
+    assert_eq!(counts, [vec!["a".to_owned(), "5".to_owned()], vec!["b".to_owned(), "1".to_owned()]]);
+    assert_eq!(lg.sql("SELECT count(*) FROM lake.flat").success().first_count(), 4);
+    let parquet = |dir: &Path| walk(dir).into_iter().filter(|p| p.ends_with(".parquet") && !p.contains("/_lakegate/")).count();
+    assert_eq!((parquet(&events), parquet(&flat)), (2, 1), "replaced data files are deleted");
+
+    // Tables whose location is not theirs alone: overwriting (or vacuuming) would delete the
+    // Parquet files of other tables.
+    let refused = [
+        ("at_data_dir", data.to_path_buf(), "lakegate's data directory"),
+        ("at_warehouse", data.join("warehouse"), "the warehouse root"),
+        ("above_events", data.join("tables"), "contains the location of table lake."),
+    ];
+    for (name, location, reason) in &refused {
+        lg.sql(&format!("CREATE EXTERNAL TABLE lake.{name} (id BIGINT) USING PARQUET LOCATION '{}'", location.display())).success();
+        for statement in [format!("INSERT OVERWRITE TABLE lake.{name} SELECT 1"), format!("VACUUM lake.{name} RETAIN 0 HOURS")] {
+            let run = lg.sql(&statement).failure();
+            assert!(run.stderr.contains(reason) && run.stderr.contains(&format!("lake.{name} is refused")), "{statement}: {}", run.stderr);
+        }
+    }
+    // The spelling does not matter.
+    let dotted = format!("{}/tables/../tables/events/..", data.display());
+    lg.sql(&format!("CREATE EXTERNAL TABLE lake.dotted (id BIGINT) USING PARQUET LOCATION '{dotted}'")).success();
+    let run = lg.sql("INSERT OVERWRITE TABLE lake.dotted SELECT 1").failure();
+    assert!(run.stderr.contains("contains the location of table lake."), "{}", run.stderr);
+    // Appends delete nothing and stay allowed; nothing of the other tables went.
+    lg.sql("INSERT INTO TABLE lake.above_events SELECT 42").success();
+    assert_eq!(lg.sql("SELECT count(*) FROM lake.events").success().first_count(), 6);
+    assert_eq!(lg.sql("SELECT count(*) FROM lake.flat").success().first_count(), 4);
+    for file in &kept {
+        assert!(file.exists(), "{} was deleted", file.display());
+    }
+}

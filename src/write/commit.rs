@@ -18,7 +18,8 @@
 //! `.overwrite` marker; a file not written by lakegate is visible when it is newer than that
 //! marker, or when there is none. Commit ids start with the time, so "older" is string order.
 //! A job killed at any point leaves each partition wholly old or wholly new; what it leaves
-//! behind is invisible and removed by [`collect_garbage`].
+//! behind is invisible and removed by [`collect_garbage`], which deletes only Parquet data files
+//! and lakegate's own objects, never anything else a directory holds.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -80,6 +81,12 @@ pub(crate) async fn publish(store: &dyn ObjectStore, partition_dir: &Path, commi
     let suffix = if mode == Mode::Overwrite { OVERWRITE } else { APPEND };
     let marker = partition_dir.clone().join(SYSTEM_DIR).join(format!("{commit}.{suffix}"));
     store.put(&marker, object_store::PutPayload::new()).await.map(|_| ())
+}
+
+/// Whether `name` is a file the table's readers read (the extension the listing asks for); only
+/// such files are ever deleted as replaced or abandoned.
+fn is_data_file(name: &str) -> bool {
+    name.ends_with(".parquet")
 }
 
 /// The commit markers of one directory; empty (the default) for a directory without any.
@@ -199,7 +206,9 @@ pub(crate) struct Collected {
 /// Deletes what no reader can see any more under `table`: files replaced by a newer overwrite
 /// and the markers before it, then (when `abandoned_after` is given) files of writes that never
 /// published (in directories with markers or without) and staging files, once older than that.
-/// Only `dirs` are looked at when given.
+/// Only `dirs` are looked at when given. Outside `_lakegate`, only Parquet data files are
+/// deleted: a table's directories may hold other files (notes, Spark's `.crc` and `_SUCCESS`)
+/// that are none of lakegate's business.
 ///
 /// # Errors
 /// Listing or deleting fails; whatever was deleted before stays deleted, which is safe.
@@ -227,7 +236,7 @@ pub(crate) async fn collect_garbage(
     let mut doomed = Vec::new();
     for file in &listing.files {
         let markers = listing.markers_of(file);
-        if markers.shows(file) {
+        if !file.location.filename().is_some_and(is_data_file) || markers.shows(file) {
             continue;
         }
         if markers.replaced(file) {
@@ -355,6 +364,54 @@ mod tests {
         assert_eq!(names(visible_children(&dir, children.clone(), Vec::new())), [spark.to_owned()]);
         let system = vec![object(&format!("t/dt=2/_lakegate/{NEW}.append"), 21)];
         assert_eq!(names(visible_children(&dir, children, system)).len(), 2);
+    }
+
+    async fn put(store: &dyn ObjectStore, path: &str) {
+        store.put(&Path::from(path), object_store::PutPayload::from_static(b"x")).await.expect("put");
+    }
+
+    async fn listed(store: &dyn ObjectStore) -> Vec<String> {
+        let objects: Vec<ObjectMeta> = store.list(None).try_collect().await.expect("list");
+        names(objects)
+    }
+
+    #[tokio::test]
+    async fn garbage_is_parquet_data_and_markers_only_and_orphans_go_after_the_retention() {
+        let store = object_store::memory::InMemory::new();
+        let spark = "t/dt=1/part-00000-0f1e2d3c-aaaa-bbbb-cccc-000000000000-c000.snappy.parquet";
+        for path in [spark, "t/notes.txt", "t/dt=1/_SUCCESS", "t/dt=1/readme.csv", "t/dt=2/legacy.parquet"] {
+            put(&store, path).await;
+        }
+        let orphan_new = format!("t/dt=3/part-{NEW}-000-00000.parquet");
+        let orphan_spark = format!("t/dt=2/part-{NEW}-000-00000.parquet");
+        put(&store, &orphan_new).await;
+        put(&store, &orphan_spark).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let published = format!("t/dt=1/part-{LATER}-000-00000.parquet");
+        put(&store, &published).await;
+        put(&store, &format!("t/dt=1/_lakegate/{LATER}.overwrite")).await;
+        let table = Path::from("t");
+
+        // A write's own collection: the replaced Spark file goes, nothing else.
+        let collected = collect_garbage(&store, &table, Some(&[Path::from("t/dt=1")]), None).await.expect("collect");
+        assert_eq!(collected, Collected { replaced_files: 1, abandoned_files: 0, markers: 0 });
+        // VACUUM within the retention keeps the orphans: their write may still be publishing.
+        let collected = collect_garbage(&store, &table, None, Some(Duration::from_secs(3600))).await.expect("collect");
+        assert_eq!(collected, Collected::default());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let collected = collect_garbage(&store, &table, None, Some(Duration::ZERO)).await.expect("collect");
+        assert_eq!(collected, Collected { replaced_files: 0, abandoned_files: 2, markers: 0 });
+        assert_eq!(
+            listed(&store).await,
+            [
+                "t/dt=1/_SUCCESS".to_owned(),
+                format!("t/dt=1/_lakegate/{LATER}.overwrite"),
+                published,
+                "t/dt=1/readme.csv".to_owned(),
+                "t/dt=2/legacy.parquet".to_owned(),
+                "t/notes.txt".to_owned(),
+            ]
+        );
     }
 
     #[test]
