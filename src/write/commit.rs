@@ -12,11 +12,14 @@
 //! A write puts its files under `staging`, moves them into their partition directories (still
 //! invisible: their commit has no marker there yet), then writes one empty marker object per
 //! partition. Putting that object is atomic on every store, so it is the moment the partition
-//! changes. In a directory that has markers, a data file is visible when its commit has a
-//! marker that is not older than the newest `.overwrite` marker; a file not written by
-//! lakegate is visible when it is newer than that marker. Commit ids start with the time, so
-//! "older" is string order. A job killed at any point leaves each partition wholly old or
-//! wholly new; what it leaves behind is invisible and removed by [`collect_garbage`].
+//! changes. The rule, in every directory, whether it has markers or not (a new partition, one
+//! last written by Spark): a data file named by a commit is visible only when that commit has
+//! a marker in the file's own directory that is not older than the directory's newest
+//! `.overwrite` marker; a file not written by lakegate is visible when it is newer than that
+//! marker, or when there is none. Commit ids start with the time, so "older" is string order.
+//! A job killed at any point leaves each partition wholly old or wholly new; what it leaves
+//! behind is invisible and removed by [`collect_garbage`], which deletes only Parquet data files
+//! and lakegate's own objects, never anything else a directory holds.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -45,7 +48,8 @@ fn is_commit_id(text: &str) -> bool {
     text.len() == 21 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The commit of a data file written by lakegate (`part-<commit>-...parquet`).
+/// The commit of a data file written by lakegate (`part-<commit>-...parquet`). Other tools'
+/// names do not match: Spark's `part-00000-<uuid>-c000...` has 5 digits where the id has 21.
 fn commit_of_file(name: &str) -> Option<&str> {
     let id = name.strip_prefix("part-")?.split('-').next()?;
     is_commit_id(id).then_some(id)
@@ -79,7 +83,13 @@ pub(crate) async fn publish(store: &dyn ObjectStore, partition_dir: &Path, commi
     store.put(&marker, object_store::PutPayload::new()).await.map(|_| ())
 }
 
-/// The commit markers of one directory.
+/// Whether `name` is a file the table's readers read (the extension the listing asks for); only
+/// such files are ever deleted as replaced or abandoned.
+fn is_data_file(name: &str) -> bool {
+    name.ends_with(".parquet")
+}
+
+/// The commit markers of one directory; empty (the default) for a directory without any.
 #[derive(Debug, Default)]
 struct Markers {
     /// Commit ids with a marker, and whether it is an overwrite.
@@ -129,6 +139,8 @@ struct Listing {
     staged: Vec<ObjectMeta>,
     /// Marker objects, with their directory and commit id.
     marker_objects: Vec<(Path, String, ObjectMeta)>,
+    /// What a directory without markers has.
+    no_markers: Markers,
 }
 
 impl Listing {
@@ -156,19 +168,17 @@ impl Listing {
         listing
     }
 
-    fn markers_of(&self, file: &ObjectMeta) -> Option<&Markers> {
+    /// The markers of the directory holding `file`, empty when it has none: a directory
+    /// without markers still hides the files of commits that never published there.
+    fn markers_of(&self, file: &ObjectMeta) -> &Markers {
         let parts: Vec<_> = file.location.parts().collect();
         let dir = Path::from_iter(parts[..parts.len().saturating_sub(1)].iter().cloned());
-        self.markers.get(&dir)
+        self.markers.get(&dir).unwrap_or(&self.no_markers)
     }
 
     /// The objects a reader of the table sees.
     fn visible(self) -> Vec<ObjectMeta> {
-        let Listing { markers, files, .. } = &self;
-        if markers.is_empty() {
-            return self.files;
-        }
-        files.iter().filter(|f| self.markers_of(f).is_none_or(|m| m.shows(f))).cloned().collect()
+        self.files.iter().filter(|f| self.markers_of(f).shows(f)).cloned().collect()
     }
 }
 
@@ -181,10 +191,8 @@ pub(crate) fn visible(objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
 /// `_lakegate` directory.
 pub(crate) fn visible_children(dir: &Path, children: Vec<ObjectMeta>, system: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
     let listing = Listing::sort(system);
-    match listing.markers.get(dir) {
-        Some(markers) => children.into_iter().filter(|f| markers.shows(f)).collect(),
-        None => children,
-    }
+    let markers = listing.markers.get(dir).unwrap_or(&listing.no_markers);
+    children.into_iter().filter(|f| markers.shows(f)).collect()
 }
 
 /// What [`collect_garbage`] removed.
@@ -197,7 +205,10 @@ pub(crate) struct Collected {
 
 /// Deletes what no reader can see any more under `table`: files replaced by a newer overwrite
 /// and the markers before it, then (when `abandoned_after` is given) files of writes that never
-/// published and staging files, once older than that. Only `dirs` are looked at when given.
+/// published (in directories with markers or without) and staging files, once older than that.
+/// Only `dirs` are looked at when given. Outside `_lakegate`, only Parquet data files are
+/// deleted: a table's directories may hold other files (notes, Spark's `.crc` and `_SUCCESS`)
+/// that are none of lakegate's business.
 ///
 /// # Errors
 /// Listing or deleting fails; whatever was deleted before stays deleted, which is safe.
@@ -224,8 +235,8 @@ pub(crate) async fn collect_garbage(
     let mut collected = Collected::default();
     let mut doomed = Vec::new();
     for file in &listing.files {
-        let Some(markers) = listing.markers_of(file) else { continue };
-        if markers.shows(file) {
+        let markers = listing.markers_of(file);
+        if !file.location.filename().is_some_and(is_data_file) || markers.shows(file) {
             continue;
         }
         if markers.replaced(file) {
@@ -328,6 +339,79 @@ mod tests {
         let children = vec![object(&format!("t/dt=1/part-{OLD}-000-00000.parquet"), 10), object(&format!("t/dt=1/part-{NEW}-000-00000.parquet"), 20)];
         let system = vec![object(&format!("t/dt=1/_lakegate/{NEW}.overwrite"), 21)];
         assert_eq!(names(visible_children(&dir, children, system)), [format!("t/dt=1/part-{NEW}-000-00000.parquet")]);
+    }
+
+    #[test]
+    fn unpublished_files_stay_hidden_in_directories_without_markers() {
+        let spark = "t/dt=2/part-00000-0f1e2d3c-aaaa-bbbb-cccc-000000000000-c000.snappy.parquet";
+        let objects = vec![
+            // A new partition: only the moved files of a write that never published.
+            object(&format!("t/dt=1/part-{NEW}-000-00000.parquet"), 20),
+            // A partition last written by Spark, with the moved files of a killed INSERT INTO.
+            object(spark, 5),
+            object(&format!("t/dt=2/part-{NEW}-000-00000.parquet"), 20),
+            // A partition with markers, so the listing as a whole has some.
+            object(&format!("t/dt=3/part-{OLD}-000-00000.parquet"), 10),
+            object(&format!("t/dt=3/_lakegate/{OLD}.overwrite"), 10),
+        ];
+        assert_eq!(names(visible(objects.clone())), [spark.to_owned(), format!("t/dt=3/part-{OLD}-000-00000.parquet")]);
+        // The same without any marker in the whole listing.
+        let markerless: Vec<ObjectMeta> = objects.into_iter().filter(|o| !o.location.as_ref().starts_with("t/dt=3")).collect();
+        assert_eq!(names(visible(markerless)), [spark.to_owned()]);
+        // And as a directory listing, whose `_lakegate` directory may hold no markers at all.
+        let dir = Path::from("t/dt=2");
+        let children = vec![object(spark, 5), object(&format!("t/dt=2/part-{NEW}-000-00000.parquet"), 20)];
+        assert_eq!(names(visible_children(&dir, children.clone(), Vec::new())), [spark.to_owned()]);
+        let system = vec![object(&format!("t/dt=2/_lakegate/{NEW}.append"), 21)];
+        assert_eq!(names(visible_children(&dir, children, system)).len(), 2);
+    }
+
+    async fn put(store: &dyn ObjectStore, path: &str) {
+        store.put(&Path::from(path), object_store::PutPayload::from_static(b"x")).await.expect("put");
+    }
+
+    async fn listed(store: &dyn ObjectStore) -> Vec<String> {
+        let objects: Vec<ObjectMeta> = store.list(None).try_collect().await.expect("list");
+        names(objects)
+    }
+
+    #[tokio::test]
+    async fn garbage_is_parquet_data_and_markers_only_and_orphans_go_after_the_retention() {
+        let store = object_store::memory::InMemory::new();
+        let spark = "t/dt=1/part-00000-0f1e2d3c-aaaa-bbbb-cccc-000000000000-c000.snappy.parquet";
+        for path in [spark, "t/notes.txt", "t/dt=1/_SUCCESS", "t/dt=1/readme.csv", "t/dt=2/legacy.parquet"] {
+            put(&store, path).await;
+        }
+        let orphan_new = format!("t/dt=3/part-{NEW}-000-00000.parquet");
+        let orphan_spark = format!("t/dt=2/part-{NEW}-000-00000.parquet");
+        put(&store, &orphan_new).await;
+        put(&store, &orphan_spark).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let published = format!("t/dt=1/part-{LATER}-000-00000.parquet");
+        put(&store, &published).await;
+        put(&store, &format!("t/dt=1/_lakegate/{LATER}.overwrite")).await;
+        let table = Path::from("t");
+
+        // A write's own collection: the replaced Spark file goes, nothing else.
+        let collected = collect_garbage(&store, &table, Some(&[Path::from("t/dt=1")]), None).await.expect("collect");
+        assert_eq!(collected, Collected { replaced_files: 1, abandoned_files: 0, markers: 0 });
+        // VACUUM within the retention keeps the orphans: their write may still be publishing.
+        let collected = collect_garbage(&store, &table, None, Some(Duration::from_secs(3600))).await.expect("collect");
+        assert_eq!(collected, Collected::default());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let collected = collect_garbage(&store, &table, None, Some(Duration::ZERO)).await.expect("collect");
+        assert_eq!(collected, Collected { replaced_files: 0, abandoned_files: 2, markers: 0 });
+        assert_eq!(
+            listed(&store).await,
+            [
+                "t/dt=1/_SUCCESS".to_owned(),
+                format!("t/dt=1/_lakegate/{LATER}.overwrite"),
+                published,
+                "t/dt=1/readme.csv".to_owned(),
+                "t/dt=2/legacy.parquet".to_owned(),
+                "t/notes.txt".to_owned(),
+            ]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub(crate) mod commit;
 mod files;
+mod location;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -186,6 +187,9 @@ pub(crate) async fn plan(
     let (distribute_by, sort_by) = take_layout_clauses(&mut query);
     let partitions = partition_spec(&spec, insert.partitioned.as_deref())?;
     let mode = if insert.overwrite { Mode::Overwrite } else { Mode::Append };
+    if mode == Mode::Overwrite {
+        location::refuse_shared(session, &spec, "INSERT OVERWRITE")?;
+    }
 
     let state = session.ctx.state();
     let mut statement = datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query)));
@@ -489,6 +493,7 @@ pub(crate) async fn explain(plan: WritePlan) -> Result<Vec<String>> {
 /// # Errors
 /// Listing or deleting fails.
 pub(crate) async fn vacuum(session: &Session, spec: &TableSpec, abandoned_after: std::time::Duration) -> Result<String> {
+    location::refuse_shared(session, spec, "VACUUM")?;
     session.ctx.table_provider(spec.qualified_name().as_str()).await?;
     let (store, root) = table_root(session, spec)?;
     let collected = commit::collect_garbage(store.as_ref(), &root, None, Some(abandoned_after))
