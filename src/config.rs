@@ -105,7 +105,7 @@ pub struct LayerConfig {
 
 /// S3 access, used for every `s3://`, `s3a://` and `s3n://` location unless a table's OPTIONS
 /// override it. Unset fields fall back to the standard `AWS_*` variables.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     pub endpoint: Option<String>,

@@ -1,13 +1,16 @@
 //! Object stores for table locations: local files and S3 (`s3://`, `s3a://`, `s3n://` alike).
 //!
 //! A registry that builds an S3 client per bucket on first use from the process-wide S3
-//! settings, so any S3 location works without prior registration; a table whose OPTIONS set
-//! S3 settings registers its bucket with them.
+//! settings, so any S3 location works without prior registration. A table whose OPTIONS set
+//! S3 settings gets a store of its own, keyed by its bucket and a label of its settings
+//! ([`ObjectStores::own_s3_url`]): the bucket's shared store is never replaced, so one table's
+//! (or one session's view's) settings cannot redirect the reads and writes of any other.
 //!
 //! Every store DataFusion gets is wrapped in [`CommittedView`], so table scans list only the
 //! files of published commits (see `write::commit`).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, RwLock};
 
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -27,9 +30,18 @@ use url::Url;
 use crate::config::S3Config;
 use crate::write::commit;
 
+/// The scheme of a table's own S3 store is this prefix and the label of its settings.
+const OWN_S3_SCHEME: &str = "s3-";
+
 #[derive(Debug)]
 pub struct ObjectStores {
     s3_defaults: S3Config,
+    /// Keys for the labels of tables' S3 settings, new in every process: a label says nothing
+    /// about the secrets it is derived from, and nobody can compute another table's label to
+    /// reach its store.
+    label_keys: [RandomState; 2],
+    /// By `scheme://bucket`: `s3://bucket` for the process settings, `s3-<label>://bucket`
+    /// for a table's own.
     stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
@@ -45,7 +57,7 @@ fn store_key(url: &Url) -> String {
 
 impl ObjectStores {
     pub fn new(s3_defaults: S3Config) -> Self {
-        Self { s3_defaults, stores: RwLock::default() }
+        Self { s3_defaults, label_keys: [RandomState::new(), RandomState::new()], stores: RwLock::default() }
     }
 
     /// Builds an S3 client for `bucket` from the process settings overlaid with `overrides`.
@@ -84,14 +96,30 @@ impl ObjectStores {
         Ok(Arc::new(store))
     }
 
-    /// Registers the store of `url`'s bucket built with `overrides` (a table's OPTIONS).
+    /// `url` (an S3 location) as `s3-<label>://bucket/path`, on a store built with
+    /// `overrides` (a table's OPTIONS) over the process settings. Tables with the same bucket
+    /// and settings share the store; the bucket's `s3://` store is left alone. The label is a
+    /// 128-bit keyed hash of the settings, so no secret appears in the URL.
     ///
     /// # Errors
     /// See [`ObjectStores::s3`].
-    pub fn register_s3(&self, url: &Url, overrides: &S3Config) -> DFResult<()> {
-        let store = self.s3(url.host_str().unwrap_or_default(), overrides)?;
-        self.register_store(url, store);
-        Ok(())
+    pub fn own_s3_url(&self, url: &Url, overrides: &S3Config) -> DFResult<Url> {
+        let settings = self.s3_defaults.overlaid_with(overrides);
+        let [first, second] = &self.label_keys;
+        let label = format!("{:016x}{:016x}", first.hash_one(&settings), second.hash_one(&settings));
+        let mut own = url.clone();
+        own.set_scheme(&format!("{OWN_S3_SCHEME}{label}"))
+            .map_err(|()| DataFusionError::Internal(format!("no store label for the location of bucket '{}'", url.host_str().unwrap_or_default())))?;
+        let key = store_key(&own);
+        if !self.read().contains_key(&key) {
+            let store = self.s3(url.host_str().unwrap_or_default(), overrides)?;
+            self.write().entry(key).or_insert(store);
+        }
+        Ok(own)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<dyn ObjectStore>>> {
+        self.stores.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<dyn ObjectStore>>> {
@@ -122,7 +150,7 @@ impl ObjectStores {
     /// An unsupported scheme, or S3 settings that do not build a client.
     pub fn raw_store(&self, url: &Url) -> DFResult<Arc<dyn ObjectStore>> {
         let key = store_key(url);
-        if let Some(store) = self.stores.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+        if let Some(store) = self.read().get(&key) {
             return Ok(Arc::clone(store));
         }
         let store: Arc<dyn ObjectStore> = match url.scheme() {
@@ -200,5 +228,54 @@ impl ObjectStore for CommittedView {
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
         self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> S3Config {
+        S3Config {
+            endpoint: Some(url.to_owned()),
+            access_key_id: Some("id".to_owned()),
+            secret_access_key: Some("hush-hush".to_owned()),
+            ..S3Config::default()
+        }
+    }
+
+    #[test]
+    fn tables_own_stores_are_keyed_by_bucket_and_settings() {
+        let stores = ObjectStores::new(endpoint("http://127.0.0.1:1"));
+        let location = Url::parse("s3://lake/db/t/").expect("url");
+        let shared = stores.raw_store(&location).expect("the bucket's store");
+
+        let one = stores.own_s3_url(&location, &endpoint("http://127.0.0.1:2")).expect("own store");
+        let other = stores.own_s3_url(&location, &endpoint("http://127.0.0.1:3")).expect("own store");
+        let again = stores.own_s3_url(&Url::parse("s3a://lake/db/u/").expect("url"), &endpoint("http://127.0.0.1:2")).expect("own store");
+        let elsewhere = stores.own_s3_url(&Url::parse("s3://pond/db/t/").expect("url"), &endpoint("http://127.0.0.1:2")).expect("own store");
+
+        assert_ne!(store_key(&one), store_key(&other), "different endpoints, different stores");
+        assert_eq!(store_key(&one), store_key(&again), "same bucket and settings share a store");
+        assert_ne!(store_key(&one), store_key(&elsewhere), "another bucket is another store");
+        assert!(store_key(&one).starts_with(OWN_S3_SCHEME) && store_key(&one).ends_with("://lake"), "{one}");
+        assert_eq!((one.host_str(), one.path()), (Some("lake"), "/db/t/"));
+        assert!(Arc::ptr_eq(&stores.raw_store(&one).expect("own"), &stores.raw_store(&again).expect("own")));
+        assert!(!Arc::ptr_eq(&stores.raw_store(&one).expect("own"), &stores.raw_store(&other).expect("own")));
+        // The bucket's shared store is the one it was before any table had settings of its own.
+        assert!(Arc::ptr_eq(&shared, &stores.raw_store(&location).expect("the bucket's store")));
+        assert!(Arc::ptr_eq(&shared, &stores.raw_store(&Url::parse("s3n://lake/x").expect("url")).expect("the bucket's store")));
+        for url in [&one, &other, &again, &elsewhere] {
+            assert!(!url.as_str().contains("hush") && !url.as_str().contains("127.0.0.1"), "settings leak into {url}");
+        }
+    }
+
+    #[test]
+    fn labels_differ_between_processes() {
+        let location = Url::parse("s3://lake/t/").expect("url");
+        let settings = endpoint("http://127.0.0.1:2");
+        let first = ObjectStores::new(S3Config::default()).own_s3_url(&location, &settings).expect("own store");
+        let second = ObjectStores::new(S3Config::default()).own_s3_url(&location, &settings).expect("own store");
+        assert_ne!(first, second, "a label must not be computable from the settings alone");
     }
 }

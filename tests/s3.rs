@@ -1,6 +1,12 @@
 //! Parquet tables on a real S3 API (moto on loopback), through every S3 scheme.
 
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use datafusion::arrow::util::display::array_value_to_string;
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
 use crate::common::{Lakegate, S3Server, free_port};
+use crate::flight::Server;
 
 fn upload_events(lg: &Lakegate, url: &str) {
     lg.sql(&format!(
@@ -110,4 +116,108 @@ fn geodata_layers_load_from_s3() {
     let missing = lg.data_dir.path().join("missing.toml");
     let run = lg.run(&["--config", missing.to_str().expect("utf-8"), "sql", "-e", "SELECT 1"]).failure();
     assert!(run.stderr.contains("geodata layer 'x'") && run.stderr.contains("s3://geo/layers/nope.csv"), "{}", run.stderr);
+}
+
+/// The rows of `sql` in one Flight SQL session, each as its cells joined by commas.
+async fn rows(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<String> {
+    let info = client.execute(sql.into(), None).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let stream = client.do_get(ticket).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches: Vec<_> = stream.try_collect().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows()).map(|row| {
+                let cells = b.columns().iter().map(|c| array_value_to_string(c, row).expect("a printable value"));
+                cells.collect::<Vec<_>>().join(",")
+            })
+        })
+        .collect()
+}
+
+/// A file a write staged and never published, as VACUUM finds them.
+const ABANDONED: &str = "s3://lake/events/_lakegate/staging/abandoned/part.parquet";
+
+/// Writes `ids` into `s3://lake/events/` of `s3`, in partition `dt`, and an abandoned file.
+fn upload_ids(s3: &S3Server, ids: (u32, u32), dt: &str) {
+    s3.create_bucket("lake");
+    s3.env(Lakegate::new())
+        .sql(&format!(
+            "COPY (SELECT value AS id, '{dt}' AS dt FROM generate_series({}, {})) TO 's3://lake/events/' STORED AS PARQUET PARTITIONED BY (dt); \
+             COPY (SELECT 1 AS id) TO '{ABANDONED}' STORED AS PARQUET",
+            ids.0, ids.1
+        ))
+        .success();
+}
+
+/// Two S3 servers with a bucket of one name: a table's (or a session's view's) `s3.endpoint`
+/// sends that table to its server, and every other table keeps reading and writing its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_table_s3_settings_apply_to_that_table_only() {
+    let (one, two) = (S3Server::start(), S3Server::start());
+    // Known data: 1..=10 (sum 55) on the first server, 101..=103 (sum 306) on the second.
+    upload_ids(&one, (1, 10), "2018-03-05");
+    upload_ids(&two, (101, 103), "2018-03-06");
+    // The process settings name the first server.
+    let lakegate = one.env(Lakegate::new()).with_env("LG_TEST_SECRET_A", "sekrit-a");
+    let server = Server::start_with(lakegate, &["--listen", "127.0.0.1:0"]).expect("the server starts");
+    let mut alice = server.signed_in().await;
+    let mut bob = server.signed_in().await;
+
+    rows(
+        &mut alice,
+        &format!(
+            "CREATE EXTERNAL TABLE a STORED AS PARQUET LOCATION 's3://lake/events' \
+             OPTIONS ('s3.endpoint' '{}', 's3.access_key_id' 'testing', 's3.secret_access_key' '${{env:LG_TEST_SECRET_A}}')",
+            one.endpoint
+        ),
+    )
+    .await;
+    rows(&mut alice, "CREATE EXTERNAL TABLE plain STORED AS PARQUET LOCATION 's3://lake/events'").await;
+    assert_eq!(rows(&mut alice, "SELECT sum(id) FROM a").await, ["55"]);
+    rows(
+        &mut alice,
+        &format!("CREATE EXTERNAL TABLE b STORED AS PARQUET LOCATION 's3a://lake/events' OPTIONS ('s3.endpoint' '{}')", two.endpoint),
+    )
+    .await;
+    rows(
+        &mut bob,
+        &format!(
+            "CREATE TEMPORARY VIEW v USING parquet \
+             OPTIONS (path 's3://lake/events', 's3.endpoint' '{}', 's3.access_key_id' 'testing', 's3.secret_access_key' 'sekrit-v')",
+            two.endpoint
+        ),
+    )
+    .await;
+    assert_eq!(rows(&mut bob, "SELECT sum(id) FROM v").await, ["306"]);
+
+    assert_eq!(rows(&mut alice, "SELECT sum(id) FROM a").await, ["55"]);
+    assert_eq!(rows(&mut alice, "SELECT sum(id) FROM plain").await, ["55"]);
+    assert_eq!(rows(&mut alice, "SELECT sum(id) FROM b").await, ["306"]);
+    assert_eq!(rows(&mut alice, "SELECT (SELECT sum(id) FROM a) + (SELECT sum(id) FROM b)").await, ["361"]);
+    assert_eq!(rows(&mut alice, "SHOW PARTITIONS a").await, ["dt=2018-03-05"]);
+    assert_eq!(rows(&mut bob, "SHOW PARTITIONS b").await, ["dt=2018-03-06"]);
+    for (client, table) in [(&mut alice, "a"), (&mut bob, "v")] {
+        let plan = rows(client, &format!("EXPLAIN SELECT id FROM {table}")).await.join("\n");
+        assert!(plan.contains("events/dt=") && !plan.contains("sekrit") && !plan.contains("s3-"), "{plan}");
+    }
+    let shown = rows(&mut alice, "SHOW CREATE TABLE a").await.join("\n");
+    assert!(shown.contains("s3://lake/events") && !shown.contains("sekrit"), "{shown}");
+
+    // Writes and VACUUM go to the table's own server, too.
+    rows(&mut alice, "INSERT OVERWRITE TABLE b PARTITION (dt = '2018-03-06') SELECT 7").await;
+    let vacuum = rows(&mut alice, "VACUUM b RETAIN 0 HOURS").await.join("\n");
+    assert!(vacuum.contains("vacuumed default.b") && vacuum.contains(" 1 abandoned files"), "{vacuum}");
+    assert_eq!(rows(&mut alice, "SELECT sum(id) FROM b").await, ["7"]);
+    assert_eq!(rows(&mut alice, "SELECT sum(id) FROM a").await, ["55"]);
+    // (The view's literal secret is in its statement, which the server logs as written.)
+    let log = server.stop();
+    assert!(!log.contains("sekrit-a"), "a resolved secret in the server's log:\n{log}");
+    // Each server, read by a process of its own, holds what its tables wrote and nothing else.
+    let read = |s3: &S3Server| s3.env(Lakegate::new()).sql("SELECT sum(id) FROM 's3://lake/events/'").success().rows();
+    assert_eq!(read(&one), [["55"]]);
+    assert_eq!(read(&two), [["7"]]);
+    let abandoned = |s3: &S3Server| s3.env(Lakegate::new()).sql(&format!("SELECT count(*) FROM '{ABANDONED}'"));
+    abandoned(&one).success();
+    abandoned(&two).failure();
 }

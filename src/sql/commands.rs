@@ -132,7 +132,7 @@ async fn table_partitions(session: &Session, table: &TableName) -> Result<Vec<St
     if spec.kind != "parquet" || spec.partition_columns.is_empty() {
         return Err(Error::Unsupported(format!("{} is not a partitioned Parquet table", spec.qualified_name())));
     }
-    Ok(crate::sources::parquet::partitions(&session.ctx.state(), &spec).await?)
+    Ok(crate::sources::parquet::partitions(&session.ctx.state(), &session.stores, &spec).await?)
 }
 
 /// One text column, a row per line.

@@ -362,7 +362,7 @@ fn writer_properties(session: &Session) -> Result<WriterProperties> {
 
 /// The table's root as the store sees it, and the store (unfiltered).
 fn table_root(session: &Session, spec: &TableSpec) -> Result<(Arc<dyn ObjectStore>, Path)> {
-    let url = ListingTableUrl::parse(crate::sources::parquet::listing_location(&spec.location))?;
+    let url = crate::sources::parquet::table_url(&session.stores, spec)?;
     let store = session.stores.raw_store(url.as_ref())?;
     Ok((store, url.prefix().clone()))
 }
@@ -379,9 +379,7 @@ fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
 /// # Errors
 /// The query or a write fails: nothing is published, and the staged files are removed.
 pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(String, u64)> {
-    // Building the provider registers the bucket's own S3 settings, if the table has them.
     let table = plan.spec.qualified_name();
-    session.ctx.table_provider(table.as_str()).await?;
     let (store, root) = table_root(session, &plan.spec)?;
     let commit = commit::new_commit_id();
     let staging = commit::staging_dir(&root, &commit);
@@ -494,7 +492,6 @@ pub(crate) async fn explain(plan: WritePlan) -> Result<Vec<String>> {
 /// Listing or deleting fails.
 pub(crate) async fn vacuum(session: &Session, spec: &TableSpec, abandoned_after: std::time::Duration) -> Result<String> {
     location::refuse_shared(session, spec, "VACUUM")?;
-    session.ctx.table_provider(spec.qualified_name().as_str()).await?;
     let (store, root) = table_root(session, spec)?;
     let collected = commit::collect_garbage(store.as_ref(), &root, None, Some(abandoned_after))
         .await

@@ -14,7 +14,8 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use futures::TryStreamExt;
-use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec};
+use datafusion::common::TableReference;
+use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec, resolve_reference};
 use url::Url;
 
 use crate::config::S3Config;
@@ -40,20 +41,34 @@ impl ParquetSource {
     pub fn new(stores: Arc<ObjectStores>) -> Self {
         Self { stores }
     }
+}
 
-    /// The table's URL, with its bucket's store registered when its OPTIONS set S3 settings.
-    fn table_url(&self, spec: &TableSpec) -> DFResult<ListingTableUrl> {
-        let url = ListingTableUrl::parse(listing_location(&spec.location))?;
-        if !is_s3(url.scheme()) {
-            return Ok(url);
+/// The URL a table is read and written through. A table whose OPTIONS set S3 settings is on
+/// a store of its own ([`ObjectStores::own_s3_url`]), so they apply to this table only; the
+/// location the user wrote stays in the spec, for SHOW CREATE TABLE and errors.
+///
+/// # Errors
+/// A location that is neither local nor on S3, an unresolvable secret reference or an
+/// invalid S3 setting.
+pub(crate) fn table_url(stores: &ObjectStores, spec: &TableSpec) -> DFResult<ListingTableUrl> {
+    let url = ListingTableUrl::parse(listing_location(&spec.location))?;
+    let url = match url.scheme() {
+        "file" => url,
+        scheme if is_s3(scheme) => {
+            let overrides = s3_overrides(&spec.options)?;
+            if overrides == S3Config::default() { url } else { ListingTableUrl::try_new(stores.own_s3_url(url.as_ref(), &overrides)?, None)? }
         }
-        let overrides = s3_overrides(&self.resolve_options(spec)?)?;
-        if overrides != S3Config::default() {
-            let bucket = Url::parse(url.as_str()).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            self.stores.register_s3(&bucket, &overrides)?;
+        // Only lakegate names a table's own store: a location cannot pick one.
+        scheme => {
+            return Err(DataFusionError::Plan(format!(
+                "no storage for '{scheme}://' locations; lakegate reads local paths, file://, s3://, s3a:// and s3n://"
+            )));
         }
-        Ok(url)
-    }
+    };
+    // DataFusion caches listings by table and path within the store: without the store in
+    // the table's name, two stores' listings of one path would be taken for each other.
+    let name = TableReference::bare(url.as_str());
+    Ok(url.with_table_ref(name))
 }
 
 fn listing_options(partitions: &[ColumnSpec]) -> DFResult<ListingOptions> {
@@ -75,10 +90,12 @@ pub(crate) fn listing_location(location: &str) -> String {
     }
 }
 
+/// The S3 settings of a table's OPTIONS, with secret references resolved: a label of the
+/// values, not of the references, changes when a referenced secret does.
 fn s3_overrides(options: &BTreeMap<String, String>) -> DFResult<S3Config> {
+    let value = |key: &str| options.get(key).map(|v| resolve_reference(v)).transpose().map_err(DataFusionError::from);
     let flag = |key: &str| -> DFResult<Option<bool>> {
-        options
-            .get(key)
+        value(key)?
             .map(|v| {
                 v.parse::<bool>()
                     .map_err(|_| DataFusionError::Configuration(format!("option '{key}' must be true or false, not '{v}'")))
@@ -86,11 +103,11 @@ fn s3_overrides(options: &BTreeMap<String, String>) -> DFResult<S3Config> {
             .transpose()
     };
     Ok(S3Config {
-        endpoint: options.get("s3.endpoint").cloned(),
-        region: options.get("s3.region").cloned(),
-        access_key_id: options.get("s3.access_key_id").cloned(),
-        secret_access_key: options.get("s3.secret_access_key").cloned(),
-        session_token: options.get("s3.session_token").cloned(),
+        endpoint: value("s3.endpoint")?,
+        region: value("s3.region")?,
+        access_key_id: value("s3.access_key_id")?,
+        secret_access_key: value("s3.secret_access_key")?,
+        session_token: value("s3.session_token")?,
         allow_http: flag("s3.allow_http")?,
         path_style: flag("s3.path_style")?,
     })
@@ -115,8 +132,8 @@ fn hive_directories(url: &ListingTableUrl, file: &object_store::path::Path) -> V
 ///
 /// # Errors
 /// The location cannot be listed.
-pub async fn partitions(session: &dyn Session, spec: &TableSpec) -> DFResult<Vec<String>> {
-    let url = ListingTableUrl::parse(listing_location(&spec.location))?;
+pub async fn partitions(session: &dyn Session, stores: &ObjectStores, spec: &TableSpec) -> DFResult<Vec<String>> {
+    let url = table_url(stores, spec)?;
     let store = session.runtime_env().object_store(&url)?;
     let files: Vec<_> = url.list_all_files(session, store.as_ref(), ".parquet").await?.try_collect().await?;
     let names: Vec<&str> = spec.partition_columns.iter().map(|c| c.name.as_str()).collect();
@@ -151,7 +168,7 @@ impl SourceFactory for ParquetSource {
         if spec.location.is_empty() {
             return Err(DataFusionError::Plan(format!("Parquet table {} needs a LOCATION", spec.qualified_name())));
         }
-        let url = self.table_url(&spec)?;
+        let url = table_url(&self.stores, &spec)?;
         let store = session.runtime_env().object_store(&url).map_err(|e| located(&spec.location, e))?;
         let options = listing_options(&spec.partition_columns)?;
         // Listing proves the location is reachable: endpoint, bucket and credentials.
@@ -196,7 +213,7 @@ impl SourceFactory for ParquetSource {
     }
 
     async fn create(&self, spec: &TableSpec) -> DFResult<Arc<dyn TableProvider>> {
-        let url = self.table_url(spec)?;
+        let url = table_url(&self.stores, spec)?;
         let config = ListingTableConfig::new(url)
             .with_listing_options(listing_options(&spec.partition_columns)?)
             .with_schema(spec.data_schema()?);
@@ -213,6 +230,34 @@ mod tests {
         assert_eq!(listing_location("s3a://b/db/t"), "s3a://b/db/t/");
         assert_eq!(listing_location("/data/t/"), "/data/t/");
         assert_eq!(listing_location("/data/lineitem.parquet"), "/data/lineitem.parquet");
+    }
+
+    fn spec(location: &str, options: &[(&str, &str)]) -> TableSpec {
+        TableSpec {
+            database: "default".into(),
+            name: "t".into(),
+            kind: "parquet".into(),
+            location: location.into(),
+            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            columns: Vec::new(),
+            partition_columns: Vec::new(),
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn only_tables_with_s3_settings_get_a_store_of_their_own() {
+        let stores = ObjectStores::new(S3Config::default());
+        let plain = table_url(&stores, &spec("s3://lake/t", &[])).expect("url");
+        assert_eq!(plain.as_str(), "s3://lake/t/");
+        let own = table_url(&stores, &spec("s3a://lake/t", &[("s3.endpoint", "http://127.0.0.1:9")])).expect("url");
+        assert!(own.scheme().starts_with("s3-") && own.as_str().ends_with("://lake/t/"), "{own}");
+        assert_eq!(own.prefix(), plain.prefix());
+        // Listings are cached per URL, so the two are never taken for each other.
+        assert_ne!(own.get_table_ref(), plain.get_table_ref());
+        // Nobody reaches a table's own store by writing its URL as a location.
+        let err = table_url(&stores, &spec(own.as_str(), &[])).expect_err("not a location");
+        assert!(err.to_string().contains("no storage for"), "{err}");
     }
 
     #[test]
