@@ -212,11 +212,14 @@ impl ObjectStore for CommittedView {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         let mut result = self.inner.list_with_delimiter(prefix).await?;
-        let Some(system) = result.common_prefixes.iter().position(|p| p.filename() == Some(commit::SYSTEM_DIR)) else {
-            return Ok(result);
+        // A directory without markers still hides lakegate files whose commit never published.
+        let markers = match result.common_prefixes.iter().position(|p| p.filename() == Some(commit::SYSTEM_DIR)) {
+            Some(system) => {
+                let system = result.common_prefixes.remove(system);
+                self.inner.list_with_delimiter(Some(&system)).await?.objects
+            }
+            None => Vec::new(),
         };
-        let system = result.common_prefixes.remove(system);
-        let markers = self.inner.list_with_delimiter(Some(&system)).await?.objects;
         let dir = prefix.cloned().unwrap_or_default();
         result.objects = commit::visible_children(&dir, std::mem::take(&mut result.objects), markers);
         Ok(result)
