@@ -87,6 +87,23 @@ async fn a_reader_reads_its_databases_and_nothing_else() {
     let databases = strings(&query(&mut rita, "SHOW DATABASES").await.expect("databases"), 0);
     assert!(databases.contains(&"reports".to_owned()) && !databases.contains(&"secret".to_owned()), "{databases:?}");
 
+    // Flight SQL's catalog calls list what the reader may read: `system` too, never `secret`.
+    let info = rita
+        .get_tables(arrow_flight::sql::CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: None,
+            table_types: vec![],
+            include_schema: false,
+        })
+        .await
+        .expect("GetTables");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let tables: Vec<RecordBatch> = rita.do_get(ticket).await.expect("stream").try_collect().await.expect("tables");
+    let listed: Vec<String> = strings(&tables, 1).into_iter().zip(strings(&tables, 2)).map(|(d, t)| format!("{d}.{t}")).collect();
+    assert!(listed.contains(&"reports.sales".to_owned()) && listed.contains(&"system.queries".to_owned()), "{listed:?}");
+    assert!(!listed.iter().any(|t| t.starts_with("secret.")), "{listed:?}");
+
     // The data are untouched by every refused attempt.
     let lakegate = &server.lakegate;
     assert_eq!(lakegate.sql("SELECT count(*) FROM reports.sales").success().first_count(), 2);
