@@ -21,7 +21,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
-use datafusion::prelude::{col, lit};
+use datafusion::common::Column;
+use datafusion::prelude::lit;
 use deadpool_postgres::{Object, Pool};
 use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
@@ -30,7 +31,7 @@ use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked
 use crate::sources::scan_properties;
 use super::decode::{CopyReader, Decoder};
 use super::pushdown::RemoteQuery;
-use super::{Dialect, Error, RemoteTable, Server, connect};
+use super::{Dialect, Error, RemoteTable, Server, connect, quote};
 
 /// Scan settings from the table's options.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +104,8 @@ pub(crate) async fn splits(table: &RemoteTable) -> DFResult<Vec<Option<Expr>>> {
         DataType::Int32 => lit(v as i32),
         _ => lit(v),
     };
-    let c = || col(column.field.name());
+    // Not `col()`, which would parse the name (`a.b` as a qualified name, quotes as quoting).
+    let c = || Expr::Column(Column::new_unqualified(column.field.name()));
     let cut = |i: u64| lower + stride * i as i64;
     Ok((0..parts)
         .map(|i| {
@@ -119,7 +121,7 @@ pub(crate) async fn splits(table: &RemoteTable) -> DFResult<Vec<Option<Expr>>> {
 
 /// The smallest and largest value of `column`, for splitting a scan without given bounds.
 async fn bounds(table: &RemoteTable, column: &str) -> DFResult<(i64, i64)> {
-    let name = datafusion::sql::sqlparser::ast::Ident::with_quote('"', column);
+    let name = quote::identifier(column);
     let sql = format!("SELECT CAST(min({name}) AS int8), CAST(max({name}) AS int8) FROM {}", table.table);
     let client = connect(&table.pool, &table.server).await?;
     let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| Error::query(&table.label, &table.server, &e))?;

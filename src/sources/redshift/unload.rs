@@ -25,7 +25,7 @@ use rand_core::RngCore;
 use tokio::sync::mpsc::Sender;
 use url::Url;
 
-use crate::sources::postgres::{Error, RemoteTable, Server, connect};
+use crate::sources::postgres::{Error, RemoteTable, Server, connect, quote};
 use crate::sources::scan_properties;
 use crate::storage::ObjectStores;
 
@@ -88,14 +88,13 @@ impl Credentials {
     }
 }
 
-/// `s` as a string literal: every quote doubled (sqlparser's own rendering would leave an
-/// already doubled quote alone, which inside UNLOAD would end the literal).
+/// `s` as a Redshift string literal (see [`quote::redshift_literal`]).
 fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    quote::redshift_literal(s)
 }
 
 /// The UNLOAD statement writing `select`'s rows as Parquet under `target`. The query is a
-/// string literal inside UNLOAD, so its own quotes are doubled.
+/// string literal inside UNLOAD, so its own quotes and backslashes are doubled.
 pub(crate) fn unload_statement(select: &str, target: &str, credentials: &Credentials, masked: bool) -> String {
     format!(
         "UNLOAD ({}) TO {} {} FORMAT AS PARQUET MAXFILESIZE {MAX_FILE_MB} MB",
