@@ -626,3 +626,71 @@ async fn names_with_quotes_backslashes_spaces_and_unicode_read_as_themselves() {
     let whole = format!("SELECT * FROM {} ORDER BY {key}", ident(AWKWARD_NAMES[3]));
     assert_eq!(flight_json(client, &format!("SELECT * FROM rs ORDER BY {key}")).await, psql_json(pg, &db, &whole));
 }
+
+/// `±infinity` dates and time stamps have no Arrow value: reading one is an error that names
+/// the column, on the COPY path (no bound value) and the cursor path alike.
+#[test]
+fn infinite_dates_and_time_stamps_are_errors_naming_the_column() {
+    let pg = Postgres::shared();
+    let db = pg.database();
+    pg.psql(
+        &db,
+        "CREATE TABLE spans (id int4, d date, ts timestamp, tstz timestamptz);
+         INSERT INTO spans VALUES (1, '2018-03-05', '2018-03-05 01:02:03', '2018-03-05 01:02:03+00'),
+           (2, '-infinity', '-infinity', '-infinity'), (3, 'infinity', 'infinity', 'infinity')",
+    );
+    let lg = lakegate();
+    register(&lg, pg, &db, "spans", "spans");
+    for column in ["d", "ts", "tstz"] {
+        for (id, sign) in [(2, "-infinity"), (3, "infinity")] {
+            // Cursor: the id is a bound value.
+            let err = lg.sql(&format!("SELECT {column} FROM spans WHERE id = {id}")).failure().stderr;
+            assert!(err.contains(&format!("column '{column}' of public.spans")) && err.contains(&format!(" {sign} is not a")), "{err}");
+        }
+        // COPY: the first infinite value, -infinity, fails the read.
+        let err = lg.sql(&format!("SELECT {column} FROM spans")).failure().stderr;
+        assert!(err.contains(&format!("column '{column}' of public.spans")) && err.contains(" -infinity is not a"), "{err}");
+    }
+    assert_eq!(
+        lg.sql("SELECT CAST(d AS VARCHAR), CAST(ts AS VARCHAR) FROM spans WHERE id = 1").success().rows(),
+        vec![vec!["2018-03-05", "2018-03-05T01:02:03"]]
+    );
+}
+
+/// lakegate's connections to `database`, as PostgreSQL counts them.
+fn lakegate_backends(pg: &Postgres, database: &str) -> usize {
+    let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lakegate' AND datname = {}", literal(database));
+    pg.psql(database, &sql).parse().unwrap_or_else(|e| panic!("a count: {e}"))
+}
+
+/// A cursor read (bound values) that fails midway, or whose query is cancelled, closes its
+/// connection instead of returning it to the pool with a half-read portal; the pool then
+/// opens a fresh one for the next query.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cursor_read_that_fails_or_is_cancelled_closes_its_connection() {
+    let pg = Postgres::shared();
+    let db = pg.database();
+    pg.psql(
+        &db,
+        "CREATE TABLE events AS SELECT i AS id, DATE '2018-03-05' + i % 100 AS day FROM generate_series(1, 200000) i;
+         UPDATE events SET day = '-infinity' WHERE id = 150000",
+    );
+    let server = Server::start_with(lakegate(), &["--listen", "127.0.0.1:0"]).expect("server starts");
+    let mut client = server.signed_in().await;
+    register_remotely(&mut client, pg, &db, "events").await;
+    assert_eq!(count(&mut client, "SELECT count(*) FROM events WHERE id <= 1000").await, Ok(1000));
+    assert_eq!(lakegate_backends(pg, &db), 1, "one pooled connection, idle");
+
+    let err = count(&mut client, "SELECT count(day) FROM events WHERE id > 0").await.expect_err("a -infinity date");
+    assert!(err.contains("column 'day'") && err.contains("-infinity"), "{err}");
+    crate::common::wait_for("the failed read's connection to close", std::time::Duration::from_secs(20), || lakegate_backends(pg, &db) == 0);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM events WHERE id <= 1000").await, Ok(1000), "a new connection serves");
+    assert_eq!(lakegate_backends(pg, &db), 1);
+
+    let info = client.execute("SELECT id, day FROM events WHERE id < 140000".into(), None).await.expect("plans");
+    let mut stream = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("starts");
+    stream.try_next().await.expect("a first batch").expect("rows");
+    drop(stream);
+    crate::common::wait_for("the cancelled read's connection to close", std::time::Duration::from_secs(20), || lakegate_backends(pg, &db) == 0);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM events WHERE id <= 1000").await, Ok(1000), "a new connection serves");
+}

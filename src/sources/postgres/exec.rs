@@ -249,6 +249,11 @@ struct Read {
 struct Lease(Option<Object>);
 
 impl Lease {
+    /// The leased connection, there until the lease is released or dropped.
+    fn client(&mut self) -> DFResult<&mut Object> {
+        self.0.as_mut().ok_or_else(|| DataFusionError::Internal("a connection lease without its connection".into()))
+    }
+
     fn release(mut self) {
         self.0.take();
     }
@@ -320,22 +325,35 @@ impl Read {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?)
     }
 
+    /// `e`, about a value of the `i`th column, naming the column.
+    fn value_error(&self, i: usize, e: DataFusionError) -> DataFusionError {
+        // `SELECT 1` (no columns) has only the constant.
+        let column = self.schema.fields().get(i).map_or("?column?", |f| f.name().as_str());
+        let cause = match e {
+            DataFusionError::Execution(message) => message,
+            other => other.to_string(),
+        };
+        Error::Value { column: column.to_owned(), table: self.label.clone(), server: self.server.to_string(), cause }.into()
+    }
+
     /// Streams the query's rows into `tx` in batches; stops quietly when the consumer leaves.
     async fn run(self, tx: Sender<DFResult<RecordBatch>>) -> DFResult<()> {
-        let mut client = connect(&self.pool, &self.server).await?;
+        // Leased from the start: whatever ends the read early (an error, the consumer
+        // leaving, this task being cancelled at any await) closes the connection with it.
+        let mut lease = Lease(Some(connect(&self.pool, &self.server).await?));
+        let client = lease.client()?;
         let mut decoders = self.decoders()?;
         let mut pending = 0;
         if self.copy {
             let statement = format!("COPY ({}) TO STDOUT (FORMAT binary)", self.query.sql);
             let stream = client.copy_out(statement.as_str()).await.map_err(|e| self.error(&e))?;
-            let lease = Lease(Some(client));
             futures::pin_mut!(stream);
             let mut reader = CopyReader::default();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.error(&e))?;
                 self.bytes.add(chunk.len());
                 reader.feed(&chunk);
-                while reader.next_row(&mut decoders)? {
+                while reader.next_row(&mut decoders, |i, e| self.value_error(i, e))? {
                     pending += 1;
                     if pending == self.fetch_size {
                         if tx.send(self.batch(&mut decoders, pending)).await.is_err() {
@@ -348,7 +366,6 @@ impl Read {
             if !reader.finished() {
                 return Err(DataFusionError::Execution(format!("{} at {}: the COPY stream ended early", self.label, self.server)));
             }
-            lease.release();
         } else {
             let transaction = client.transaction().await.map_err(|e| self.error(&e))?;
             let statement = transaction.prepare(&self.query.sql).await.map_err(|e| self.error(&e))?;
@@ -365,13 +382,11 @@ impl Read {
                     for (i, decoder) in decoders.iter_mut().enumerate() {
                         let raw: Option<Raw<'_>> = row.try_get(i).map_err(|e| self.error(&e))?;
                         self.bytes.add(raw.as_ref().map_or(0, |r| r.0.len()));
-                        decoder.push(raw.map(|r| r.0))?;
+                        decoder.push(raw.map(|r| r.0)).map_err(|e| self.value_error(i, e))?;
                     }
                     fetched += 1;
                 }
                 if fetched > 0 && tx.send(self.batch(&mut decoders, fetched)).await.is_err() {
-                    drop(transaction);
-                    drop(Lease(Some(client)));
                     return Ok(());
                 }
                 if fetched < self.fetch_size {
@@ -379,8 +394,9 @@ impl Read {
                 }
             }
             transaction.commit().await.map_err(|e| self.error(&e))?;
-            Lease(Some(client)).release();
         }
+        // Only a connection whose result was read to its end goes back to the pool.
+        lease.release();
         if pending > 0 {
             let _ = tx.send(self.batch(&mut decoders, pending)).await;
         }

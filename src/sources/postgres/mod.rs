@@ -110,6 +110,8 @@ pub(crate) enum Error {
     ColumnGone { column: String, table: String, server: String },
     #[error("{table} at {server}: {cause}")]
     Query { table: String, server: String, cause: String },
+    #[error("column '{column}' of {table} at {server}: {cause}")]
+    Value { column: String, table: String, server: String, cause: String },
 }
 
 impl Error {
