@@ -98,7 +98,8 @@ pub(crate) struct RemoteQuery {
 impl RemoteQuery {
     /// `SELECT <columns cast to their read types> FROM <table> [WHERE <filters>] [LIMIT n]`,
     /// `table` already quoted ([`quote::table`]). `filters` must all satisfy [`supports`].
-    /// With no columns (e.g. `count(*)`), selects a constant per row.
+    /// With no columns (e.g. `count(*)`), selects a constant per row; on Redshift it is named,
+    /// since UNLOAD writes it as a Parquet column.
     ///
     /// # Errors
     /// A column type without a database counterpart, or a filter the unparser cannot render.
@@ -111,7 +112,10 @@ impl RemoteQuery {
     ) -> DFResult<Self> {
         let mut sql = String::from("SELECT ");
         if columns.is_empty() {
-            sql.push('1');
+            sql.push_str(match dialect {
+                Dialect::Postgres => "1",
+                Dialect::Redshift => "1 AS \"row\"",
+            });
         }
         for (i, column) in columns.iter().enumerate() {
             let name = quote::identifier(column.field.name());
@@ -294,7 +298,9 @@ mod tests {
     fn time_stamps_keep_their_zone_and_no_columns_select_a_constant() {
         let seen = ScalarValue::TimestampMicrosecond(Some(1_520_208_000_000_000), Some("UTC".into()));
         let query = RemoteQuery::select(&table(), &[], &[col("seen").gt_eq(lit(seen))], None, Dialect::Redshift).expect("renders");
-        assert_eq!(query.sql, r#"SELECT 1 FROM "public"."users" WHERE ("seen" >= $1)"#);
+        assert_eq!(query.sql, r#"SELECT 1 AS "row" FROM "public"."users" WHERE ("seen" >= $1)"#);
+        let plain = RemoteQuery::select(&table(), &[], &[], None, Dialect::Postgres).expect("renders");
+        assert_eq!(plain.sql, r#"SELECT 1 FROM "public"."users""#);
         assert!(query.params[0].starts_with("2018-03-05T00:00:00") && query.params[0].ends_with('Z') || query.params[0].ends_with("+00:00"), "{:?}", query.params);
     }
 }
