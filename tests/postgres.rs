@@ -353,7 +353,7 @@ async fn a_table_larger_than_the_memory_limit_streams() {
     let lg = lakegate().with_env("LAKEGATE_MEMORY_LIMIT_MB", "64");
     let server = Server::start_with(lg, &["--listen", "127.0.0.1:0"]).expect("server starts");
     let mut client = server.signed_in().await;
-    register_remotely(&mut client, &pg, &db, "wide").await;
+    register_remotely(&mut client, pg, &db, "wide").await;
     let info = client.execute("SELECT id, payload FROM wide".into(), None).await.expect("plans");
     let mut stream = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("starts");
     let (mut rows, mut bytes) = (0usize, 0usize);
