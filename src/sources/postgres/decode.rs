@@ -25,6 +25,13 @@ fn bad(what: &str) -> DataFusionError {
     DataFusionError::Execution(format!("malformed {what} value from the database"))
 }
 
+/// A `±infinity` date or time stamp, which no Arrow value stands for.
+fn infinite(what: &str, sign: &str) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "{sign}infinity is not a {what} lakegate can represent; filter it out, or read a view that maps it to NULL"
+    ))
+}
+
 fn exact<const N: usize>(raw: &[u8], what: &str) -> DFResult<[u8; N]> {
     raw.try_into().map_err(|_| bad(what))
 }
@@ -114,12 +121,24 @@ impl Decoder {
             Self::Binary(b) => b.append_value(raw),
             Self::Date32(b) => {
                 let days = i32::from_be_bytes(exact(raw, "date")?);
-                b.append_value(days.checked_add(EPOCH_DAYS).ok_or_else(|| bad("date (infinity)"))?);
+                // PostgreSQL sends ±infinity as the extreme values; -infinity would otherwise
+                // pass as a real (if ancient) date.
+                let days = match days {
+                    i32::MAX => return Err(infinite("date", "")),
+                    i32::MIN => return Err(infinite("date", "-")),
+                    days => days.checked_add(EPOCH_DAYS).ok_or_else(|| bad("date"))?,
+                };
+                b.append_value(days);
             }
             Self::Time64(b) => b.append_value(i64::from_be_bytes(exact(raw, "time")?)),
             Self::Timestamp(b) => {
                 let micros = i64::from_be_bytes(exact(raw, "timestamp")?);
-                b.append_value(micros.checked_add(EPOCH_MICROS).ok_or_else(|| bad("timestamp (infinity)"))?);
+                let micros = match micros {
+                    i64::MAX => return Err(infinite("timestamp", "")),
+                    i64::MIN => return Err(infinite("timestamp", "-")),
+                    micros => micros.checked_add(EPOCH_MICROS).ok_or_else(|| bad("timestamp"))?,
+                };
+                b.append_value(micros);
             }
             Self::Interval(b) => {
                 let raw: [u8; 16] = exact(raw, "interval")?;
@@ -272,11 +291,16 @@ impl CopyReader {
     }
 
     /// Decodes the next complete row into `columns`; false when more input is needed or the
-    /// trailer was reached.
+    /// trailer was reached. A value's error goes through `in_column` with its column's
+    /// position, so that it can name the column.
     ///
     /// # Errors
     /// A malformed stream or value.
-    pub(crate) fn next_row(&mut self, columns: &mut [Decoder]) -> DFResult<bool> {
+    pub(crate) fn next_row(
+        &mut self,
+        columns: &mut [Decoder],
+        in_column: impl Fn(usize, DataFusionError) -> DataFusionError,
+    ) -> DFResult<bool> {
         if self.finished {
             return Ok(false);
         }
@@ -312,9 +336,9 @@ impl CopyReader {
             }
         }
         let mut rest = &self.buffer[2..end];
-        for column in columns.iter_mut() {
+        for (i, column) in columns.iter_mut().enumerate() {
             let (value, tail) = field(rest)?;
-            column.push(value)?;
+            column.push(value).map_err(|e| in_column(i, e))?;
             rest = tail;
         }
         self.buffer.advance(end);
@@ -360,6 +384,24 @@ mod tests {
     }
 
     #[test]
+    fn infinite_dates_and_time_stamps_are_errors_either_way() {
+        let mut date = Decoder::new(&DataType::Date32, 1).expect("date");
+        let mut ts = Decoder::new(&DataType::Timestamp(TimeUnit::Microsecond, None), 1).expect("timestamp");
+        for (is_date, raw, sign) in [
+            (true, i32::MAX.to_be_bytes().to_vec(), ""),
+            (true, i32::MIN.to_be_bytes().to_vec(), "-"),
+            (false, i64::MAX.to_be_bytes().to_vec(), ""),
+            (false, i64::MIN.to_be_bytes().to_vec(), "-"),
+        ] {
+            let decoder = if is_date { &mut date } else { &mut ts };
+            let err = decoder.push(Some(&raw)).expect_err("infinity has no Arrow value").to_string();
+            assert!(err.contains(&format!(" {sign}infinity is not a ")), "{err}");
+        }
+        date.push(Some(&(-1i32).to_be_bytes())).expect("1999-12-31");
+        assert_eq!(date.finish().as_primitive::<datafusion::arrow::datatypes::Date32Type>().value(0), EPOCH_DAYS - 1);
+    }
+
+    #[test]
     fn copy_rows_may_arrive_split_anywhere() {
         let mut stream = COPY_SIGNATURE.to_vec();
         stream.extend([0, 0, 0, 0, 0, 0, 0, 0]);
@@ -381,7 +423,7 @@ mod tests {
         let mut rows = 0;
         for byte in stream.chunks(3) {
             reader.feed(byte);
-            while reader.next_row(&mut columns).expect("well formed") {
+            while reader.next_row(&mut columns, |_, e| e).expect("well formed") {
                 rows += 1;
             }
         }

@@ -21,7 +21,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
-use datafusion::prelude::{col, lit};
+use datafusion::common::Column;
+use datafusion::prelude::lit;
 use deadpool_postgres::{Object, Pool};
 use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
@@ -30,7 +31,7 @@ use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked
 use crate::sources::scan_properties;
 use super::decode::{CopyReader, Decoder};
 use super::pushdown::RemoteQuery;
-use super::{Dialect, Error, RemoteTable, Server, connect};
+use super::{Dialect, Error, RemoteTable, Server, connect, quote};
 
 /// Scan settings from the table's options.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +104,8 @@ pub(crate) async fn splits(table: &RemoteTable) -> DFResult<Vec<Option<Expr>>> {
         DataType::Int32 => lit(v as i32),
         _ => lit(v),
     };
-    let c = || col(column.field.name());
+    // Not `col()`, which would parse the name (`a.b` as a qualified name, quotes as quoting).
+    let c = || Expr::Column(Column::new_unqualified(column.field.name()));
     let cut = |i: u64| lower + stride * i as i64;
     Ok((0..parts)
         .map(|i| {
@@ -119,7 +121,7 @@ pub(crate) async fn splits(table: &RemoteTable) -> DFResult<Vec<Option<Expr>>> {
 
 /// The smallest and largest value of `column`, for splitting a scan without given bounds.
 async fn bounds(table: &RemoteTable, column: &str) -> DFResult<(i64, i64)> {
-    let name = datafusion::sql::sqlparser::ast::Ident::with_quote('"', column);
+    let name = quote::identifier(column);
     let sql = format!("SELECT CAST(min({name}) AS int8), CAST(max({name}) AS int8) FROM {}", table.table);
     let client = connect(&table.pool, &table.server).await?;
     let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| Error::query(&table.label, &table.server, &e))?;
@@ -247,6 +249,11 @@ struct Read {
 struct Lease(Option<Object>);
 
 impl Lease {
+    /// The leased connection, there until the lease is released or dropped.
+    fn client(&mut self) -> DFResult<&mut Object> {
+        self.0.as_mut().ok_or_else(|| DataFusionError::Internal("a connection lease without its connection".into()))
+    }
+
     fn release(mut self) {
         self.0.take();
     }
@@ -318,22 +325,35 @@ impl Read {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?)
     }
 
+    /// `e`, about a value of the `i`th column, naming the column.
+    fn value_error(&self, i: usize, e: DataFusionError) -> DataFusionError {
+        // `SELECT 1` (no columns) has only the constant.
+        let column = self.schema.fields().get(i).map_or("?column?", |f| f.name().as_str());
+        let cause = match e {
+            DataFusionError::Execution(message) => message,
+            other => other.to_string(),
+        };
+        Error::Value { column: column.to_owned(), table: self.label.clone(), server: self.server.to_string(), cause }.into()
+    }
+
     /// Streams the query's rows into `tx` in batches; stops quietly when the consumer leaves.
     async fn run(self, tx: Sender<DFResult<RecordBatch>>) -> DFResult<()> {
-        let mut client = connect(&self.pool, &self.server).await?;
+        // Leased from the start: whatever ends the read early (an error, the consumer
+        // leaving, this task being cancelled at any await) closes the connection with it.
+        let mut lease = Lease(Some(connect(&self.pool, &self.server).await?));
+        let client = lease.client()?;
         let mut decoders = self.decoders()?;
         let mut pending = 0;
         if self.copy {
             let statement = format!("COPY ({}) TO STDOUT (FORMAT binary)", self.query.sql);
             let stream = client.copy_out(statement.as_str()).await.map_err(|e| self.error(&e))?;
-            let lease = Lease(Some(client));
             futures::pin_mut!(stream);
             let mut reader = CopyReader::default();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.error(&e))?;
                 self.bytes.add(chunk.len());
                 reader.feed(&chunk);
-                while reader.next_row(&mut decoders)? {
+                while reader.next_row(&mut decoders, |i, e| self.value_error(i, e))? {
                     pending += 1;
                     if pending == self.fetch_size {
                         if tx.send(self.batch(&mut decoders, pending)).await.is_err() {
@@ -346,7 +366,6 @@ impl Read {
             if !reader.finished() {
                 return Err(DataFusionError::Execution(format!("{} at {}: the COPY stream ended early", self.label, self.server)));
             }
-            lease.release();
         } else {
             let transaction = client.transaction().await.map_err(|e| self.error(&e))?;
             let statement = transaction.prepare(&self.query.sql).await.map_err(|e| self.error(&e))?;
@@ -363,13 +382,11 @@ impl Read {
                     for (i, decoder) in decoders.iter_mut().enumerate() {
                         let raw: Option<Raw<'_>> = row.try_get(i).map_err(|e| self.error(&e))?;
                         self.bytes.add(raw.as_ref().map_or(0, |r| r.0.len()));
-                        decoder.push(raw.map(|r| r.0))?;
+                        decoder.push(raw.map(|r| r.0)).map_err(|e| self.value_error(i, e))?;
                     }
                     fetched += 1;
                 }
                 if fetched > 0 && tx.send(self.batch(&mut decoders, fetched)).await.is_err() {
-                    drop(transaction);
-                    drop(Lease(Some(client)));
                     return Ok(());
                 }
                 if fetched < self.fetch_size {
@@ -377,8 +394,9 @@ impl Read {
                 }
             }
             transaction.commit().await.map_err(|e| self.error(&e))?;
-            Lease(Some(client)).release();
         }
+        // Only a connection whose result was read to its end goes back to the pool.
+        lease.release();
         if pending > 0 {
             let _ = tx.send(self.batch(&mut decoders, pending)).await;
         }

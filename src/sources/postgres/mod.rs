@@ -9,6 +9,7 @@
 mod decode;
 pub(crate) mod exec;
 pub(crate) mod pushdown;
+pub(crate) mod quote;
 pub(crate) mod schema;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,6 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -110,6 +110,8 @@ pub(crate) enum Error {
     ColumnGone { column: String, table: String, server: String },
     #[error("{table} at {server}: {cause}")]
     Query { table: String, server: String, cause: String },
+    #[error("column '{column}' of {table} at {server}: {cause}")]
+    Value { column: String, table: String, server: String, cause: String },
 }
 
 impl Error {
@@ -465,7 +467,7 @@ impl RemoteSource {
         Ok(RemoteTable {
             schema: Arc::new(Schema::new(columns.iter().map(|c| c.field.clone()).collect::<Vec<_>>())),
             columns,
-            table: ObjectName::from(vec![Ident::with_quote('"', &schema), Ident::with_quote('"', &table)]),
+            table: quote::table(&schema, &table),
             label: format!("{schema}.{table}"),
             server: connection.server,
             pool,
@@ -534,7 +536,8 @@ impl SourceFactory for RemoteSource {
 pub(crate) struct RemoteTable {
     schema: SchemaRef,
     pub(crate) columns: Vec<TableColumn>,
-    pub(crate) table: ObjectName,
+    /// `"schema"."table"`, quoted for the remote SQL (see [`quote`]).
+    pub(crate) table: String,
     /// `schema.table`, for messages and EXPLAIN.
     pub(crate) label: String,
     pub(crate) server: Server,

@@ -5,6 +5,7 @@
 //! replaced by a `$n` parameter that is bound as text, so values are never spliced into SQL.
 
 use std::fmt::Write as _;
+use std::ops::ControlFlow;
 
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::arrow::util::display::array_value_to_string;
@@ -14,11 +15,12 @@ use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::expr::{Between, InList, Like, Placeholder};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, Operator};
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
+use datafusion::sql::sqlparser::ast::{self, Ident, visit_expressions_mut};
 use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 
 use super::Dialect;
+use super::quote;
 use super::schema::wire_type;
 
 /// One column of a registered table: how it is read, and whether filters on it may be pushed.
@@ -94,14 +96,15 @@ pub(crate) struct RemoteQuery {
 }
 
 impl RemoteQuery {
-    /// `SELECT <columns cast to their read types> FROM <table> [WHERE <filters>] [LIMIT n]`.
-    /// `filters` must all satisfy [`supports`]. With no columns (e.g. `count(*)`), selects
-    /// a constant per row.
+    /// `SELECT <columns cast to their read types> FROM <table> [WHERE <filters>] [LIMIT n]`,
+    /// `table` already quoted ([`quote::table`]). `filters` must all satisfy [`supports`].
+    /// With no columns (e.g. `count(*)`), selects a constant per row; on Redshift it is named,
+    /// since UNLOAD writes it as a Parquet column.
     ///
     /// # Errors
     /// A column type without a database counterpart, or a filter the unparser cannot render.
     pub(crate) fn select(
-        table: &ObjectName,
+        table: &str,
         columns: &[&TableColumn],
         filters: &[Expr],
         limit: Option<usize>,
@@ -109,10 +112,13 @@ impl RemoteQuery {
     ) -> DFResult<Self> {
         let mut sql = String::from("SELECT ");
         if columns.is_empty() {
-            sql.push('1');
+            sql.push_str(match dialect {
+                Dialect::Postgres => "1",
+                Dialect::Redshift => "1 AS \"row\"",
+            });
         }
         for (i, column) in columns.iter().enumerate() {
-            let name = Ident::with_quote('"', column.field.name());
+            let name = quote::identifier(column.field.name());
             let separator = if i == 0 { "" } else { ", " };
             let _ = write!(sql, "{separator}CAST({name} AS {})", wire_type(&column.field, dialect)?);
         }
@@ -122,13 +128,31 @@ impl RemoteQuery {
         // One expression, so the unparser decides the parentheses.
         if let Some(all) = conjunction(filters.iter().cloned()) {
             let bound = bind_values(all, &mut params)?;
-            let _ = write!(sql, " WHERE {}", unparser.expr_to_sql(&bound)?);
+            let mut condition = unparser.expr_to_sql(&bound)?;
+            requote_identifiers(&mut condition);
+            let _ = write!(sql, " WHERE {condition}");
         }
         if let Some(limit) = limit {
             let _ = write!(sql, " LIMIT {limit}");
         }
         Ok(Self { sql, params })
     }
+}
+
+/// Rewrites every column name of the unparser's output as [`quote::identifier`] writes it.
+/// The unparser leaves names in `Ident`s whose Display does not escape every name (see
+/// [`quote`]); an `Ident` without a quote style is printed as it is, so it carries the
+/// already quoted name.
+fn requote_identifiers(condition: &mut ast::Expr) {
+    let requote = |ident: &mut Ident| *ident = Ident::new(quote::identifier(&ident.value));
+    let _ = visit_expressions_mut(condition, |e| {
+        match e {
+            ast::Expr::Identifier(ident) => requote(ident),
+            ast::Expr::CompoundIdentifier(parts) => parts.iter_mut().for_each(requote),
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Replaces every literal of `filter` by the next `$n`, pushing its text onto `params`, and
@@ -171,8 +195,8 @@ mod tests {
         ]
     }
 
-    fn table() -> ObjectName {
-        ObjectName::from(vec![Ident::with_quote('"', "public"), Ident::with_quote('"', "users")])
+    fn table() -> String {
+        quote::table("public", "users")
     }
 
     #[test]
@@ -215,11 +239,68 @@ mod tests {
         assert_eq!(query.params, vec!["25", "49", "O'Brien"]);
     }
 
+    /// The column names a statement reads and the parts of the table name it reads from,
+    /// as PostgreSQL's grammar (sqlparser's PostgreSQL dialect) parses them.
+    fn names_in(sql: &str) -> (Vec<String>, Vec<Vec<String>>) {
+        use datafusion::sql::sqlparser::ast::{visit_expressions, visit_relations};
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        use datafusion::sql::sqlparser::parser::Parser;
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let (mut columns, mut tables) = (Vec::new(), Vec::new());
+        let _ = visit_expressions(&statements, |e| {
+            if let ast::Expr::Identifier(ident) = e {
+                columns.push(ident.value.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let _ = visit_relations(&statements, |name| {
+            tables.push(name.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.clone()).collect());
+            ControlFlow::<()>::Continue(())
+        });
+        (columns, tables)
+    }
+
+    fn select_named(name: &str, dialect: Dialect) -> RemoteQuery {
+        let cols = [TableColumn { field: Field::new(name, DataType::Int32, true), native: true }];
+        let chosen: Vec<&TableColumn> = cols.iter().collect();
+        let filter = Expr::Column(Column::new_unqualified(name)).eq(lit(7)).or(Expr::Column(Column::new_unqualified(name)).is_null());
+        RemoteQuery::select(&quote::table(name, name), &chosen, &[filter], None, dialect).expect("renders")
+    }
+
+    #[test]
+    fn names_with_quotes_and_backslashes_are_escaped_everywhere() {
+        let query = select_named(r#"a""b"#, Dialect::Postgres);
+        assert_eq!(
+            query.sql,
+            r#"SELECT CAST("a""""b" AS int4) FROM "a""""b"."a""""b" WHERE (("a""""b" = $1) OR "a""""b" IS NULL)"#
+        );
+        // sqlparser's own rendering would end the name at `\"` and read `) OR ...` as SQL.
+        let query = select_named(r#"x\" OR true --"#, Dialect::Redshift);
+        assert_eq!(
+            query.sql,
+            r#"SELECT CAST("x\"" OR true --" AS int4) FROM "x\"" OR true --"."x\"" OR true --" WHERE (("x\"" OR true --" = $1) OR "x\"" OR true --" IS NULL)"#
+        );
+        assert_eq!(query.params, ["7"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever a remote column or table is called, the statement names exactly it.
+        #[test]
+        fn any_name_reaches_the_database_as_itself(name in "[^\u{0}]{1,24}") {
+            let query = select_named(&name, Dialect::Postgres);
+            let (columns, tables) = names_in(&query.sql);
+            proptest::prop_assert_eq!(columns, vec![name.clone(); 3], "{}", query.sql);
+            proptest::prop_assert_eq!(tables, vec![vec![name.clone(), name.clone()]], "{}", query.sql);
+        }
+    }
+
     #[test]
     fn time_stamps_keep_their_zone_and_no_columns_select_a_constant() {
         let seen = ScalarValue::TimestampMicrosecond(Some(1_520_208_000_000_000), Some("UTC".into()));
         let query = RemoteQuery::select(&table(), &[], &[col("seen").gt_eq(lit(seen))], None, Dialect::Redshift).expect("renders");
-        assert_eq!(query.sql, r#"SELECT 1 FROM "public"."users" WHERE ("seen" >= $1)"#);
+        assert_eq!(query.sql, r#"SELECT 1 AS "row" FROM "public"."users" WHERE ("seen" >= $1)"#);
+        let plain = RemoteQuery::select(&table(), &[], &[], None, Dialect::Postgres).expect("renders");
+        assert_eq!(plain.sql, r#"SELECT 1 FROM "public"."users""#);
         assert!(query.params[0].starts_with("2018-03-05T00:00:00") && query.params[0].ends_with('Z') || query.params[0].ends_with("+00:00"), "{:?}", query.params);
     }
 }

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -23,9 +25,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
 use rand_core::RngCore;
 use tokio::sync::mpsc::Sender;
+use tokio::sync::oneshot;
 use url::Url;
 
-use crate::sources::postgres::{Error, RemoteTable, Server, connect};
+use crate::sources::postgres::{Error, RemoteTable, Server, connect, quote};
 use crate::sources::scan_properties;
 use crate::storage::ObjectStores;
 
@@ -88,14 +91,13 @@ impl Credentials {
     }
 }
 
-/// `s` as a string literal: every quote doubled (sqlparser's own rendering would leave an
-/// already doubled quote alone, which inside UNLOAD would end the literal).
+/// `s` as a Redshift string literal (see [`quote::redshift_literal`]).
 fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    quote::redshift_literal(s)
 }
 
 /// The UNLOAD statement writing `select`'s rows as Parquet under `target`. The query is a
-/// string literal inside UNLOAD, so its own quotes are doubled.
+/// string literal inside UNLOAD, so its own quotes and backslashes are doubled.
 pub(crate) fn unload_statement(select: &str, target: &str, credentials: &Credentials, masked: bool) -> String {
     format!(
         "UNLOAD ({}) TO {} {} FORMAT AS PARQUET MAXFILESIZE {MAX_FILE_MB} MB",
@@ -113,6 +115,10 @@ pub(crate) struct UnloadExec {
     pool: Pool,
     select: String,
     tempdir: Url,
+    /// The folder the first execution unloads into, chosen with the plan so that EXPLAIN
+    /// shows the statement that runs.
+    target: String,
+    executions: AtomicUsize,
     credentials: Credentials,
     stores: Arc<ObjectStores>,
     schema: SchemaRef,
@@ -135,7 +141,9 @@ impl UnloadExec {
             server: table.server.clone(),
             pool: table.pool.clone(),
             select,
+            target: unload_folder(&tempdir),
             tempdir,
+            executions: AtomicUsize::new(0),
             credentials,
             stores,
             schema,
@@ -143,18 +151,19 @@ impl UnloadExec {
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
+}
 
-    /// The folder of one scan: `s3://bucket/<tempdir path>/lakegate-unload-<random>/`.
-    fn target(&self) -> String {
-        let base = format!("s3://{}{}", self.tempdir.host_str().unwrap_or_default(), self.tempdir.path().trim_end_matches('/'));
-        format!("{base}/lakegate-unload-{:016x}/", rand_core::OsRng.next_u64())
-    }
+/// A new folder for one scan: `s3://bucket/<tempdir path>/lakegate-unload-<random>/`, in the
+/// `s3://` form Redshift takes whatever scheme (`s3a://`) the tempdir was given with.
+fn unload_folder(tempdir: &Url) -> String {
+    let base = format!("s3://{}{}", tempdir.host_str().unwrap_or_default(), tempdir.path().trim_end_matches('/'));
+    format!("{base}/lakegate-unload-{:016x}/", rand_core::OsRng.next_u64())
 }
 
 impl DisplayAs for UnloadExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = format!("{}/lakegate-unload-<scan>/", self.tempdir.as_str().trim_end_matches('/'));
-        write!(f, "UnloadExec: {} {}, sql=[{}]", self.label, self.server, unload_statement(&self.select, &target, &self.credentials, true))
+        let statement = unload_statement(&self.select, &self.target, &self.credentials, true);
+        write!(f, "UnloadExec: {} {}, sql=[{statement}]", self.label, self.server)
     }
 }
 
@@ -190,13 +199,14 @@ impl ExecutionPlan for UnloadExec {
         if partition != 0 {
             return Err(DataFusionError::Internal(format!("UnloadExec has one partition, not {partition}")));
         }
-        let target = self.target();
+        // The first execution uses the folder EXPLAIN showed; a plan run again must not
+        // read (or delete) another run's files, so it gets a folder of its own.
+        let target = if self.executions.fetch_add(1, Ordering::Relaxed) == 0 { self.target.clone() } else { unload_folder(&self.tempdir) };
         let folder = Url::parse(&target).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let store = self.stores.raw_store(&folder)?;
         let unload = Unload {
             statement: unload_statement(&self.select, &target, &self.credentials, false),
-            folder: Path::from(folder.path().trim_matches('/')),
-            store,
+            cleanup: Cleanup::new(store, Path::from(folder.path().trim_matches('/'))),
             schema: Arc::clone(&self.schema),
             label: self.label.clone(),
             server: self.server.clone(),
@@ -210,10 +220,78 @@ impl ExecutionPlan for UnloadExec {
     }
 }
 
+/// Deletes one scan's unloaded files, at the latest when dropped: the files are only a
+/// means of transport, and a read that fails, or whose query is dropped or cancelled (its
+/// task aborted at any await), must not leave them in the tempdir.
+struct Cleanup {
+    store: Arc<dyn ObjectStore>,
+    folder: Path,
+    done: bool,
+}
+
+impl Cleanup {
+    fn new(store: Arc<dyn ObjectStore>, folder: Path) -> Self {
+        Self { store, folder, done: false }
+    }
+
+    /// Deletes the files now (or, if this is cut off midway, as it drops).
+    async fn run(mut self) {
+        delete_folder(Arc::clone(&self.store), self.folder.clone()).await;
+        self.done = true;
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Dropped without `run`: the deletion cannot be awaited here, so it gets a task.
+        let (store, folder) = (Arc::clone(&self.store), self.folder.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(delete_folder(store, folder));
+            }
+            Err(_) => tracing::warn!(%folder, "no runtime to remove the unloaded files with; they are left in the tempdir"),
+        }
+    }
+}
+
+async fn delete_folder(store: Arc<dyn ObjectStore>, folder: Path) {
+    let files = store.list(Some(&folder)).map_ok(|meta| meta.location).boxed();
+    if let Err(e) = store.delete_stream(files).try_collect::<Vec<_>>().await {
+        tracing::warn!(%folder, %e, "could not remove the unloaded files");
+    }
+}
+
+/// Runs `unload` (the UNLOAD statement) in a task of its own and waits for it, taking
+/// `cleanup` back once the files are written. If the waiting side is dropped meanwhile,
+/// the statement is not cut off mid-way: it finishes, and since nobody takes `cleanup` back,
+/// it deletes what was written (dropping the statement's future would instead leave the
+/// UNLOAD running on Redshift, writing files after any clean-up).
+async fn unload_detached<F>(unload: F, cleanup: Cleanup) -> DFResult<Cleanup>
+where
+    F: Future<Output = DFResult<()>> + Send + 'static,
+{
+    let (hand_back, received) = oneshot::channel();
+    tokio::spawn(async move {
+        let result = unload.await;
+        // Refused when the reader is gone: the guard comes back and deletes as it drops.
+        let _ = hand_back.send((result, cleanup));
+    });
+    match received.await {
+        Ok((Ok(()), cleanup)) => Ok(cleanup),
+        Ok((Err(e), cleanup)) => {
+            cleanup.run().await;
+            Err(e)
+        }
+        Err(_) => Err(DataFusionError::Execution("the UNLOAD task ended without an answer (it panicked)".into())),
+    }
+}
+
 struct Unload {
     statement: String,
-    folder: Path,
-    store: Arc<dyn ObjectStore>,
+    cleanup: Cleanup,
     schema: SchemaRef,
     label: String,
     server: Server,
@@ -223,50 +301,61 @@ struct Unload {
 
 impl Unload {
     async fn run(self, tx: Sender<DFResult<RecordBatch>>) -> DFResult<()> {
-        let client = connect(&self.pool, &self.server).await?;
-        client.batch_execute(&self.statement).await.map_err(|e| {
-            DataFusionError::from(Error::query(&self.label, &self.server, &e))
-        })?;
-        drop(client);
-        let result = self.read(&tx).await;
-        // The unloaded files are only a means of transport: remove them whatever happened.
-        let files = self.store.list(Some(&self.folder)).map_ok(|meta| meta.location).boxed();
-        if let Err(e) = self.store.delete_stream(files).try_collect::<Vec<_>>().await {
-            tracing::warn!(folder = %self.folder, %e, "could not remove the unloaded files");
-        }
+        let Self { statement, cleanup, schema, label, server, pool, rows } = self;
+        let unload = async move {
+            let client = connect(&pool, &server).await?;
+            client.batch_execute(&statement).await.map_err(|e| DataFusionError::from(Error::query(&label, &server, &e)))
+        };
+        let cleanup = unload_detached(unload, cleanup).await?;
+        let result = read(&cleanup.store, &cleanup.folder, &schema, &rows, &tx).await;
+        cleanup.run().await;
         result
     }
+}
 
-    async fn read(&self, tx: &Sender<DFResult<RecordBatch>>) -> DFResult<()> {
-        let files: Vec<_> = self.store.list(Some(&self.folder)).try_collect().await?;
-        futures::stream::iter(files)
-            .map(|meta| async move {
-                // Files are at most MAXFILESIZE, so one is read whole.
-                let bytes = self.store.get(&meta.location).await?.bytes().await?;
-                for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
-                    // Columns come back in the SELECT's order; Redshift's Parquet types are
-                    // cast to the table's.
-                    let batch = batch?;
-                    let columns = self
-                        .schema
-                        .fields()
-                        .iter()
-                        .zip(batch.columns())
-                        .map(|(field, column)| cast(column, field.data_type()))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-                    self.rows.add(batch.num_rows());
-                    if tx.send(Ok(batch)).await.is_err() {
-                        break;
-                    }
+async fn read(
+    store: &Arc<dyn ObjectStore>,
+    folder: &Path,
+    schema: &SchemaRef,
+    rows: &datafusion::physical_plan::metrics::Count,
+    tx: &Sender<DFResult<RecordBatch>>,
+) -> DFResult<()> {
+    let files: Vec<_> = store.list(Some(folder)).try_collect().await?;
+    futures::stream::iter(files)
+        .map(|meta| async move {
+            // Files are at most MAXFILESIZE, so one is read whole.
+            let bytes = store.get(&meta.location).await?.bytes().await?;
+            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+                let batch = batch?;
+                let batch = to_schema(&batch, schema)?;
+                rows.add(batch.num_rows());
+                if tx.send(Ok(batch)).await.is_err() {
+                    break;
                 }
-                Ok::<_, DataFusionError>(())
-            })
-            .buffer_unordered(CONCURRENT_FILES)
-            .try_collect::<Vec<_>>()
-            .await?;
-        Ok(())
+            }
+            Ok::<_, DataFusionError>(())
+        })
+        .buffer_unordered(CONCURRENT_FILES)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+/// An unloaded batch as the scan's schema: columns come back in the SELECT's order, in
+/// Redshift's Parquet types, and are cast to the table's. With no columns (`count(*)`, whose
+/// SELECT has only a constant) only the row count is kept.
+fn to_schema(batch: &RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
+    if schema.fields().is_empty() {
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        return Ok(RecordBatch::try_new_with_options(Arc::clone(schema), Vec::new(), &options)?);
     }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 #[cfg(test)]
@@ -297,6 +386,110 @@ mod tests {
         );
         assert!(unload_statement("SELECT 1", "s3://b/t/", &keys, false).contains("SECRET_ACCESS_KEY 's3cr3t'"));
         assert!(!format!("{keys:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn backslashes_in_names_are_doubled_inside_the_literal() {
+        let sql = unload_statement(r#"SELECT CAST("back\slash" AS int4) FROM "public"."it's""#, "s3://b/t/", &Credentials::IamRole("r".into()), true);
+        assert!(sql.starts_with(r#"UNLOAD ('SELECT CAST("back\\slash" AS int4) FROM "public"."it''s"') TO 's3://b/t/'"#), "{sql}");
+    }
+
+    /// `count(*)` reads no column: Redshift unloads a named constant, and the batches read
+    /// back keep only their row count.
+    #[test]
+    fn an_empty_projection_unloads_a_constant_and_counts_its_rows() {
+        use crate::sources::postgres::Dialect;
+        use crate::sources::postgres::pushdown::RemoteQuery;
+        use datafusion::arrow::array::Int32Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+        let select = RemoteQuery::select(&quote::table("public", "sales"), &[], &[], None, Dialect::Redshift).expect("renders");
+        assert_eq!(
+            unload_statement(&select.sql, "s3://lake/tmp/lakegate-unload-1/", &Credentials::IamRole("arn:r".into()), false),
+            r#"UNLOAD ('SELECT 1 AS "row" FROM "public"."sales"') TO 's3://lake/tmp/lakegate-unload-1/' IAM_ROLE 'arn:r' FORMAT AS PARQUET MAXFILESIZE 64 MB"#
+        );
+        let unloaded = Arc::new(Schema::new(vec![Field::new("row", DataType::Int32, false)]));
+        let batch = RecordBatch::try_new(unloaded, vec![Arc::new(Int32Array::from(vec![1; 5]))]).expect("batch");
+        let counted = to_schema(&batch, &Arc::new(Schema::empty())).expect("no columns");
+        assert_eq!((counted.num_columns(), counted.num_rows()), (0, 5));
+    }
+
+    #[test]
+    fn each_scan_unloads_into_a_folder_of_its_own_in_s3_form() {
+        let tempdir = Url::parse("s3a://lake/tmp/redshift/").expect("url");
+        let (a, b) = (unload_folder(&tempdir), unload_folder(&tempdir));
+        assert_ne!(a, b);
+        let id = a.strip_prefix("s3://lake/tmp/redshift/lakegate-unload-").and_then(|r| r.strip_suffix('/'));
+        assert!(id.is_some_and(|id| id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit())), "{a}");
+    }
+
+    fn store_with_files() -> (Arc<dyn ObjectStore>, Path) {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        (store, Path::from("tmp/lakegate-unload-1"))
+    }
+
+    async fn put(store: &Arc<dyn ObjectStore>, path: &str) {
+        store.put(&Path::from(path), bytes::Bytes::from_static(b"parquet").into()).await.expect("put");
+    }
+
+    async fn files(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+        let listed: Vec<_> = store.list(None).try_collect().await.expect("lists");
+        let mut names: Vec<String> = listed.into_iter().map(|m| m.location.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// Waits (a little) for a clean-up task to have run.
+    async fn settle(store: &Arc<dyn ObjectStore>, expected: &[&str]) {
+        for _ in 0..200 {
+            if files(store).await == expected {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(files(store).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_cleanup_still_deletes_the_scans_files_only() {
+        let (store, folder) = store_with_files();
+        put(&store, "tmp/lakegate-unload-1/0000_part_00.parquet").await;
+        put(&store, "tmp/lakegate-unload-1/0001_part_00.parquet").await;
+        put(&store, "tmp/other/keep.parquet").await;
+        drop(Cleanup::new(Arc::clone(&store), folder));
+        settle(&store, &["tmp/other/keep.parquet"]).await;
+    }
+
+    /// A query dropped while its UNLOAD runs: the UNLOAD (here a task that writes a file
+    /// after a while) is waited out, and what it wrote is deleted.
+    #[tokio::test]
+    async fn files_unloaded_after_the_query_was_dropped_are_deleted() {
+        let (store, folder) = store_with_files();
+        let (written_tx, written) = oneshot::channel();
+        let writer = Arc::clone(&store);
+        let unload = async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            put(&writer, "tmp/lakegate-unload-1/0000_part_00.parquet").await;
+            let _ = written_tx.send(());
+            Ok(())
+        };
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(10), unload_detached(unload, Cleanup::new(Arc::clone(&store), folder)));
+        assert!(waited.await.is_err(), "the reader gives up before the UNLOAD ends");
+        written.await.expect("the UNLOAD ran to its end");
+        settle(&store, &[]).await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_unload_deletes_what_it_wrote() {
+        let (store, folder) = store_with_files();
+        let writer = Arc::clone(&store);
+        let unload = async move {
+            put(&writer, "tmp/lakegate-unload-1/0000_part_00.parquet").await;
+            Err(DataFusionError::Execution("S3 write failed".into()))
+        };
+        let err = unload_detached(unload, Cleanup::new(Arc::clone(&store), folder)).await.err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("S3 write failed")));
+        assert_eq!(files(&store).await, Vec::<String>::new());
     }
 
     #[test]
