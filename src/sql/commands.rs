@@ -109,8 +109,9 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                     )));
                 }
             }
+            let added = crate::write::add_partitions(session, &spec, &partitions).await?;
             Ok(Output::Done(format!(
-                "{} partitions of {} checked; lakegate reads partitions from the table's directories, nothing to register",
+                "added {added} of {} partitions to {} (the others hold data already)",
                 partitions.len(),
                 spec.qualified_name()
             )))

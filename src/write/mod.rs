@@ -367,6 +367,38 @@ fn table_root(session: &Session, spec: &TableSpec) -> Result<(Arc<dyn ObjectStor
     Ok((store, url.prefix().clone()))
 }
 
+/// Hive's `ALTER TABLE t ADD PARTITION (...)`: each partition that has no data yet gets one
+/// empty Parquet file, committed like any write, so `SHOW PARTITIONS` lists it and readers
+/// (lakegate's and plain ones) see an empty partition; one that has data is left alone.
+/// Returns how many partitions were added.
+///
+/// # Errors
+/// A value that would leave the table's directory, or the store fails.
+pub(crate) async fn add_partitions(session: &Session, spec: &TableSpec, partitions: &[Vec<(String, String)>]) -> Result<usize> {
+    let (store, root) = table_root(session, spec)?;
+    let schema = spec.data_schema()?;
+    let mut added = 0;
+    for partition in partitions {
+        let dir = commit::child(&root, &partition_dir(partition.iter().map(|(k, v)| (k.as_str(), Some(v.as_str())))));
+        let existing: Vec<_> = store.list(Some(&dir)).try_collect().await.map_err(|e| Error::io(&dir, e.into()))?;
+        if commit::visible(existing).iter().any(|o| o.location.as_ref().ends_with(".parquet")) {
+            continue;
+        }
+        let parquet = datafusion::error::DataFusionError::from;
+        let writer = datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), None).map_err(parquet)?;
+        let bytes = writer.into_inner().map_err(parquet)?;
+        let id = commit::new_commit_id();
+        let file = commit::child(&dir, &commit::data_file_name(&id, 0, 0));
+        store.put(&file, bytes.into()).await.map_err(|e| Error::io(&file, e.into()))?;
+        commit::publish(store.as_ref(), &dir, &id, commit::Mode::Append).await.map_err(|e| Error::io(&dir, e.into()))?;
+        added += 1;
+    }
+    if let Some(listings) = session.ctx.runtime_env().cache_manager.get_list_files_cache() {
+        listings.clear();
+    }
+    Ok(added)
+}
+
 /// The table's directory when it is on local disk.
 fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
     let url = ListingTableUrl::parse(crate::sources::parquet::listing_location(&spec.location)).ok()?;
