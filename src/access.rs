@@ -86,11 +86,19 @@ impl Principal {
     }
 
     fn require_admin(&self, what: &str) -> Result<()> {
-        if self.is_admin() { Ok(()) } else { Err(self.deny(format!("{what} needs the admin role (user is a {})", self.role))) }
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(self.deny(format!("{what} needs the admin role (user is a {})", self.role)))
+        }
     }
 
     fn require_read(&self, database: &str) -> Result<()> {
-        if self.may_read(database) { Ok(()) } else { Err(self.deny(format!("SELECT on database {database} is not granted"))) }
+        if self.may_read(database) {
+            Ok(())
+        } else {
+            Err(self.deny(format!("SELECT on database {database} is not granted")))
+        }
     }
 
     /// # Errors
@@ -100,7 +108,9 @@ impl Principal {
             return Ok(());
         }
         Err(self.deny(match self.role {
-            Role::Reader => format!("INSERT into database {database} needs the writer or admin role (user is a reader)"),
+            Role::Reader => {
+                format!("INSERT into database {database} needs the writer or admin role (user is a reader)")
+            }
             _ => format!("INSERT into database {database} is not granted"),
         }))
     }
@@ -183,7 +193,6 @@ fn ddl_name(ddl: &DdlStatement) -> &'static str {
         DdlStatement::DropCatalogSchema(_) => "DROP SCHEMA",
         DdlStatement::CreateFunction(_) => "CREATE FUNCTION",
         DdlStatement::DropFunction(_) => "DROP FUNCTION",
-
     }
 }
 

@@ -211,12 +211,11 @@ impl Config {
         }
         self.s3 = self.s3.overlaid_with(&S3Config::from_env(&get)?);
         if let Some(points) = get("LAKEGATE_CASSANDRA_CONTACT_POINTS") {
-            self.cassandra.contact_points = points.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+            self.cassandra.contact_points =
+                points.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
         }
         let number = |name: &str| -> Result<Option<usize>> {
-            get(name)
-                .map(|v| v.parse().map_err(|_| Error::Config(format!("{name}={v} is not a number"))))
-                .transpose()
+            get(name).map(|v| v.parse().map_err(|_| Error::Config(format!("{name}={v} is not a number")))).transpose()
         };
         if let Some(n) = number("LAKEGATE_TARGET_PARTITIONS")? {
             self.execution.target_partitions = Some(n);
@@ -241,7 +240,8 @@ mod tests {
     #[test]
     fn environment_overrides_the_file() {
         let mut config: Config =
-            toml::from_str("data_dir = '/srv/lg'\n[s3]\nendpoint = 'http://a:1'\nregion = 'eu-west-1'\n").expect("valid toml");
+            toml::from_str("data_dir = '/srv/lg'\n[s3]\nendpoint = 'http://a:1'\nregion = 'eu-west-1'\n")
+                .expect("valid toml");
         let env = HashMap::from([("LAKEGATE_S3_ENDPOINT", "http://b:2"), ("LAKEGATE_S3_PATH_STYLE", "true")]);
         config.apply_env(|k| env.get(k).map(|v| v.to_string())).expect("valid env");
         assert_eq!(config.s3.endpoint.as_deref(), Some("http://b:2"));

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -77,13 +79,14 @@ pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Re
     }
     let session = lakegate.session();
     let contact_points = &lakegate.config().cassandra.contact_points;
-    let in_cassandra = !contact_points.is_empty() && match programs_in_cassandra(contact_points).await {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("programs stays in Parquet: {e}");
-            false
-        }
-    };
+    let in_cassandra = !contact_points.is_empty()
+        && match programs_in_cassandra(contact_points).await {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("programs stays in Parquet: {e}");
+                false
+            }
+        };
     if let Some(url) = postgres {
         load_users_into_postgres(url, &root.join("users/part-00000.parquet")).await?;
         let location = url.replace('\'', "''");
@@ -96,7 +99,9 @@ pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Re
     }
     for table in ["adserver_logs", "users", "programs"] {
         let statement = if table == "programs" && in_cassandra {
-            format!("CREATE EXTERNAL TABLE IF NOT EXISTS programs STORED AS CASSANDRA LOCATION 'cassandra:///{DEMO_KEYSPACE}/programs'")
+            format!(
+                "CREATE EXTERNAL TABLE IF NOT EXISTS programs STORED AS CASSANDRA LOCATION 'cassandra:///{DEMO_KEYSPACE}/programs'"
+            )
         } else if table == "users" && postgres.is_some() {
             continue;
         } else {
@@ -105,7 +110,8 @@ pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Re
         };
         let _ = sql::execute(&session, &statement).await?;
     }
-    let programs_at = if in_cassandra { format!("programs (in Cassandra, {DEMO_KEYSPACE}.programs)") } else { "programs".to_owned() };
+    let programs_at =
+        if in_cassandra { format!("programs (in Cassandra, {DEMO_KEYSPACE}.programs)") } else { "programs".to_owned() };
     println!("Tables adserver_logs ({rows} rows, partitioned by dt), users and {programs_at} are registered.\n");
     println!("{NCIS_QUERY};\n");
     let started = Instant::now();
@@ -120,21 +126,24 @@ pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Re
 async fn load_users_into_postgres(url: &str, users: &Path) -> Result<()> {
     use futures::SinkExt;
 
-    let failed = |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("demo users into PostgreSQL {url}: {what}: {e}"));
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("demo users into PostgreSQL {url}: {what}: {e}"));
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| failed("not a postgres:// URL", &e))?;
     if config.get_password().is_none()
         && let Ok(password) = std::env::var("PGPASSWORD")
     {
         config.password(password);
     }
-    let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| failed("cannot connect", &e))?;
+    let (mut client, connection) =
+        config.connect(tokio_postgres::NoTls).await.map_err(|e| failed("cannot connect", &e))?;
     let connection = tokio::spawn(connection);
     let transaction = client.transaction().await.map_err(|e| failed("begin", &e))?;
     transaction
         .batch_execute("DROP TABLE IF EXISTS public.users; CREATE TABLE public.users (uid int8 PRIMARY KEY, age int4 NOT NULL, gender text NOT NULL, country text NOT NULL)")
         .await
         .map_err(|e| failed("create table users", &e))?;
-    let sink = transaction.copy_in("COPY public.users FROM STDIN (FORMAT csv)").await.map_err(|e| failed("copy", &e))?;
+    let sink =
+        transaction.copy_in("COPY public.users FROM STDIN (FORMAT csv)").await.map_err(|e| failed("copy", &e))?;
     futures::pin_mut!(sink);
     let file = std::fs::File::open(users).map_err(|e| Error::io(users.display(), e))?;
     let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -143,7 +152,11 @@ async fn load_users_into_postgres(url: &str, users: &Path) -> Result<()> {
     for batch in reader {
         let batch = batch.map_err(|e| Error::DataFusion(e.into()))?;
         let mut csv = Vec::new();
-        datafusion::arrow::csv::WriterBuilder::new().with_header(false).build(&mut csv).write(&batch).map_err(|e| Error::DataFusion(e.into()))?;
+        datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(false)
+            .build(&mut csv)
+            .write(&batch)
+            .map_err(|e| Error::DataFusion(e.into()))?;
         sink.send(bytes::Bytes::from(csv)).await.map_err(|e| failed("copy", &e))?;
     }
     sink.as_mut().finish().await.map_err(|e| failed("copy", &e))?;
@@ -172,8 +185,12 @@ async fn programs_in_cassandra(contact_points: &[String]) -> Result<()> {
         .await
         .map_err(|e| failed(Box::new(e)))?;
     let statements = [
-        format!("CREATE KEYSPACE IF NOT EXISTS {DEMO_KEYSPACE} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
-        format!("CREATE TABLE IF NOT EXISTS {DEMO_KEYSPACE}.programs (id bigint PRIMARY KEY, name text, genre text, network text)"),
+        format!(
+            "CREATE KEYSPACE IF NOT EXISTS {DEMO_KEYSPACE} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {DEMO_KEYSPACE}.programs (id bigint PRIMARY KEY, name text, genre text, network text)"
+        ),
     ];
     for statement in statements {
         session.query_unpaged(statement, &[]).await.map_err(|e| failed(Box::new(e)))?;
@@ -186,7 +203,11 @@ async fn programs_in_cassandra(contact_points: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn write_parquet(path: &Path, batches: impl IntoIterator<Item = Result<RecordBatch>>, schema: Arc<Schema>) -> Result<()> {
+fn write_parquet(
+    path: &Path,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    schema: Arc<Schema>,
+) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
     }
@@ -216,7 +237,8 @@ fn generate(root: &Path, rows: usize) -> Result<()> {
     let uids: Vec<i64> = (1..=USERS).collect();
     let ages: Vec<i32> = uids.iter().map(|_| 13 + rng.below(68) as i32).collect();
     let genders: Vec<&str> = uids.iter().map(|_| if rng.below(100) < 51 { "F" } else { "M" }).collect();
-    let countries: Vec<&str> = uids.iter().map(|_| ["US", "US", "US", "CA", "MX", "ES"][rng.below(6) as usize]).collect();
+    let countries: Vec<&str> =
+        uids.iter().map(|_| ["US", "US", "US", "CA", "MX", "ES"][rng.below(6) as usize]).collect();
     let users = RecordBatch::try_new(
         Arc::clone(&users_schema),
         vec![

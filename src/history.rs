@@ -90,14 +90,24 @@ impl TableProvider for QueriesTable {
     }
 
     /// Reads the history as it is when the query starts.
-    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DFResult<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let mut records = self.history.snapshot();
         if let Some(viewer) = &self.viewer {
             records.retain(|r| &r.user == viewer);
         }
-        let millis = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
+        let millis =
+            |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampMillisecondArray::from(records.iter().map(|r| millis(r.started)).collect::<Vec<_>>()).with_timezone("UTC")),
+            Arc::new(
+                TimestampMillisecondArray::from(records.iter().map(|r| millis(r.started)).collect::<Vec<_>>())
+                    .with_timezone("UTC"),
+            ),
             Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.user.as_str()))),
             Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.sql.as_str()))),
             Arc::new(UInt64Array::from_iter_values(records.iter().map(|r| r.rows))),

@@ -5,9 +5,9 @@
 pub mod access;
 pub mod config;
 pub mod demo;
+mod error;
 pub mod flight;
 pub mod history;
-mod error;
 pub mod output;
 pub mod repl;
 pub mod session;

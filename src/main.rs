@@ -196,7 +196,8 @@ async fn run(cli: Cli) -> Result<()> {
             let origin = script.display().to_string();
             let vars = sql::template::with_airflow_defaults(vars.into_iter().collect());
             let located = |source: Error| Error::Statement { location: origin.clone(), source: Box::new(source) };
-            let statements = sql::split_statements(&sql::template::render(&text, &vars).map_err(located)?).map_err(located)?;
+            let statements =
+                sql::split_statements(&sql::template::render(&text, &vars).map_err(located)?).map_err(located)?;
             if dry_run {
                 return dry_run_script(&lakegate, &origin, &statements).await;
             }
@@ -206,7 +207,10 @@ async fn run(cli: Cli) -> Result<()> {
             if demo {
                 lakegate::demo::run(&lakegate, 3_000_000, demo_postgres.as_deref()).await?;
             }
-            let insecure = lakegate::flight::Insecure { allow_remote: insecure_allow_remote, allow_plaintext: insecure_allow_plaintext };
+            let insecure = lakegate::flight::Insecure {
+                allow_remote: insecure_allow_remote,
+                allow_plaintext: insecure_allow_plaintext,
+            };
             lakegate::flight::serve(std::sync::Arc::new(lakegate), listen.as_deref(), insecure).await
         }
         Command::Vacuum { table, retain_hours } => {
@@ -216,7 +220,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).map_err(|e| Error::io("standard input", e))?;
-            let hash = lakegate::flight::hash_password(password.trim_end_matches(['\n', '\r'])).map_err(Error::Config)?;
+            let hash =
+                lakegate::flight::hash_password(password.trim_end_matches(['\n', '\r'])).map_err(Error::Config)?;
             println!("{hash}");
             Ok(())
         }
@@ -233,7 +238,13 @@ async fn run(cli: Cli) -> Result<()> {
                             Some(line.trim_end_matches(['\n', '\r']).to_owned())
                         }
                     };
-                    let remote = lakegate::flight::Remote::connect(&url, user.as_deref(), password.as_deref(), ca_cert.as_deref()).await?;
+                    let remote = lakegate::flight::Remote::connect(
+                        &url,
+                        user.as_deref(),
+                        password.as_deref(),
+                        ca_cert.as_deref(),
+                    )
+                    .await?;
                     Some(lakegate::repl::Target::Remote(Box::new(remote)))
                 }
                 None => None,
@@ -336,7 +347,8 @@ async fn run_one(
     path: Option<&std::path::Path>,
 ) -> Result<(Written, f64)> {
     let started = Instant::now();
-    let located = |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
+    let located =
+        |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
     let result = sql::execute(session, &statement.text).await.map_err(located)?;
     let written = output::write(result, format, out, path).await.map_err(located)?;
     Ok((written, started.elapsed().as_secs_f64()))

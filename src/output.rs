@@ -87,7 +87,8 @@ pub async fn write(output: Output, format: Format, out: &mut dyn Write, path: Op
         Format::Parquet => {
             let path = path.ok_or_else(|| Error::Config("--format parquet needs --output FILE".into()))?;
             let file = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
-            let mut writer = ArrowWriter::try_new(file, schema, None).map_err(datafusion::error::DataFusionError::from)?;
+            let mut writer =
+                ArrowWriter::try_new(file, schema, None).map_err(datafusion::error::DataFusionError::from)?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows();

@@ -67,7 +67,9 @@ impl Layers {
                     loaded.1 = Arc::new(set);
                 }
                 // A broken edit must not take the working layers away.
-                Err(e) => tracing::error!(error = %e, "geodata layers changed but do not load; keeping the loaded ones"),
+                Err(e) => {
+                    tracing::error!(error = %e, "geodata layers changed but do not load; keeping the loaded ones")
+                }
             }
             loaded.0 = stamps;
         }
@@ -101,12 +103,18 @@ fn load_layers(config: &GeodataConfig) -> Result<LayerSet> {
 /// Layers on S3 (`s3://`, `s3a://`, `s3n://`) are copied under `cache` when the process starts,
 /// since the loader reads local files; the returned configuration names the copies. A copy is
 /// not refreshed while the process runs (local layer files are).
-async fn fetch_remote_layers(config: &GeodataConfig, stores: &ObjectStores, cache: &std::path::Path) -> Result<GeodataConfig> {
+async fn fetch_remote_layers(
+    config: &GeodataConfig,
+    stores: &ObjectStores,
+    cache: &std::path::Path,
+) -> Result<GeodataConfig> {
     let mut local = config.clone();
     for layer in &mut local.layers {
         let location = layer.path.display().to_string();
         let Some(url) = url::Url::parse(&location).ok().filter(|u| crate::storage::is_s3(u.scheme())) else { continue };
-        let fetch_error = |e: &dyn std::fmt::Display| Error::Config(format!("geodata layer '{}': cannot read {location}: {e}", layer.name));
+        let fetch_error = |e: &dyn std::fmt::Display| {
+            Error::Config(format!("geodata layer '{}': cannot read {location}: {e}", layer.name))
+        };
         let store = stores.get_store(&url).map_err(|e| fetch_error(&e))?;
         let key = object_store::path::Path::from_url_path(url.path()).map_err(|e| fetch_error(&e))?;
         let bytes = store.get(&key).await.map_err(|e| fetch_error(&e))?.bytes().await.map_err(|e| fetch_error(&e))?;

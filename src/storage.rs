@@ -15,15 +15,15 @@ use std::sync::{Arc, RwLock};
 
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::object_store::ObjectStoreRegistry;
-use lakegate_catalog::resolve_reference;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use lakegate_catalog::resolve_reference;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
 };
 use url::Url;
 
@@ -108,8 +108,12 @@ impl ObjectStores {
         let [first, second] = &self.label_keys;
         let label = format!("{:016x}{:016x}", first.hash_one(&settings), second.hash_one(&settings));
         let mut own = url.clone();
-        own.set_scheme(&format!("{OWN_S3_SCHEME}{label}"))
-            .map_err(|()| DataFusionError::Internal(format!("no store label for the location of bucket '{}'", url.host_str().unwrap_or_default())))?;
+        own.set_scheme(&format!("{OWN_S3_SCHEME}{label}")).map_err(|()| {
+            DataFusionError::Internal(format!(
+                "no store label for the location of bucket '{}'",
+                url.host_str().unwrap_or_default()
+            ))
+        })?;
         let key = store_key(&own);
         if !self.read().contains_key(&key) {
             let store = self.s3(url.host_str().unwrap_or_default(), overrides)?;
@@ -181,11 +185,20 @@ impl std::fmt::Display for CommittedView {
 
 #[async_trait::async_trait]
 impl ObjectStore for CommittedView {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -193,11 +206,18 @@ impl ObjectStore for CommittedView {
         self.inner.get_opts(location, options).await
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<bytes::Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
         self.inner.get_ranges(location, ranges).await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
 
@@ -229,7 +249,12 @@ impl ObjectStore for CommittedView {
         self.inner.copy_opts(from, to, options).await
     }
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::RenameOptions,
+    ) -> object_store::Result<()> {
         self.inner.rename_opts(from, to, options).await
     }
 }
@@ -255,8 +280,12 @@ mod tests {
 
         let one = stores.own_s3_url(&location, &endpoint("http://127.0.0.1:2")).expect("own store");
         let other = stores.own_s3_url(&location, &endpoint("http://127.0.0.1:3")).expect("own store");
-        let again = stores.own_s3_url(&Url::parse("s3a://lake/db/u/").expect("url"), &endpoint("http://127.0.0.1:2")).expect("own store");
-        let elsewhere = stores.own_s3_url(&Url::parse("s3://pond/db/t/").expect("url"), &endpoint("http://127.0.0.1:2")).expect("own store");
+        let again = stores
+            .own_s3_url(&Url::parse("s3a://lake/db/u/").expect("url"), &endpoint("http://127.0.0.1:2"))
+            .expect("own store");
+        let elsewhere = stores
+            .own_s3_url(&Url::parse("s3://pond/db/t/").expect("url"), &endpoint("http://127.0.0.1:2"))
+            .expect("own store");
 
         assert_ne!(store_key(&one), store_key(&other), "different endpoints, different stores");
         assert_eq!(store_key(&one), store_key(&again), "same bucket and settings share a store");
@@ -267,7 +296,10 @@ mod tests {
         assert!(!Arc::ptr_eq(&stores.raw_store(&one).expect("own"), &stores.raw_store(&other).expect("own")));
         // The bucket's shared store is the one it was before any table had settings of its own.
         assert!(Arc::ptr_eq(&shared, &stores.raw_store(&location).expect("the bucket's store")));
-        assert!(Arc::ptr_eq(&shared, &stores.raw_store(&Url::parse("s3n://lake/x").expect("url")).expect("the bucket's store")));
+        assert!(Arc::ptr_eq(
+            &shared,
+            &stores.raw_store(&Url::parse("s3n://lake/x").expect("url")).expect("the bucket's store")
+        ));
         for url in [&one, &other, &again, &elsewhere] {
             assert!(!url.as_str().contains("hush") && !url.as_str().contains("127.0.0.1"), "settings leak into {url}");
         }

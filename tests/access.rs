@@ -48,7 +48,8 @@ fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
     batches
         .iter()
         .flat_map(|b| {
-            let c = datafusion::arrow::compute::cast(b.column(column), &datafusion::arrow::datatypes::DataType::Utf8).expect("cast");
+            let c = datafusion::arrow::compute::cast(b.column(column), &datafusion::arrow::datatypes::DataType::Utf8)
+                .expect("cast");
             let c = c.as_string::<i32>().clone();
             (0..c.len()).map(move |i| c.value(i).to_owned()).collect::<Vec<_>>()
         })
@@ -59,7 +60,10 @@ fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
 fn denied(result: Result<Vec<RecordBatch>, String>, user: &str, privilege: &str) {
     let err = result.expect_err("refused");
     assert!(err.contains("PermissionDenied") || err.contains("permission denied"), "{err}");
-    assert!(err.contains(&format!("'{user}'")) && err.contains(privilege), "expected '{user}' and '{privilege}' in: {err}");
+    assert!(
+        err.contains(&format!("'{user}'")) && err.contains(privilege),
+        "expected '{user}' and '{privilege}' in: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -70,12 +74,20 @@ async fn a_reader_reads_its_databases_and_nothing_else() {
     let rows = query(&mut rita, "SELECT n FROM reports.sales ORDER BY n").await.expect("granted");
     assert_eq!(strings(&rows, 0), ["1", "2"]);
     denied(query(&mut rita, "SELECT * FROM secret.salaries").await, "rita", "database secret");
-    denied(query(&mut rita, "SELECT * FROM reports.sales WHERE n IN (SELECT n FROM secret.salaries)").await, "rita", "database secret");
+    denied(
+        query(&mut rita, "SELECT * FROM reports.sales WHERE n IN (SELECT n FROM secret.salaries)").await,
+        "rita",
+        "database secret",
+    );
     denied(query(&mut rita, "SELECT * FROM '/etc/passwd'").await, "rita", "admin");
     denied(query(&mut rita, "COPY (SELECT 1) TO '/tmp/lakegate-should-not-exist.csv'").await, "rita", "COPY");
     assert!(!std::path::Path::new("/tmp/lakegate-should-not-exist.csv").exists());
     denied(query(&mut rita, "CREATE TABLE reports.t2 (a INT) USING PARQUET").await, "rita", "CREATE TABLE");
-    denied(query(&mut rita, "CREATE EXTERNAL TABLE reports.etc STORED AS PARQUET LOCATION '/etc'").await, "rita", "CREATE TABLE");
+    denied(
+        query(&mut rita, "CREATE EXTERNAL TABLE reports.etc STORED AS PARQUET LOCATION '/etc'").await,
+        "rita",
+        "CREATE TABLE",
+    );
     denied(query(&mut rita, "CREATE VIEW v AS SELECT 1").await, "rita", "CREATE VIEW");
     denied(query(&mut rita, "DROP TABLE reports.sales").await, "rita", "DROP TABLE");
     denied(query(&mut rita, "INSERT INTO reports.sales VALUES (3)").await, "rita", "writer");
@@ -83,7 +95,10 @@ async fn a_reader_reads_its_databases_and_nothing_else() {
     denied(query(&mut rita, "DESCRIBE secret.salaries").await, "rita", "database secret");
 
     let grants = query(&mut rita, "SHOW GRANTS").await.expect("own grants");
-    assert_eq!((strings(&grants, 0), strings(&grants, 1), strings(&grants, 2)), (vec!["rita".into()], vec!["reader".into()], vec!["reports".into()]));
+    assert_eq!(
+        (strings(&grants, 0), strings(&grants, 1), strings(&grants, 2)),
+        (vec!["rita".into()], vec!["reader".into()], vec!["reports".into()])
+    );
     let databases = strings(&query(&mut rita, "SHOW DATABASES").await.expect("databases"), 0);
     assert!(databases.contains(&"reports".to_owned()) && !databases.contains(&"secret".to_owned()), "{databases:?}");
 
@@ -100,8 +115,12 @@ async fn a_reader_reads_its_databases_and_nothing_else() {
         .expect("GetTables");
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
     let tables: Vec<RecordBatch> = rita.do_get(ticket).await.expect("stream").try_collect().await.expect("tables");
-    let listed: Vec<String> = strings(&tables, 1).into_iter().zip(strings(&tables, 2)).map(|(d, t)| format!("{d}.{t}")).collect();
-    assert!(listed.contains(&"reports.sales".to_owned()) && listed.contains(&"system.queries".to_owned()), "{listed:?}");
+    let listed: Vec<String> =
+        strings(&tables, 1).into_iter().zip(strings(&tables, 2)).map(|(d, t)| format!("{d}.{t}")).collect();
+    assert!(
+        listed.contains(&"reports.sales".to_owned()) && listed.contains(&"system.queries".to_owned()),
+        "{listed:?}"
+    );
     assert!(!listed.iter().any(|t| t.starts_with("secret.")), "{listed:?}");
 
     // The data are untouched by every refused attempt.
@@ -140,7 +159,10 @@ async fn system_queries_shows_non_admins_only_their_own_and_no_secrets() {
     assert!(!seen.iter().any(|s| s.contains("root was here")), "a reader sees another user's query: {seen:?}");
 
     let all = strings(&query(&mut root, "SELECT sql FROM system.queries").await.expect("all rows"), 0);
-    assert!(all.iter().any(|s| s.contains("rita was here")) && all.iter().any(|s| s.contains("jdbc:postgresql")), "{all:?}");
+    assert!(
+        all.iter().any(|s| s.contains("rita was here")) && all.iter().any(|s| s.contains("jdbc:postgresql")),
+        "{all:?}"
+    );
     assert!(!all.iter().any(|s| s.contains("hunter2-secret")), "a password in system.queries: {all:?}");
     drop((root, rita));
     let log = server.stop();
@@ -173,11 +195,18 @@ fn admin_locations_stay_under_allowed_prefixes() {
     let allowed = lakegate.data_dir.path().join("lake");
     std::fs::create_dir_all(allowed.join("t")).expect("dir");
     let config = lakegate.data_dir.path().join("lakegate.toml");
-    std::fs::write(&config, format!("[server]\nallowed_locations = [\"{}/\", \"s3://lake/\"]\n", allowed.display())).expect("config");
+    std::fs::write(&config, format!("[server]\nallowed_locations = [\"{}/\", \"s3://lake/\"]\n", allowed.display()))
+        .expect("config");
     let run = |sql: &str| lakegate.run(&["--config", config.to_str().expect("utf-8"), "sql", "-e", sql]);
     run(&format!("CREATE EXTERNAL TABLE ok (a INT) STORED AS PARQUET LOCATION '{}/t'", allowed.display())).success();
-    for location in ["/etc".to_owned(), format!("{}/../elsewhere", allowed.display()), format!("{}-sibling", allowed.display()), "s3://other/x".into()] {
-        let refused = run(&format!("CREATE EXTERNAL TABLE bad (a INT) STORED AS PARQUET LOCATION '{location}'")).failure();
+    for location in [
+        "/etc".to_owned(),
+        format!("{}/../elsewhere", allowed.display()),
+        format!("{}-sibling", allowed.display()),
+        "s3://other/x".into(),
+    ] {
+        let refused =
+            run(&format!("CREATE EXTERNAL TABLE bad (a INT) STORED AS PARQUET LOCATION '{location}'")).failure();
         assert!(refused.stderr.contains("allowed_locations"), "{location}: {}", refused.stderr);
     }
 }
@@ -196,7 +225,11 @@ async fn tokens_are_exact_and_basic_headers_reuse_one_session() {
     }
     // Basic credentials on every call (as some drivers send them) keep one session: a `USE`
     // in one call holds in the next.
-    let channel = Channel::from_shared(server.url().replace("grpc://", "http://")).expect("url").connect().await.expect("connects");
+    let channel = Channel::from_shared(server.url().replace("grpc://", "http://"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
     let mut basic = FlightSqlServiceClient::new(channel);
     use base64::Engine;
     let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("rita:{PASSWORD}")));
@@ -211,8 +244,16 @@ fn remote_passwords_need_tls() {
     let lakegate = Lakegate::new();
     let hash = password_hash(&lakegate, PASSWORD);
     let config = lakegate.data_dir.path().join("lakegate.toml");
-    std::fs::write(&config, format!("[[server.users]]\nname = \"root\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n")).expect("config");
+    std::fs::write(
+        &config,
+        format!("[[server.users]]\nname = \"root\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n"),
+    )
+    .expect("config");
     let config = config.to_str().expect("utf-8");
     let refused = lakegate.run(&["--config", config, "serve", "--listen", "0.0.0.0:0"]).failure();
-    assert!(refused.stderr.contains("tls_cert") && refused.stderr.contains("--insecure-allow-plaintext"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("tls_cert") && refused.stderr.contains("--insecure-allow-plaintext"),
+        "{}",
+        refused.stderr
+    );
 }

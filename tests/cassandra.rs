@@ -14,8 +14,11 @@ use crate::flight::Server;
 /// A lakegate with keyspace `ks`'s table `table` registered as `name`.
 fn registered(cql: &Cql, ks: &str, table: &str, name: &str) -> Lakegate {
     let lg = Lakegate::new().with_cassandra(&cql.contact_point);
-    lg.sql(&format!("CREATE EXTERNAL TABLE {name} STORED AS CASSANDRA LOCATION 'cassandra://{}/{ks}/{table}'", cql.contact_point))
-        .success();
+    lg.sql(&format!(
+        "CREATE EXTERNAL TABLE {name} STORED AS CASSANDRA LOCATION 'cassandra://{}/{ks}/{table}'",
+        cql.contact_point
+    ))
+    .success();
     lg
 }
 
@@ -56,8 +59,8 @@ fn every_cql_type_maps_to_arrow_and_back() {
     let described = lg.sql("DESCRIBE types").success();
     let names: Vec<String> = described.rows().iter().map(|r| r[0].clone()).collect();
     let mut rest: Vec<&str> = vec![
-        "a", "tx", "vc", "i", "bi", "si", "ti", "vi", "de", "f", "d", "b", "bl", "u", "tu", "ts", "dt", "tm", "du", "ip", "l",
-        "s", "m", "fl", "tp", "ud", "v",
+        "a", "tx", "vc", "i", "bi", "si", "ti", "vi", "de", "f", "d", "b", "bl", "u", "tu", "ts", "dt", "tm", "du",
+        "ip", "l", "s", "m", "fl", "tp", "ud", "v",
     ];
     rest.sort_unstable();
     assert_eq!(names, [vec!["id"], rest].concat(), "{}", described.stdout);
@@ -86,7 +89,9 @@ fn every_cql_type_maps_to_arrow_and_back() {
     ];
     for (column, arrow, shown) in expected {
         let text = if *column == "bl" { "encode(bl, 'hex')".to_owned() } else { format!("CAST({column} AS VARCHAR)") };
-        let rows = lg.json(&format!("SELECT arrow_typeof({column}) AS t, {text} AS v, {column} IS NULL AS n FROM types ORDER BY id"));
+        let rows = lg.json(&format!(
+            "SELECT arrow_typeof({column}) AS t, {text} AS v, {column} IS NULL AS n FROM types ORDER BY id"
+        ));
         assert_eq!(rows[0]["t"], json!(arrow), "type of {column}");
         assert_eq!(rows[0]["v"], json!(shown), "value of {column}");
         assert_eq!(rows[1]["n"], json!(true), "{column} is NULL in the row that does not set it");
@@ -101,8 +106,16 @@ fn every_cql_type_maps_to_arrow_and_back() {
     assert_eq!(row["tp"], json!({"_1": 7, "_2": "seven"}));
     assert_eq!(row["ud"], json!({"street": "Main", "zip": 12345}));
     assert_eq!(row["v"], json!([0.5, 1.5, 2.5]));
-    let nested_types = lg.sql("SELECT arrow_typeof(l), arrow_typeof(m), arrow_typeof(ud), arrow_typeof(v) FROM types WHERE id = 1").success();
-    assert!(nested_types.stdout.contains("List(") && nested_types.stdout.contains("Map(") && nested_types.stdout.contains("Struct("), "{}", nested_types.stdout);
+    let nested_types = lg
+        .sql("SELECT arrow_typeof(l), arrow_typeof(m), arrow_typeof(ud), arrow_typeof(v) FROM types WHERE id = 1")
+        .success();
+    assert!(
+        nested_types.stdout.contains("List(")
+            && nested_types.stdout.contains("Map(")
+            && nested_types.stdout.contains("Struct("),
+        "{}",
+        nested_types.stdout
+    );
     assert!(nested_types.stdout.contains("FixedSizeList(3"), "{}", nested_types.stdout);
     let nulls = lg.json("SELECT l, m, tp, ud, v FROM types WHERE id = 2");
     assert!(nulls[0].as_object().is_none_or(|o| o.values().all(Value::is_null)), "{:?}", nulls[0]);
@@ -135,12 +148,17 @@ fn partition_and_clustering_restrictions_are_sent_as_cql() {
     let sql = "SELECT seq, kind FROM events WHERE uid = 7 AND day = '2018-03-05' AND seq >= 2";
     let plan = explain(&lg, sql);
     assert!(
-        plan.contains(r#"cql=SELECT "seq", "kind" FROM "lg_pushdown"."events" WHERE "uid" = ? AND "day" = ? AND "seq" >= ?"#),
+        plan.contains(
+            r#"cql=SELECT "seq", "kind" FROM "lg_pushdown"."events" WHERE "uid" = ? AND "day" = ? AND "seq" >= ?"#
+        ),
         "{plan}"
     );
     assert!(plan.contains("values=[7, '2018-03-05', 2]") && plan.contains("only the partitions named"), "{plan}");
     assert!(!plan.contains("FilterExec"), "everything was pushed: {plan}");
-    assert_eq!(lg.sql(&format!("{sql} ORDER BY seq")).success().rows(), vec![vec!["2", "click"], vec!["3", "impression"]]);
+    assert_eq!(
+        lg.sql(&format!("{sql} ORDER BY seq")).success().rows(),
+        vec![vec!["2", "click"], vec!["3", "impression"]]
+    );
 
     let sql = "SELECT uid, count(*) AS n FROM events WHERE uid IN (1, 2, 3) AND day BETWEEN '2018-03-05' AND '2018-03-06' GROUP BY uid ORDER BY uid";
     let plan = explain(&lg, sql);
@@ -151,7 +169,10 @@ fn partition_and_clustering_restrictions_are_sent_as_cql() {
     let sql = "SELECT count(*) FROM events WHERE day = '2018-03-05' AND kind = 'click'";
     let plan = explain(&lg, sql);
     assert!(!plan.contains("ALLOW FILTERING") && plan.contains("FilterExec"), "{plan}");
-    assert!(plan.contains("reads=full table in") && plan.contains(r#"token("uid") > ?"#), "the scan cost shows: {plan}");
+    assert!(
+        plan.contains("reads=full table in") && plan.contains(r#"token("uid") > ?"#),
+        "the scan cost shows: {plan}"
+    );
     assert_eq!(lg.sql(sql).success().rows(), vec![vec!["100"]]);
 
     // A skipped clustering column stops the prefix: seq is left to lakegate.
@@ -180,7 +201,9 @@ fn a_single_partition_lookup_reads_only_that_partition() {
     let cql = Cql::connect();
     load_events(&cql, "lg_lookup");
     let lg = registered(&cql, "lg_lookup", "events", "events");
-    let run = lg.run(&["sql", "--format", "csv", "-e", "EXPLAIN ANALYZE SELECT count(*) FROM events WHERE uid = 9"]).success();
+    let run = lg
+        .run(&["sql", "--format", "csv", "-e", "EXPLAIN ANALYZE SELECT count(*) FROM events WHERE uid = 9"])
+        .success();
     // The partition holds 12 rows; the table 600.
     assert!(run.stdout.contains("rows_fetched=12"), "{}", run.stdout);
     let run = lg.run(&["sql", "--format", "csv", "-e", "EXPLAIN ANALYZE SELECT count(*) FROM events"]).success();
@@ -218,7 +241,10 @@ fn a_token_range_scan_returns_every_row_once_including_the_wrap_around_range() {
         ))
         .success();
         let run = lg.sql("SELECT count(*), count(DISTINCT id), min(id), max(id), sum(id) FROM t").success();
-        assert_eq!(run.rows(), vec![vec![n.to_string(), n.to_string(), "0".into(), (n - 1).to_string(), (n * (n - 1) / 2).to_string()]]);
+        assert_eq!(
+            run.rows(),
+            vec![vec![n.to_string(), n.to_string(), "0".into(), (n - 1).to_string(), (n * (n - 1) / 2).to_string()]]
+        );
         let plan = explain(&lg, "SELECT v FROM t");
         // The ring's ranges, the wrap-around one in two pieces; more when asked.
         if splits == "0" {
@@ -246,7 +272,10 @@ fn spark_data_source_spelling_and_config_contact_points() {
         )
         .success();
     assert_eq!(run.rows(), vec![vec!["NCIS", "drama"]]);
-    lg.sql("CREATE TABLE programs USING org.apache.spark.sql.cassandra OPTIONS (keyspace 'lg_spark', table 'Programs')").success();
+    lg.sql(
+        "CREATE TABLE programs USING org.apache.spark.sql.cassandra OPTIONS (keyspace 'lg_spark', table 'Programs')",
+    )
+    .success();
     assert_eq!(lg.sql("SELECT id FROM programs WHERE id = 1").success().rows(), vec![vec!["1"]]);
     // Writes go to Parquet tables only, and say so.
     let run = lg.sql("INSERT INTO programs VALUES (2, 'Bones', 'drama')").failure();
@@ -263,7 +292,9 @@ fn unknown_keyspaces_tables_and_columns_are_named() {
     assert!(run.stderr.contains("keyspace 'no_such_ks' does not exist"), "{}", run.stderr);
     let run = lg.sql("CREATE EXTERNAL TABLE b STORED AS CASSANDRA LOCATION 'cassandra:///lg_names/unknown'").failure();
     assert!(run.stderr.contains("'lg_names.unknown' does not exist") && run.stderr.contains("known"), "{}", run.stderr);
-    let run = lg.sql("CREATE EXTERNAL TABLE c (nope INT) STORED AS CASSANDRA LOCATION 'cassandra:///lg_names/known'").failure();
+    let run = lg
+        .sql("CREATE EXTERNAL TABLE c (nope INT) STORED AS CASSANDRA LOCATION 'cassandra:///lg_names/known'")
+        .failure();
     assert!(run.stderr.contains("'nope'"), "{}", run.stderr);
     let run = lg.sql("CREATE EXTERNAL TABLE d STORED AS CASSANDRA OPTIONS (keyspace 'lg_names', table 'known', consistency 'QUORAM')").failure();
     assert!(run.stderr.contains("QUORAM"), "{}", run.stderr);
@@ -274,9 +305,12 @@ fn unknown_keyspaces_tables_and_columns_are_named() {
 fn a_node_down_at_registration_is_named() {
     let down = format!("127.0.0.1:{}", free_port());
     let lg = Lakegate::new();
-    let run = lg.sql(&format!("CREATE EXTERNAL TABLE p STORED AS CASSANDRA LOCATION 'cassandra://{down}/ks/programs'")).failure();
+    let run = lg
+        .sql(&format!("CREATE EXTERNAL TABLE p STORED AS CASSANDRA LOCATION 'cassandra://{down}/ks/programs'"))
+        .failure();
     assert!(run.stderr.contains(&down) && run.stderr.contains("cannot connect"), "{}", run.stderr);
-    let run = Lakegate::new().sql("CREATE EXTERNAL TABLE p STORED AS CASSANDRA OPTIONS (keyspace 'ks', table 't')").failure();
+    let run =
+        Lakegate::new().sql("CREATE EXTERNAL TABLE p STORED AS CASSANDRA OPTIONS (keyspace 'ks', table 't')").failure();
     assert!(run.stderr.contains("contact points"), "{}", run.stderr);
 }
 
@@ -365,9 +399,15 @@ fn a_node_killed_mid_scan_fails_the_query_and_the_server_keeps_serving() {
         assert!(err.contains("lg_kill.t"), "the error names the table: {err}");
 
         let mut client = server.signed_in().await;
-        let info = client.execute("SELECT count(*) FROM (VALUES (1), (2)) AS v(x)".into(), None).await.expect("still serving");
-        let batches: Vec<_> =
-            client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("stream").try_collect().await.expect("rows");
+        let info =
+            client.execute("SELECT count(*) FROM (VALUES (1), (2)) AS v(x)".into(), None).await.expect("still serving");
+        let batches: Vec<_> = client
+            .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
+            .await
+            .expect("stream")
+            .try_collect()
+            .await
+            .expect("rows");
         assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 2);
     });
 }
@@ -406,7 +446,11 @@ fn columns_named_with_quotes_backslashes_spaces_and_unicode_read_as_themselves()
     let names = [r#"we"ird"#, "it's", r#"a""b"#, r"back\slash", "with space", "ünï", r#"back\"quote"#];
     let cql = Cql::connect();
     cql.keyspace("lg_names");
-    let columns: Vec<String> = names.iter().enumerate().map(|(i, c)| format!("{} {}", ident(c), if i == 0 { "int" } else { "text" })).collect();
+    let columns: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} {}", ident(c), if i == 0 { "int" } else { "text" }))
+        .collect();
     cql.run(&[&format!(
         "CREATE TABLE lg_names.\"Odd_Names\" ({}, PRIMARY KEY (({}), {}))",
         columns.join(", "),
@@ -417,12 +461,23 @@ fn columns_named_with_quotes_backslashes_spaces_and_unicode_read_as_themselves()
     for key in 1..=5_i32 {
         for row in 1..=4 {
             let text = |c: &str| format!("{c}#{key}.{row}");
-            inserted.push((key, text(names[1]), text(names[2]), text(names[3]), text(names[4]), text(names[5]), text(names[6])));
+            inserted.push((
+                key,
+                text(names[1]),
+                text(names[2]),
+                text(names[3]),
+                text(names[4]),
+                text(names[5]),
+                text(names[6]),
+            ));
         }
     }
     let placeholders = vec!["?"; names.len()].join(", ");
     let column_list = names.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-    cql.insert(&format!("INSERT INTO lg_names.\"Odd_Names\" ({column_list}) VALUES ({placeholders})"), inserted.clone());
+    cql.insert(
+        &format!("INSERT INTO lg_names.\"Odd_Names\" ({column_list}) VALUES ({placeholders})"),
+        inserted.clone(),
+    );
     let as_json = |rows: &[(i32, String, String, String, String, String, String)]| -> Vec<Value> {
         rows.iter()
             .map(|r| {
@@ -435,7 +490,10 @@ fn columns_named_with_quotes_backslashes_spaces_and_unicode_read_as_themselves()
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let client = &mut server.signed_in().await;
-        let create = format!("CREATE EXTERNAL TABLE odd STORED AS CASSANDRA LOCATION 'cassandra://{}/lg_names/Odd_Names'", cql.contact_point);
+        let create = format!(
+            "CREATE EXTERNAL TABLE odd STORED AS CASSANDRA LOCATION 'cassandra://{}/lg_names/Odd_Names'",
+            cql.contact_point
+        );
         flight_json(client, &create).await;
         let described = flight_json(client, "DESCRIBE odd").await;
         let described: Vec<&str> = described.iter().map(|r| r["col_name"].as_str().unwrap_or_default()).collect();
@@ -449,10 +507,12 @@ fn columns_named_with_quotes_backslashes_spaces_and_unicode_read_as_themselves()
 
         // Restrictions on the awkward keys, pushed with bound values.
         let wanted = format!("{}#3.2", names[1]);
-        let sql = format!("SELECT * FROM odd WHERE {} = 3 AND {} = {}", ident(names[0]), ident(names[1]), literal(&wanted));
+        let sql =
+            format!("SELECT * FROM odd WHERE {} = 3 AND {} = {}", ident(names[0]), ident(names[1]), literal(&wanted));
         let plan = flight_explain(client, &sql).await;
         assert!(
-            plan.contains(&format!("WHERE {} = ? AND {} = ?", ident(names[0]), ident(names[1]))) && !plan.contains("FilterExec"),
+            plan.contains(&format!("WHERE {} = ? AND {} = ?", ident(names[0]), ident(names[1])))
+                && !plan.contains("FilterExec"),
             "both restrictions are sent as CQL: {plan}"
         );
         let expected: Vec<_> = inserted.iter().filter(|r| r.0 == 3 && r.1 == wanted).cloned().collect();

@@ -31,7 +31,8 @@ fn a_table_created_by_one_process_is_queried_by_the_next() {
 fn a_failing_script_names_its_line_and_stops() {
     let lg = Lakegate::new();
     let script = lg.data_dir.path().join("nightly.sql");
-    std::fs::write(&script, "-- nightly\nCREATE DATABASE a;\n\nSELECT *\n  FROM missing_table;\nCREATE DATABASE b;\n").expect("script written");
+    std::fs::write(&script, "-- nightly\nCREATE DATABASE a;\n\nSELECT *\n  FROM missing_table;\nCREATE DATABASE b;\n")
+        .expect("script written");
     let run = lg.run(&["sql", "-f", script.to_str().expect("utf-8 path")]).failure();
     assert!(run.stderr.contains("nightly.sql:4"), "{}", run.stderr);
     assert!(run.stderr.contains("missing_table"), "{}", run.stderr);
@@ -45,16 +46,19 @@ fn processes_creating_tables_at_once_share_one_catalog() {
     let dir = write_events(&lg);
     let children: Vec<_> = (0..4)
         .map(|p| {
-            let statements: Vec<String> = (0..5)
-                .map(|t| format!("CREATE EXTERNAL TABLE t_{p}_{t} STORED AS PARQUET LOCATION '{dir}'"))
-                .collect();
+            let statements: Vec<String> =
+                (0..5).map(|t| format!("CREATE EXTERNAL TABLE t_{p}_{t} STORED AS PARQUET LOCATION '{dir}'")).collect();
             lg.command().args(["sql", "-e", &statements.join(";")]).spawn().expect("spawns")
         })
         .collect();
     for mut child in children {
         assert!(child.wait().expect("waits").success());
     }
-    let run = lg.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'default' AND table_name LIKE 't\\_%'").success();
+    let run = lg
+        .sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'default' AND table_name LIKE 't\\_%'",
+        )
+        .success();
     assert_eq!(run.rows(), vec![vec!["20"]]);
     let sum = lg.sql("SELECT count(*) FROM t_3_4").success();
     assert_eq!(sum.rows(), vec![vec!["3"]]);
@@ -117,7 +121,14 @@ fn the_repl_runs_multi_line_statements_and_browsing_commands() {
 
     let lg = Lakegate::new();
     let dir = write_events(&lg);
-    let mut child = lg.command().arg("repl").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("repl starts");
+    let mut child = lg
+        .command()
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("repl starts");
     let input = format!(
         "CREATE EXTERNAL TABLE events\n  STORED AS PARQUET\n  LOCATION '{dir}';\n\\dt\nSELECT count(*) AS n\n  FROM events\n  WHERE dt = '2018-03-05';\nSELECT * FROM nope;\n\\d events\n\\q\n"
     );
@@ -129,7 +140,10 @@ fn the_repl_runs_multi_line_statements_and_browsing_commands() {
     assert!(stdout.contains("created table default.events"), "{stdout}");
     assert!(stdout.contains("| default  | events     | parquet"), "\\dt lists the table:\n{stdout}");
     assert!(stdout.contains("| 2 |") && stdout.contains("1 row in"), "the count and its timing:\n{stdout}");
-    assert!(stderr.contains("table 'default.nope' does not exist"), "errors are printed and the shell goes on:\n{stderr}");
+    assert!(
+        stderr.contains("table 'default.nope' does not exist"),
+        "errors are printed and the shell goes on:\n{stderr}"
+    );
     assert!(stdout.contains("| dt       | STRING"), "\\d describes:\n{stdout}");
 }
 
@@ -156,5 +170,9 @@ fn a_nightly_script_runs_with_airflow_and_hive_variables() {
     assert!(dry.stdout.contains("-- ") && dry.stdout.contains("WHERE dt = '2018-03-06' AND uid < 7"), "{}", dry.stdout);
 
     let missing = lg.run(&["run", path, "--var", "ds=2018-03-05"]).failure();
-    assert!(missing.stderr.contains("nightly.sql") && missing.stderr.contains("unknown variable 'lookback'"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("nightly.sql") && missing.stderr.contains("unknown variable 'lookback'"),
+        "{}",
+        missing.stderr
+    );
 }

@@ -22,7 +22,11 @@ impl Toxiproxy {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/toxiproxy.sh");
         let out = Command::new("bash").arg(script).arg("start").output().expect("toxiproxy.sh runs");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "Toxiproxy did not start (run `bash scripts/setup.sh` to build it):\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "Toxiproxy did not start (run `bash scripts/setup.sh` to build it):\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).expect(key).to_owned();
         Self { api: value("TOXIPROXY_URL").trim_start_matches("http://").to_owned(), pid: value("TOXIPROXY_PID") }
     }
@@ -45,7 +49,11 @@ impl Toxiproxy {
 
     /// A proxy to `upstream` on a free loopback port; returns that port.
     fn proxy(&self, name: &str, upstream: &str) -> u16 {
-        let (status, body) = self.call("POST", "/proxies", &format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#));
+        let (status, body) = self.call(
+            "POST",
+            "/proxies",
+            &format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#),
+        );
         assert_eq!(status, 201, "creating proxy {name}: {body}");
         let proxy: serde_json::Value = serde_json::from_str(&body).expect("proxy JSON");
         proxy["listen"].as_str().and_then(|l| l.rsplit(':').next()).and_then(|p| p.parse().ok()).expect("listen port")
@@ -53,7 +61,9 @@ impl Toxiproxy {
 
     /// Adds a toxic (`latency`, `limit_data`, `timeout`, `reset_peer`, ...) to a proxy.
     fn toxic(&self, proxy: &str, name: &str, kind: &str, stream: &str, attributes: &str) {
-        let body = format!(r#"{{"name":"{name}","type":"{kind}","stream":"{stream}","toxicity":1.0,"attributes":{attributes}}}"#);
+        let body = format!(
+            r#"{{"name":"{name}","type":"{kind}","stream":"{stream}","toxicity":1.0,"attributes":{attributes}}}"#
+        );
         let (status, text) = self.call("POST", &format!("/proxies/{proxy}/toxics"), &body);
         assert_eq!(status, 200, "adding toxic {name}: {text}");
     }
@@ -75,7 +85,10 @@ fn postgres_faults_fail_the_query_naming_the_table_and_nothing_else() {
     let toxiproxy = Toxiproxy::start();
     let pg = Postgres::start();
     let database = pg.database();
-    pg.psql(&database, "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 200000) g");
+    pg.psql(
+        &database,
+        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 200000) g",
+    );
     let port = toxiproxy.proxy("pg", &format!("127.0.0.1:{}", pg.port));
     let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
     lakegate
@@ -95,7 +108,11 @@ fn postgres_faults_fail_the_query_naming_the_table_and_nothing_else() {
     // Cut mid-stream: the connection closes after 64 KB of rows.
     toxiproxy.toxic("pg", "cut", "limit_data", "downstream", r#"{"bytes":65536}"#);
     let failed = count().failure();
-    assert!(failed.stderr.contains("events") || failed.stderr.to_lowercase().contains("postgres"), "the error names the source: {}", failed.stderr);
+    assert!(
+        failed.stderr.contains("events") || failed.stderr.to_lowercase().contains("postgres"),
+        "the error names the source: {}",
+        failed.stderr
+    );
     assert!(!failed.stderr.contains(PASSWORD), "no password in errors");
     toxiproxy.remove_toxic("pg", "cut");
 
@@ -143,11 +160,16 @@ fn a_stalled_cassandra_fails_the_query_and_the_server_keeps_serving() {
     let contact = crate::common::cassandra_contact_point();
     let cql = crate::common::Cql::connect();
     cql.keyspace("lakegate_faults");
-    cql.run(&["CREATE TABLE IF NOT EXISTS lakegate_faults.kv (k int PRIMARY KEY, v text)", "INSERT INTO lakegate_faults.kv (k, v) VALUES (1, 'one')"]);
+    cql.run(&[
+        "CREATE TABLE IF NOT EXISTS lakegate_faults.kv (k int PRIMARY KEY, v text)",
+        "INSERT INTO lakegate_faults.kv (k, v) VALUES (1, 'one')",
+    ]);
     let port = toxiproxy.proxy("cassandra", &contact);
     let lakegate = Lakegate::new();
     lakegate
-        .sql(&format!("CREATE EXTERNAL TABLE kv STORED AS CASSANDRA LOCATION 'cassandra://127.0.0.1:{port}/lakegate_faults/kv'"))
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE kv STORED AS CASSANDRA LOCATION 'cassandra://127.0.0.1:{port}/lakegate_faults/kv'"
+        ))
         .success();
     assert_eq!(lakegate.sql("SELECT v FROM kv WHERE k = 1").success().rows(), vec![vec!["one".to_owned()]]);
     // The node stops answering (connections stay open, nothing comes back).
@@ -155,7 +177,11 @@ fn a_stalled_cassandra_fails_the_query_and_the_server_keeps_serving() {
     let started = std::time::Instant::now();
     let failed = lakegate.sql("SELECT v FROM kv WHERE k = 1").failure();
     assert!(failed.stderr.contains("kv") || failed.stderr.to_lowercase().contains("cassandra"), "{}", failed.stderr);
-    assert!(started.elapsed() < std::time::Duration::from_secs(120), "a stalled node must time out: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "a stalled node must time out: {:?}",
+        started.elapsed()
+    );
     toxiproxy.remove_toxic("cassandra", "stall");
     assert_eq!(lakegate.sql("SELECT v FROM kv WHERE k = 1").success().rows(), vec![vec!["one".to_owned()]]);
 }

@@ -41,7 +41,11 @@ impl Server {
     /// Writes a config with the test user, starts the server and reads its address.
     pub(crate) fn start_with(lakegate: Lakegate, args: &[&str]) -> Result<Self, String> {
         let hash = password_hash(&lakegate, PASSWORD);
-        Self::spawn(lakegate, &format!("[[server.users]]\nname = \"{USER}\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n"), args)
+        Self::spawn(
+            lakegate,
+            &format!("[[server.users]]\nname = \"{USER}\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n"),
+            args,
+        )
     }
 
     /// Starts `lakegate serve` with `config` as its configuration file.
@@ -71,7 +75,11 @@ impl Server {
             }
         });
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        match stdout.lines().map_while(Result::ok).find_map(|l| l.strip_prefix("lakegate Flight SQL listening on ").map(str::to_owned)) {
+        match stdout
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("lakegate Flight SQL listening on ").map(str::to_owned))
+        {
             Some(url) => Ok(Self { child, url, users, lakegate, log }),
             None => {
                 let _ = child.wait();
@@ -105,14 +113,22 @@ impl Server {
         );
     }
 
-    pub(crate) async fn sign_in(&self, user: &str, password: &str) -> Result<FlightSqlServiceClient<Channel>, arrow_flight::error::FlightError> {
+    pub(crate) async fn sign_in(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<FlightSqlServiceClient<Channel>, arrow_flight::error::FlightError> {
         let mut client = self.client().await;
         client.handshake(user, password).await?;
         Ok(client)
     }
 
     async fn client(&self) -> FlightSqlServiceClient<Channel> {
-        let channel = Channel::from_shared(self.url.replace("grpc://", "http://")).expect("url").connect().await.expect("connects");
+        let channel = Channel::from_shared(self.url.replace("grpc://", "http://"))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connects");
         FlightSqlServiceClient::new(channel)
     }
 
@@ -126,7 +142,11 @@ impl Server {
     /// The server's peak resident memory so far, from `/proc`.
     pub(crate) fn peak_rss_kb(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).expect("VmHWM")
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .expect("VmHWM")
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -153,11 +173,13 @@ impl Drop for Server {
 
 /// The Argon2 hash of `password`, made by `lakegate hash-password` as an operator would.
 pub(crate) fn password_hash(lakegate: &Lakegate, password: &str) -> String {
-    let hash = lakegate.command().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
-        use std::io::Write;
-        c.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes())?;
-        c.wait_with_output()
-    });
+    let hash = lakegate.command().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(
+        |mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes())?;
+            c.wait_with_output()
+        },
+    );
     let hash = String::from_utf8(hash.expect("hash-password runs").stdout).expect("utf-8");
     assert!(hash.starts_with("$argon2"), "{hash}");
     hash.trim().to_owned()
@@ -200,7 +222,9 @@ fn superset_sql_lab_through_its_rest_api() {
     let started = Command::new("bash").arg(&script).arg("start").output().expect("superset.sh runs");
     let out = String::from_utf8_lossy(&started.stdout).into_owned();
     assert!(started.status.success(), "Superset did not start:\n{out}\n{}", String::from_utf8_lossy(&started.stderr));
-    let value = |key: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().trim_matches('\'').to_owned();
+    let value = |key: &str| {
+        out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().trim_matches('\'').to_owned()
+    };
     let (url, user, password) = (value("SUPERSET_URL"), value("SUPERSET_USER"), value("SUPERSET_PASSWORD"));
     let run = std::panic::catch_unwind(|| {
         for server in [&with_users, &without_users] {
@@ -228,7 +252,10 @@ async fn rust_client_queries_streams_and_gets_clear_errors() {
     assert!(wrong.to_string().contains("wrong user name or password"), "{wrong}");
 
     let mut client = server.signed_in().await;
-    let info = client.execute("SELECT sum(n) AS total, count(*) AS rows FROM default.numbers".into(), None).await.expect("info");
+    let info = client
+        .execute("SELECT sum(n) AS total, count(*) AS rows FROM default.numbers".into(), None)
+        .await
+        .expect("info");
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
     let batches: Vec<_> = client.do_get(ticket.clone()).await.expect("stream").try_collect().await.expect("batches");
     assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 5_000_050_000);
@@ -260,15 +287,35 @@ async fn rust_client_queries_streams_and_gets_clear_errors() {
 
     // The server keeps serving after all of that, and lists what it ran.
     let info = client
-        .execute("SELECT user, sql, rows, outcome FROM system.queries WHERE sql LIKE 'SELECT sum(n)%' ORDER BY started".into(), None)
+        .execute(
+            "SELECT user, sql, rows, outcome FROM system.queries WHERE sql LIKE 'SELECT sum(n)%' ORDER BY started"
+                .into(),
+            None,
+        )
         .await
         .expect("still serving");
-    let batches: Vec<_> = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("stream").try_collect().await.expect("ok");
+    let batches: Vec<_> = client
+        .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
+        .await
+        .expect("stream")
+        .try_collect()
+        .await
+        .expect("ok");
     let history = datafusion::arrow::util::pretty::pretty_format_batches(&batches).expect("prints").to_string();
     assert!(history.contains("| analyst |") && history.contains("| 1    | ok"), "{history}");
-    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2, "the query and its redemption elsewhere: {history}");
+    assert_eq!(
+        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        2,
+        "the query and its redemption elsewhere: {history}"
+    );
     let info = client.execute("SELECT 42 AS answer".into(), None).await.expect("still serving");
-    let batches: Vec<_> = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("stream").try_collect().await.expect("ok");
+    let batches: Vec<_> = client
+        .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
+        .await
+        .expect("stream")
+        .try_collect()
+        .await
+        .expect("ok");
     assert_eq!(batches[0].num_rows(), 1);
     let log = server.stop();
     assert!(log.contains("user=analyst") && log.contains("SELECT 42"), "queries are logged with their user: {log}");
@@ -286,13 +333,15 @@ fn a_configured_server_refuses_bad_password_hashes() {
     let lakegate = Lakegate::new();
     let config = lakegate.data_dir.path().join("bad.toml");
     std::fs::write(&config, "[[server.users]]\nname = \"bob\"\npassword_hash = \"hunter2\"\n").expect("config");
-    let run = lakegate.run(&["--config", config.to_str().expect("utf-8"), "serve", "--listen", "127.0.0.1:0"]).failure();
+    let run =
+        lakegate.run(&["--config", config.to_str().expect("utf-8"), "serve", "--listen", "127.0.0.1:0"]).failure();
     assert!(run.stderr.contains("'bob'") && run.stderr.contains("hash-password"), "{}", run.stderr);
 }
 
 async fn first_batch_then_cancel(server: &Server, cancel: bool) -> String {
     let mut client = server.signed_in().await;
-    let slow = "SELECT a.value * b.value AS v FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
+    let slow =
+        "SELECT a.value * b.value AS v FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
     let info = client.execute(slow.into(), None).await.expect("plans");
     let mut stream = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("starts");
     let first = stream.try_next().await.expect("a first batch").expect("not empty");
@@ -304,7 +353,8 @@ async fn first_batch_then_cancel(server: &Server, cancel: bool) -> String {
     let request = arrow_flight::CancelFlightInfoRequest::new(info);
     let action = arrow_flight::Action::new("CancelFlightInfo", prost::Message::encode_to_vec(&request));
     let results: Vec<_> = client.do_action(action).await.expect("cancel accepted").try_collect().await.expect("result");
-    let result: arrow_flight::CancelFlightInfoResult = prost::Message::decode(results[0].body.clone()).expect("decodes");
+    let result: arrow_flight::CancelFlightInfoResult =
+        prost::Message::decode(results[0].body.clone()).expect("decodes");
     assert_eq!(result.status(), arrow_flight::CancelStatus::Cancelled);
     let rest: Result<Vec<_>, _> = stream.try_collect().await;
     rest.expect_err("a cancelled query ends with an error").to_string()
@@ -320,7 +370,13 @@ async fn cancelled_and_abandoned_queries_stop_and_the_server_carries_on() {
     first_batch_then_cancel(&server, false).await;
     let mut client = server.signed_in().await;
     let info = client.execute("SELECT 1 AS one".into(), None).await.expect("still serving");
-    let rows: Vec<_> = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("ok").try_collect().await.expect("ok");
+    let rows: Vec<_> = client
+        .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
+        .await
+        .expect("ok")
+        .try_collect()
+        .await
+        .expect("ok");
     assert_eq!(rows[0].num_rows(), 1);
     let log = server.stop();
     assert!(log.contains("outcome=\"cancelled\"") && log.contains("outcome=\"disconnected\""), "{log}");
@@ -341,15 +397,30 @@ async fn thirty_two_concurrent_clients() {
             for i in 0..100 {
                 let outcome: Result<usize, String> = match i % 5 {
                     0 => run(&mut client, "SELECT kind, count(*) FROM default.events GROUP BY kind").await,
-                    1 => run(&mut client, &format!("SELECT count(*) FROM default.events WHERE user_id = {}", (client_no * 100 + i) % 1000)).await,
+                    1 => {
+                        run(
+                            &mut client,
+                            &format!(
+                                "SELECT count(*) FROM default.events WHERE user_id = {}",
+                                (client_no * 100 + i) % 1000
+                            ),
+                        )
+                        .await
+                    }
                     2 => {
-                        let info = client.get_tables(arrow_flight::sql::CommandGetTables { include_schema: true, ..Default::default() }).await;
+                        let info = client
+                            .get_tables(arrow_flight::sql::CommandGetTables {
+                                include_schema: true,
+                                ..Default::default()
+                            })
+                            .await;
                         match info {
                             Ok(info) => rows_of(&mut client, info).await,
                             Err(e) => Err(e.to_string()),
                         }
                     }
-                    3 => match client.prepare("SELECT count(*) FROM default.events WHERE kind = $1".into(), None).await {
+                    3 => match client.prepare("SELECT count(*) FROM default.events WHERE kind = $1".into(), None).await
+                    {
                         Ok(mut prepared) => {
                             let params = datafusion::arrow::array::RecordBatch::try_from_iter([(
                                 "$1",
@@ -391,9 +462,13 @@ async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<
     rows_of(client, info).await
 }
 
-async fn rows_of(client: &mut FlightSqlServiceClient<Channel>, info: arrow_flight::FlightInfo) -> Result<usize, String> {
+async fn rows_of(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: arrow_flight::FlightInfo,
+) -> Result<usize, String> {
     let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
-    let batches: Vec<_> = client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())?;
+    let batches: Vec<_> =
+        client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())?;
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
 
@@ -403,22 +478,34 @@ async fn tls_with_a_certificate_from_the_config() {
     let dir = lakegate.data_dir.path().to_path_buf();
     // A CA, and a server certificate it signs, as an operator would have.
     let openssl = |args: &str| {
-        let made = Command::new("openssl").args(args.split_whitespace()).current_dir(&dir).output().expect("openssl runs");
+        let made =
+            Command::new("openssl").args(args.split_whitespace()).current_dir(&dir).output().expect("openssl runs");
         assert!(made.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&made.stderr));
     };
     openssl("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=lakegate-test-ca -keyout ca-key.pem -out ca.pem");
     openssl("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out server.csr");
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
-    openssl("x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out cert.pem");
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .expect("ext");
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out cert.pem",
+    );
     let lakegate = lakegate
         .with_env("LAKEGATE_TLS_CERT", &dir.join("cert.pem").display().to_string())
         .with_env("LAKEGATE_TLS_KEY", &dir.join("key.pem").display().to_string());
     let server = Server::start_with(lakegate, &["--listen", "127.0.0.1:0"]).expect("starts with TLS");
     assert!(server.url.starts_with("grpc+tls://"), "{}", server.url);
     let cert = std::fs::read(dir.join("ca.pem")).expect("CA cert");
-    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(cert)).domain_name("localhost");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(cert))
+        .domain_name("localhost");
     let address = server.url.replace("grpc+tls://", "https://");
-    let channel = Channel::from_shared(address.clone()).expect("url").tls_config(tls).expect("tls").connect().await.expect("TLS connects");
+    let channel = Channel::from_shared(address.clone())
+        .expect("url")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("TLS connects");
     let mut client = FlightSqlServiceClient::new(channel);
     client.handshake(USER, PASSWORD).await.expect("signs in over TLS");
     assert_eq!(run(&mut client, "SELECT 1").await.expect("query over TLS"), 1);

@@ -73,8 +73,22 @@ fn corpus(scratch: &str) -> Vec<String> {
 
 /// A random statement from a small grammar of what analysts type, odd corners included.
 fn generated(rng: &mut Rng) -> String {
-    const LITERALS: &[&str] = &["1", "-0", "NULL", "'it''s'", "'\\'", "1e308", "9223372036854775807", "DATE '2018-03-05'", "TRUE", "'ünï'", "''", "0.1"];
-    const FUNCTIONS: &[&str] = &["abs", "upper", "length", "coalesce", "geodata", "sum", "count", "max", "concat", "date_trunc", "cast"];
+    const LITERALS: &[&str] = &[
+        "1",
+        "-0",
+        "NULL",
+        "'it''s'",
+        "'\\'",
+        "1e308",
+        "9223372036854775807",
+        "DATE '2018-03-05'",
+        "TRUE",
+        "'ünï'",
+        "''",
+        "0.1",
+    ];
+    const FUNCTIONS: &[&str] =
+        &["abs", "upper", "length", "coalesce", "geodata", "sum", "count", "max", "concat", "date_trunc", "cast"];
     const OPS: &[&str] = &["+", "-", "*", "/", "%", "=", "<>", "<", "AND", "OR", "||", "LIKE", "IS DISTINCT FROM"];
     fn expr(rng: &mut Rng, depth: usize) -> String {
         match if depth > 3 { 0 } else { rng.below(6) } {
@@ -82,16 +96,31 @@ fn generated(rng: &mut Rng) -> String {
             1 => format!("{} {} {}", expr(rng, depth + 1), rng.pick(OPS), expr(rng, depth + 1)),
             2 => format!("{}({})", rng.pick(FUNCTIONS), expr(rng, depth + 1)),
             3 => format!("({})", expr(rng, depth + 1)),
-            4 => format!("CASE WHEN {} THEN {} ELSE {} END", expr(rng, depth + 1), expr(rng, depth + 1), expr(rng, depth + 1)),
+            4 => format!(
+                "CASE WHEN {} THEN {} ELSE {} END",
+                expr(rng, depth + 1),
+                expr(rng, depth + 1),
+                expr(rng, depth + 1)
+            ),
             _ => format!("(SELECT {})", expr(rng, depth + 1)),
         }
     }
     match rng.below(8) {
-        0 => format!("SELECT {} FROM generate_series(1, {}) AS t(v) WHERE {}", expr(rng, 0), rng.below(1000), expr(rng, 1)),
+        0 => format!(
+            "SELECT {} FROM generate_series(1, {}) AS t(v) WHERE {}",
+            expr(rng, 0),
+            rng.below(1000),
+            expr(rng, 1)
+        ),
         1 => format!("SELECT count(*) FROM system.queries WHERE sql LIKE {}", rng.pick(LITERALS)),
         2 => format!("SHOW TABLES LIKE {}", rng.pick(LITERALS)),
         3 => format!("DESCRIBE {}", rng.pick(&["t", "\"a\"\"b\"", "system.queries", "nope.nope", "`x`"])),
-        4 => format!("SELECT * FROM (VALUES ({}), ({})) AS v(a) ORDER BY 1 LIMIT {}", expr(rng, 1), expr(rng, 1), rng.below(5)),
+        4 => format!(
+            "SELECT * FROM (VALUES ({}), ({})) AS v(a) ORDER BY 1 LIMIT {}",
+            expr(rng, 1),
+            expr(rng, 1),
+            rng.below(5)
+        ),
         5 => format!("EXPLAIN SELECT {}", expr(rng, 0)),
         6 => format!("SET datafusion.execution.batch_size = {}", rng.pick(&["1", "0", "-1", "'x'", "8192"])),
         _ => format!("SELECT {}", expr(rng, 0)),
@@ -117,7 +146,8 @@ fn mutated(rng: &mut Rng, sql: &str) -> String {
                 bytes.splice(at..at, piece);
             }
             3 => {
-                let token = rng.pick(&["'", "\"", "(", ")", ";", "--", "/*", "$1", "?", "\0", "NULL", "SELECT", ",", "\\"]);
+                let token =
+                    rng.pick(&["'", "\"", "(", ")", ";", "--", "/*", "$1", "?", "\0", "NULL", "SELECT", ",", "\\"]);
                 bytes.splice(at..at, token.bytes());
             }
             _ => {
@@ -153,7 +183,11 @@ async fn the_server_survives_ten_thousand_bad_statements_and_random_bytes() {
     let home = lakegate.data_dir.path().display().to_string();
     let config = format!("[server]\nallowed_locations = [\"{home}/\"]\n");
     let server = Server::spawn(lakegate, &config, &["--listen", "127.0.0.1:0"]).expect("the server starts");
-    let channel = Channel::from_shared(server.url().replace("grpc://", "http://")).expect("url").connect().await.expect("connects");
+    let channel = Channel::from_shared(server.url().replace("grpc://", "http://"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
     let mut client = FlightSqlServiceClient::new(channel.clone());
     assert!(run(&mut client, "CREATE TABLE t (a BIGINT, b STRING) USING PARQUET".into()).await);
     assert!(run(&mut client, "INSERT INTO t VALUES (1, 'x'), (2, NULL)".into()).await);
@@ -183,19 +217,34 @@ async fn the_server_survives_ten_thousand_bad_statements_and_random_bytes() {
         answered += tokio::time::timeout(CALL_TIMEOUT, raw.do_get(ticket)).await.is_ok() as usize;
         let descriptor = FlightDescriptor::new_cmd(rng.bytes(300));
         answered += tokio::time::timeout(CALL_TIMEOUT, raw.get_flight_info(descriptor.clone())).await.is_ok() as usize;
-        let action = Action::new(*rng.pick(&["CreatePreparedStatement", "ClosePreparedStatement", "CancelFlightInfo", "CancelQuery", "x"]), rng.bytes(300));
+        let action = Action::new(
+            *rng.pick(&["CreatePreparedStatement", "ClosePreparedStatement", "CancelFlightInfo", "CancelQuery", "x"]),
+            rng.bytes(300),
+        );
         answered += tokio::time::timeout(CALL_TIMEOUT, raw.do_action(action)).await.is_ok() as usize;
-        let data = FlightData { flight_descriptor: Some(descriptor), data_header: rng.bytes(64).into(), data_body: rng.bytes(256).into(), ..Default::default() };
+        let data = FlightData {
+            flight_descriptor: Some(descriptor),
+            data_header: rng.bytes(64).into(),
+            data_body: rng.bytes(256).into(),
+            ..Default::default()
+        };
         let put = raw.do_put(futures::stream::iter([data]));
         answered += tokio::time::timeout(CALL_TIMEOUT, put).await.is_ok() as usize;
     }
 
     // The fuzzed session may have dropped `t` or set anything: a new client is the test of
     // whether the server still serves everyone else.
-    let fresh = Channel::from_shared(server.url().replace("grpc://", "http://")).expect("url").connect().await.expect("connects");
+    let fresh = Channel::from_shared(server.url().replace("grpc://", "http://"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
     let alive = run(&mut FlightSqlServiceClient::new(fresh), "SELECT 1".into()).await;
     let log = server.stop();
-    println!("fuzz (seed {seed}): {STATEMENTS} statements ({ok} ran, {failed} refused or failed), {} random-byte calls ({answered} answered)", RANDOM_CALLS * 4);
+    println!(
+        "fuzz (seed {seed}): {STATEMENTS} statements ({ok} ran, {failed} refused or failed), {} random-byte calls ({answered} answered)",
+        RANDOM_CALLS * 4
+    );
     assert!(alive, "the server stopped answering after the fuzzing (seed {seed})");
     assert!(!log.contains("panicked"), "the server panicked (seed {seed}):\n{log}");
     assert_eq!(answered, RANDOM_CALLS * 4, "every random-byte call is answered (seed {seed})");

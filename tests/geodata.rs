@@ -32,7 +32,13 @@ async fn layers_reload_when_their_file_changes_and_survive_a_broken_edit() {
     let config = Config {
         data_dir: Some(dir.path().join("data")),
         geodata: GeodataConfig {
-            layers: vec![LayerConfig { name: "regions".into(), path: layer.clone(), wkt_column: None, attributes: vec![], reject_invalid: false }],
+            layers: vec![LayerConfig {
+                name: "regions".into(),
+                path: layer.clone(),
+                wkt_column: None,
+                attributes: vec![],
+                reject_invalid: false,
+            }],
         },
         ..Config::default()
     };

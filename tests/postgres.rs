@@ -28,7 +28,10 @@ fn register(lg: &Lakegate, pg: &Postgres, database: &str, name: &str, table: &st
 
 /// Rows of `lakegate sql --format json`, as JSON objects.
 fn json_rows(lg: &Lakegate, sql: &str) -> Vec<serde_json::Map<String, Value>> {
-    lg.json(sql).into_iter().map(|row| row.as_object().cloned().unwrap_or_else(|| panic!("not a JSON row: {row}"))).collect()
+    lg.json(sql)
+        .into_iter()
+        .map(|row| row.as_object().cloned().unwrap_or_else(|| panic!("not a JSON row: {row}")))
+        .collect()
 }
 
 #[test]
@@ -55,7 +58,10 @@ fn every_postgres_type_reads_back_as_written() {
 
     let described = json_rows(&lg, "DESCRIBE every_type");
     let arrow_type = |column: &str| {
-        described.iter().find(|r| r["col_name"] == column).map(|r| r["arrow_type"].as_str().unwrap_or_default().to_owned())
+        described
+            .iter()
+            .find(|r| r["col_name"] == column)
+            .map(|r| r["arrow_type"].as_str().unwrap_or_default().to_owned())
     };
     let expected_types = [
         ("id", "Int32"),
@@ -101,7 +107,9 @@ fn every_postgres_type_reads_back_as_written() {
     );
     assert_eq!(rows.len(), 2);
     let row = &rows[0];
-    let text = |k: &str| row.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_else(|| "<null>".into());
+    let text = |k: &str| {
+        row.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_else(|| "<null>".into())
+    };
     let expected = [
         ("id", "1"),
         ("small", "-32768"),
@@ -136,7 +144,10 @@ fn every_postgres_type_reads_back_as_written() {
         assert!(text(column).starts_with(value), "{column}: got {}, wrote {value}", text(column));
     }
     let span = text("span");
-    assert!(span.contains("14 mons") && span.contains("3 days") && span.contains("4 hours 5 mins 6.5"), "interval: {span}");
+    assert!(
+        span.contains("14 mons") && span.contains("3 days") && span.contains("4 hours 5 mins 6.5"),
+        "interval: {span}"
+    );
     // The second row is NULL everywhere but its key.
     assert_eq!(rows[1].len(), 1, "only id is non-null: {:?}", rows[1]);
 }
@@ -164,7 +175,10 @@ fn exact_filters_projection_and_limit_run_in_postgres() {
         "the filters, projection and limit are in the SQL sent, the values bound:\n{plan}"
     );
     assert!(!plan.contains("FilterExec"), "nothing is left to filter in lakegate:\n{plan}");
-    let expected = pg.psql(&db, "SELECT count(*) FROM users WHERE age BETWEEN 25 AND 49 AND gender = 'F' AND uid IN (2, 12, 24, 36, 9999)");
+    let expected = pg.psql(
+        &db,
+        "SELECT count(*) FROM users WHERE age BETWEEN 25 AND 49 AND gender = 'F' AND uid IN (2, 12, 24, 36, 9999)",
+    );
     let got = lg.sql(&format!("SELECT count(*) FROM ({query})")).success().rows();
     assert_eq!(got, vec![vec![expected.min("3".into())]]);
 
@@ -234,7 +248,10 @@ fn spark_jdbc_spellings_and_secrets() {
     .success();
     assert_eq!(lg.sql("SELECT owner FROM accounts ORDER BY id").success().rows(), vec![vec!["ann"], vec!["bob"]]);
     let shown = lg.run(&["sql", "-e", "SHOW CREATE TABLE accounts"]).success().stdout;
-    assert!(shown.contains("STORED AS POSTGRES") && shown.contains("${env:PG_PASSWORD}") && !shown.contains(PASSWORD), "{shown}");
+    assert!(
+        shown.contains("STORED AS POSTGRES") && shown.contains("${env:PG_PASSWORD}") && !shown.contains(PASSWORD),
+        "{shown}"
+    );
 }
 
 /// `sslmode 'verify-full'` connects over TLS, checking the server's certificate against
@@ -258,7 +275,10 @@ fn tls_connections_verify_the_server() {
     assert_eq!(rows[0][0], "true", "the connection is encrypted: {rows:?}");
     assert!(rows[0][1].starts_with("TLSv1."), "{rows:?}");
     let refused = create("untrusted", "").failure().stderr;
-    assert!(refused.contains(&format!("127.0.0.1:{}", pg.port)) && refused.to_lowercase().contains("certificate"), "{refused}");
+    assert!(
+        refused.contains(&format!("127.0.0.1:{}", pg.port)) && refused.to_lowercase().contains("certificate"),
+        "{refused}"
+    );
 }
 
 #[test]
@@ -292,7 +312,10 @@ fn a_remote_table_altered_after_registration_is_reported_not_misread() {
     let lg = lakegate();
     register(&lg, pg, &db, "items", "items");
     // A column changes type: PostgreSQL converts it for the stored schema, or says why not.
-    pg.psql(&db, "ALTER TABLE items ALTER COLUMN qty TYPE int8; ALTER TABLE items ALTER COLUMN label TYPE int4 USING 7");
+    pg.psql(
+        &db,
+        "ALTER TABLE items ALTER COLUMN qty TYPE int8; ALTER TABLE items ALTER COLUMN label TYPE int4 USING 7",
+    );
     assert_eq!(lg.sql("SELECT id, label, qty FROM items").success().rows(), vec![vec!["1", "7", "10"]]);
     pg.psql(&db, "ALTER TABLE items DROP COLUMN qty");
     let err = lg.sql("SELECT * FROM items").failure().stderr;
@@ -310,7 +333,8 @@ async fn register_remotely(client: &mut FlightSqlServiceClient<Channel>, pg: &Po
 async fn count(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<i64, String> {
     let info = client.execute(sql.to_owned(), None).await.map_err(|e| e.to_string())?;
     let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
-    let batches: Vec<_> = client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())?;
+    let batches: Vec<_> =
+        client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())?;
     Ok(batches.iter().map(|b| b.column(0).as_primitive::<Int64Type>().value(0)).sum())
 }
 
@@ -335,12 +359,23 @@ async fn postgres_going_down_mid_query_fails_only_that_query() {
             Err(e) => break e.to_string(),
         }
     };
-    assert!(err.contains("public.big") && err.contains(&format!("127.0.0.1:{}", pg.port)), "the source is named: {err}");
-    assert_eq!(count(&mut client, "SELECT count(*) FROM (VALUES (1), (2)) v(x)").await, Ok(2), "other queries still run");
+    assert!(
+        err.contains("public.big") && err.contains(&format!("127.0.0.1:{}", pg.port)),
+        "the source is named: {err}"
+    );
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM (VALUES (1), (2)) v(x)").await,
+        Ok(2),
+        "other queries still run"
+    );
     let down = count(&mut client, "SELECT count(*) FROM big").await.expect_err("PostgreSQL is down");
     assert!(down.contains(&format!("127.0.0.1:{}", pg.port)), "{down}");
     pg.resume();
-    assert_eq!(count(&mut client, "SELECT count(*) FROM big WHERE id <= 1000").await, Ok(1000), "back once PostgreSQL is");
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM big WHERE id <= 1000").await,
+        Ok(1000),
+        "back once PostgreSQL is"
+    );
 }
 
 /// A table several times the memory limit streams through in bounded memory.
@@ -398,10 +433,15 @@ fn redshift_tables_read_through_a_cursor_and_plan_unloads() {
     let plan = lg.run(&["sql", "-e", "EXPLAIN SELECT region FROM sales_bulk"]).success().stdout;
     // The statement as it runs: the tempdir in Redshift's s3:// form and the scan's own folder.
     let unload = r#"UNLOAD ('SELECT CAST("region" AS varchar(65535)) FROM "public"."sales"') TO 's3://lake/tmp/lakegate-unload-"#;
-    let folder = plan.split_once(unload).and_then(|(_, rest)| rest.split_once("/' IAM_ROLE 'arn:aws:iam::123456789012:role/unload' FORMAT AS PARQUET MAXFILESIZE 64 MB"));
+    let folder = plan.split_once(unload).and_then(|(_, rest)| {
+        rest.split_once("/' IAM_ROLE 'arn:aws:iam::123456789012:role/unload' FORMAT AS PARQUET MAXFILESIZE 64 MB")
+    });
     assert!(folder.is_some_and(|(id, _)| id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit())), "{plan}");
     let plan = lg.run(&["sql", "-e", "EXPLAIN SELECT count(*) FROM sales_bulk"]).success().stdout;
-    assert!(plan.contains(r#"UNLOAD ('SELECT 1 AS "row" FROM "public"."sales"') TO 's3://lake/tmp/lakegate-unload-"#), "{plan}");
+    assert!(
+        plan.contains(r#"UNLOAD ('SELECT 1 AS "row" FROM "public"."sales"') TO 's3://lake/tmp/lakegate-unload-"#),
+        "{plan}"
+    );
     // A filtered or limited read is small: it goes through the cursor instead.
     let plan = lg.run(&["sql", "-e", "EXPLAIN SELECT region FROM sales_bulk WHERE id = 3"]).success().stdout;
     assert!(!plan.contains("UNLOAD") && plan.contains("PostgresScanExec"), "{plan}");
@@ -413,7 +453,9 @@ fn redshift_tables_read_through_a_cursor_and_plan_unloads() {
 #[test]
 #[ignore = "needs a real Redshift: set REDSHIFT_URL, REDSHIFT_TEMPDIR and REDSHIFT_IAM_ROLE, then run with --ignored"]
 fn redshift_live_unload_round_trip() {
-    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: this test needs a real Redshift"));
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: this test needs a real Redshift"))
+    };
     let (url, tempdir, role) = (var("REDSHIFT_URL"), var("REDSHIFT_TEMPDIR"), var("REDSHIFT_IAM_ROLE"));
     let lg = Lakegate::new();
     lg.sql(&format!(
@@ -472,12 +514,18 @@ fn the_ncis_query_joins_s3_postgres_and_cassandra() {
         .collect();
     cql.insert("INSERT INTO lg_ncis_pg.programs (id, name) VALUES (?, ?)", programs);
     let lg = lg.with_cassandra(&cql.contact_point);
-    lg.sql("CREATE TABLE programs USING org.apache.spark.sql.cassandra OPTIONS (keyspace 'lg_ncis_pg', table 'programs')").success();
+    lg.sql(
+        "CREATE TABLE programs USING org.apache.spark.sql.cassandra OPTIONS (keyspace 'lg_ncis_pg', table 'programs')",
+    )
+    .success();
     let ncis = "SELECT COUNT(*) FROM adserver_logs A JOIN users U ON A.uid = U.uid JOIN programs P ON A.pid = P.id \
                 WHERE A.type = 'impression' AND U.age BETWEEN 25 AND 49 AND U.gender = 'F' AND P.name = 'NCIS'";
     assert_eq!(lg.sql(ncis).success().rows(), vec![vec![expected]]);
     let plan = lg.run(&["sql", "-e", &format!("EXPLAIN {ncis}")]).success().stdout;
-    assert!(plan.contains(r#"("age" >= $1) AND ("age" <= $2)) AND ("gender" = $3)"#) && plan.contains("CassandraScanExec"), "{plan}");
+    assert!(
+        plan.contains(r#"("age" >= $1) AND ("age" <= $2)) AND ("gender" = $3)"#) && plan.contains("CassandraScanExec"),
+        "{plan}"
+    );
 }
 
 /// `lakegate demo --postgres` puts the sample users into PostgreSQL, and the NCIS answer is
@@ -487,8 +535,12 @@ fn the_demo_reads_users_from_postgres() {
     let pg = Postgres::shared();
     let db = pg.database();
     let answer = |run: &crate::common::Run| {
-        let line = run.stdout.lines().find(|l| l.starts_with("| ") && l.trim_end().ends_with('|') && l.chars().any(|c| c.is_ascii_digit()));
-        line.map(|l| l.trim_matches(|c: char| c == '|' || c.is_whitespace()).to_owned()).unwrap_or_else(|| panic!("no answer in {}", run.stdout))
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("| ") && l.trim_end().ends_with('|') && l.chars().any(|c| c.is_ascii_digit()));
+        line.map(|l| l.trim_matches(|c: char| c == '|' || c.is_whitespace()).to_owned())
+            .unwrap_or_else(|| panic!("no answer in {}", run.stdout))
     };
     let parquet = Lakegate::new().run(&["demo", "--rows", "100000"]).success();
     let lg = Lakegate::new().with_env("PGPASSWORD", PASSWORD);
@@ -503,7 +555,8 @@ fn the_demo_reads_users_from_postgres() {
 /// Names a remote table or column may have that naive quoting gets wrong: a backslash (also
 /// before a quote), an embedded quote, an already doubled one, a single quote, a space, and
 /// non-ASCII letters.
-pub(crate) const AWKWARD_NAMES: [&str; 7] = [r"back\slash", r#"we"ird"#, r#"a""b"#, "it's", "with space", "ünï", r#"back\"quote"#];
+pub(crate) const AWKWARD_NAMES: [&str; 7] =
+    [r"back\slash", r#"we"ird"#, r#"a""b"#, "it's", "with space", "ünï", r#"back\"quote"#];
 
 /// `name` as a delimited identifier, in PostgreSQL's, CQL's and lakegate's SQL.
 pub(crate) fn ident(name: &str) -> String {
@@ -518,7 +571,10 @@ pub(crate) fn literal(text: &str) -> String {
 /// psql's rows of `query` as JSON objects (column name → value).
 fn psql_json(pg: &Postgres, database: &str, query: &str) -> Vec<Value> {
     let out = pg.psql(database, &format!("SELECT row_to_json(r) FROM ({query}) r"));
-    out.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
 }
 
 /// The rows of `sql` run on a lakegate server over Flight SQL, as JSON objects (column name →
@@ -558,8 +614,11 @@ async fn names_with_quotes_backslashes_spaces_and_unicode_read_as_themselves() {
     let db = pg.database();
     let (key, tens) = (ident(AWKWARD_NAMES[0]), ident(AWKWARD_NAMES[1]));
     for table in AWKWARD_NAMES {
-        let columns: Vec<String> =
-            AWKWARD_NAMES.iter().enumerate().map(|(i, c)| format!("{} {}", ident(c), if i < 2 { "int4" } else { "text" })).collect();
+        let columns: Vec<String> = AWKWARD_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} {}", ident(c), if i < 2 { "int4" } else { "text" }))
+            .collect();
         let values: Vec<String> = AWKWARD_NAMES[2..].iter().map(|c| format!("{} || '#' || i", literal(c))).collect();
         pg.psql(
             &db,
@@ -582,16 +641,28 @@ async fn names_with_quotes_backslashes_spaces_and_unicode_read_as_themselves() {
             literal(&remote)
         );
         flight_json(client, &create).await;
-        let described: Vec<String> =
-            flight_json(client, &format!("DESCRIBE t{n}")).await.iter().map(|r| r["col_name"].as_str().unwrap_or_default().to_owned()).collect();
+        let described: Vec<String> = flight_json(client, &format!("DESCRIBE t{n}"))
+            .await
+            .iter()
+            .map(|r| r["col_name"].as_str().unwrap_or_default().to_owned())
+            .collect();
         assert_eq!(described, AWKWARD_NAMES, "the columns of {table}");
 
         let whole = format!("SELECT * FROM {} ORDER BY {key}", ident(table));
-        assert_eq!(flight_json(client, &format!("SELECT * FROM t{n} ORDER BY {key}")).await, psql_json(pg, &db, &whole), "all of {table}");
+        assert_eq!(
+            flight_json(client, &format!("SELECT * FROM t{n} ORDER BY {key}")).await,
+            psql_json(pg, &db, &whole),
+            "all of {table}"
+        );
 
         // Filters on awkward columns, pushed down with their values bound.
         let text_column = AWKWARD_NAMES[2 + n % 5];
-        let condition = format!("{tens} > 30 AND {} IN ({}, {})", ident(text_column), literal(&format!("{text_column}#7")), literal("none"));
+        let condition = format!(
+            "{tens} > 30 AND {} IN ({}, {})",
+            ident(text_column),
+            literal(&format!("{text_column}#7")),
+            literal("none")
+        );
         let query = format!("SELECT * FROM t{n} WHERE {condition}");
         let plan = flight_explain(client, &query).await;
         assert!(
@@ -601,7 +672,10 @@ async fn names_with_quotes_backslashes_spaces_and_unicode_read_as_themselves() {
         let expected = psql_json(pg, &db, &format!("SELECT * FROM {} WHERE {condition}", ident(table)));
         assert_eq!(expected.len(), 1);
         assert_eq!(flight_json(client, &query).await, expected, "filtered {table}");
-        assert_eq!(flight_json(client, &format!("SELECT count(*) AS n FROM t{n}")).await, [serde_json::json!({"n": 30})]);
+        assert_eq!(
+            flight_json(client, &format!("SELECT count(*) AS n FROM t{n}")).await,
+            [serde_json::json!({"n": 30})]
+        );
     }
 
     // Split on an awkward column, its bounds read from the database: the split filters and
@@ -620,7 +694,10 @@ async fn names_with_quotes_backslashes_spaces_and_unicode_read_as_themselves() {
 
     // Redshift's dialect (a cursor, its casts) over the same names.
     let redshift = format!("jdbc:redshift://127.0.0.1:{}/{db}?user=lakegate&password=${{env:PG_PASSWORD}}", pg.port);
-    let create = format!("CREATE TABLE rs USING com.databricks.spark.redshift OPTIONS (url '{redshift}', dbtable {})", literal(&ident(AWKWARD_NAMES[3])));
+    let create = format!(
+        "CREATE TABLE rs USING com.databricks.spark.redshift OPTIONS (url '{redshift}', dbtable {})",
+        literal(&ident(AWKWARD_NAMES[3]))
+    );
     flight_json(client, &create).await;
     let condition = format!("{} = {}", ident(AWKWARD_NAMES[2]), literal(&format!("{}#9", AWKWARD_NAMES[2])));
     let expected = psql_json(pg, &db, &format!("SELECT * FROM {} WHERE {condition}", ident(AWKWARD_NAMES[3])));
@@ -647,11 +724,18 @@ fn infinite_dates_and_time_stamps_are_errors_naming_the_column() {
         for (id, sign) in [(2, "-infinity"), (3, "infinity")] {
             // Cursor: the id is a bound value.
             let err = lg.sql(&format!("SELECT {column} FROM spans WHERE id = {id}")).failure().stderr;
-            assert!(err.contains(&format!("column '{column}' of public.spans")) && err.contains(&format!(" {sign} is not a")), "{err}");
+            assert!(
+                err.contains(&format!("column '{column}' of public.spans"))
+                    && err.contains(&format!(" {sign} is not a")),
+                "{err}"
+            );
         }
         // COPY: the first infinite value, -infinity, fails the read.
         let err = lg.sql(&format!("SELECT {column} FROM spans")).failure().stderr;
-        assert!(err.contains(&format!("column '{column}' of public.spans")) && err.contains(" -infinity is not a"), "{err}");
+        assert!(
+            err.contains(&format!("column '{column}' of public.spans")) && err.contains(" -infinity is not a"),
+            "{err}"
+        );
     }
     assert_eq!(
         lg.sql("SELECT CAST(d AS VARCHAR), CAST(ts AS VARCHAR) FROM spans WHERE id = 1").success().rows(),
@@ -661,7 +745,10 @@ fn infinite_dates_and_time_stamps_are_errors_naming_the_column() {
 
 /// lakegate's connections to `database`, as PostgreSQL counts them.
 fn lakegate_backends(pg: &Postgres, database: &str) -> usize {
-    let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lakegate' AND datname = {}", literal(database));
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lakegate' AND datname = {}",
+        literal(database)
+    );
     pg.psql(database, &sql).parse().unwrap_or_else(|e| panic!("a count: {e}"))
 }
 
@@ -685,14 +772,26 @@ async fn a_cursor_read_that_fails_or_is_cancelled_closes_its_connection() {
 
     let err = count(&mut client, "SELECT count(day) FROM events WHERE id > 0").await.expect_err("a -infinity date");
     assert!(err.contains("column 'day'") && err.contains("-infinity"), "{err}");
-    crate::common::wait_for("the failed read's connection to close", std::time::Duration::from_secs(20), || lakegate_backends(pg, &db) == 0);
-    assert_eq!(count(&mut client, "SELECT count(*) FROM events WHERE id <= 1000").await, Ok(1000), "a new connection serves");
+    crate::common::wait_for("the failed read's connection to close", std::time::Duration::from_secs(20), || {
+        lakegate_backends(pg, &db) == 0
+    });
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM events WHERE id <= 1000").await,
+        Ok(1000),
+        "a new connection serves"
+    );
     assert_eq!(lakegate_backends(pg, &db), 1);
 
     let info = client.execute("SELECT id, day FROM events WHERE id < 140000".into(), None).await.expect("plans");
     let mut stream = client.do_get(info.endpoint[0].ticket.clone().expect("ticket")).await.expect("starts");
     stream.try_next().await.expect("a first batch").expect("rows");
     drop(stream);
-    crate::common::wait_for("the cancelled read's connection to close", std::time::Duration::from_secs(20), || lakegate_backends(pg, &db) == 0);
-    assert_eq!(count(&mut client, "SELECT count(*) FROM events WHERE id <= 1000").await, Ok(1000), "a new connection serves");
+    crate::common::wait_for("the cancelled read's connection to close", std::time::Duration::from_secs(20), || {
+        lakegate_backends(pg, &db) == 0
+    });
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM events WHERE id <= 1000").await,
+        Ok(1000),
+        "a new connection serves"
+    );
 }

@@ -29,7 +29,9 @@ fn spark_tables_on_s3a_read_and_prune_partitions() {
     )
     .success();
     // A new process reads both, with the partition filter applied to the listing.
-    let run = lg.sql("SELECT type, count(*) AS n FROM logs.events WHERE dt = '2018-03-05' GROUP BY type ORDER BY type").success();
+    let run = lg
+        .sql("SELECT type, count(*) AS n FROM logs.events WHERE dt = '2018-03-05' GROUP BY type ORDER BY type")
+        .success();
     assert_eq!(run.rows(), vec![vec!["click", "1"], vec!["impression", "1"]]);
     let run = lg.sql("SELECT sum(uid) FROM logs.events_n").success();
     assert_eq!(run.rows(), vec![vec!["6"]]);
@@ -91,7 +93,11 @@ fn a_table_with_an_unresolvable_secret_breaks_only_itself() {
     let tables = without_secret.sql("SHOW TABLES").success();
     assert_eq!(tables.rows().len(), 2, "{}", tables.stdout);
     let run = without_secret.sql("SELECT count(*) FROM remote").failure();
-    assert!(run.stderr.contains("default.remote is unavailable") && run.stderr.contains("LG_TEST_S3_SECRET"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("default.remote is unavailable") && run.stderr.contains("LG_TEST_S3_SECRET"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(without_secret.sql("SELECT count(*) FROM local").success().rows(), vec![vec!["0"]]);
 }
 
@@ -107,15 +113,34 @@ fn geodata_layers_load_from_s3() {
     )
     .success();
     let config = lg.data_dir.path().join("lakegate.toml");
-    std::fs::write(&config, "[[geodata.layers]]\nname = 'regions'\npath = 's3a://geo/layers/regions.csv'\n").expect("config written");
+    std::fs::write(&config, "[[geodata.layers]]\nname = 'regions'\npath = 's3a://geo/layers/regions.csv'\n")
+        .expect("config written");
     let config = config.to_str().expect("utf-8");
-    let run = lg.run(&["--config", config, "sql", "--format", "csv", "-e", "SELECT geodata(5.0, 5.0)['region'] AS r, geodata(15.0, 5.0)['region'] IS NULL AS outside"]).success();
+    let run = lg
+        .run(&[
+            "--config",
+            config,
+            "sql",
+            "--format",
+            "csv",
+            "-e",
+            "SELECT geodata(5.0, 5.0)['region'] AS r, geodata(15.0, 5.0)['region'] IS NULL AS outside",
+        ])
+        .success();
     assert_eq!(run.rows(), vec![vec!["north", "true"]]);
 
-    std::fs::write(lg.data_dir.path().join("missing.toml"), "[[geodata.layers]]\nname = 'x'\npath = 's3://geo/layers/nope.csv'\n").expect("written");
+    std::fs::write(
+        lg.data_dir.path().join("missing.toml"),
+        "[[geodata.layers]]\nname = 'x'\npath = 's3://geo/layers/nope.csv'\n",
+    )
+    .expect("written");
     let missing = lg.data_dir.path().join("missing.toml");
     let run = lg.run(&["--config", missing.to_str().expect("utf-8"), "sql", "-e", "SELECT 1"]).failure();
-    assert!(run.stderr.contains("geodata layer 'x'") && run.stderr.contains("s3://geo/layers/nope.csv"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("geodata layer 'x'") && run.stderr.contains("s3://geo/layers/nope.csv"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// The rows of `sql` in one Flight SQL session, each as its cells joined by commas.
@@ -177,7 +202,10 @@ async fn per_table_s3_settings_apply_to_that_table_only() {
     assert_eq!(rows(&mut alice, "SELECT sum(id) FROM a").await, ["55"]);
     rows(
         &mut alice,
-        &format!("CREATE EXTERNAL TABLE b STORED AS PARQUET LOCATION 's3a://lake/events' OPTIONS ('s3.endpoint' '{}')", two.endpoint),
+        &format!(
+            "CREATE EXTERNAL TABLE b STORED AS PARQUET LOCATION 's3a://lake/events' OPTIONS ('s3.endpoint' '{}')",
+            two.endpoint
+        ),
     )
     .await;
     rows(

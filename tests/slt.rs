@@ -12,8 +12,8 @@ use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
-use lakegate::sql::{self, Output};
 use lakegate::config::{GeodataConfig, LayerConfig};
+use lakegate::sql::{self, Output};
 use lakegate::{Config, Lakegate, Session};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
@@ -47,7 +47,10 @@ impl AsyncDB for Db {
                 }
                 // A one-column result of multi-line text (SHOW CREATE TABLE) reads as lines.
                 if types.len() == 1 {
-                    rows = rows.iter().flat_map(|row| row[0].lines().map(|l| vec![l.to_owned()]).collect::<Vec<_>>()).collect();
+                    rows = rows
+                        .iter()
+                        .flat_map(|row| row[0].lines().map(|l| vec![l.to_owned()]).collect::<Vec<_>>())
+                        .collect();
                 }
                 Ok(DBOutput::Rows { types, rows })
             }
@@ -68,18 +71,17 @@ impl AsyncDB for Db {
 fn column_type(data_type: &DataType) -> DefaultColumnType {
     match data_type {
         t if t.is_integer() => DefaultColumnType::Integer,
-        t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => DefaultColumnType::FloatingPoint,
+        t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+            DefaultColumnType::FloatingPoint
+        }
         _ => DefaultColumnType::Text,
     }
 }
 
 fn format_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, lakegate::Error> {
     let options = FormatOptions::default().with_null("NULL");
-    let formatters = batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-        .collect::<Result<Vec<_>, _>>()?;
+    let formatters =
+        batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
     Ok((0..batch.num_rows())
         .map(|row| {
             formatters
@@ -115,7 +117,8 @@ fn geodata_layers(data: &Path) -> GeodataConfig {
 }
 
 async fn open(data_dir: tempfile::TempDir, data: &Path) -> Result<Db, lakegate::Error> {
-    let config = Config { data_dir: Some(data_dir.path().to_path_buf()), geodata: geodata_layers(data), ..Config::default() };
+    let config =
+        Config { data_dir: Some(data_dir.path().to_path_buf()), geodata: geodata_layers(data), ..Config::default() };
     let lakegate = Lakegate::open(config).await?;
     let scratch = data_dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).map_err(|e| lakegate::Error::io(scratch.display(), e))?;

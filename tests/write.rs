@@ -53,7 +53,10 @@ fn files_by_partition(dir: &Path) -> Vec<(String, Vec<PathBuf>)> {
 }
 
 fn user_ids(file: &Path) -> Vec<i64> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).expect("file")).expect("parquet").build().expect("reader");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).expect("file"))
+        .expect("parquet")
+        .build()
+        .expect("reader");
     reader
         .flat_map(|batch| {
             let batch = batch.expect("batch");
@@ -65,7 +68,9 @@ fn user_ids(file: &Path) -> Vec<i64> {
 
 /// (dt, version, rows) as lakegate reads the table.
 fn contents(lg: &Lakegate) -> Vec<Vec<String>> {
-    lg.sql("SELECT dt, version, count(*) AS n FROM lake.events GROUP BY dt, version ORDER BY dt, version").success().rows()
+    lg.sql("SELECT dt, version, count(*) AS n FROM lake.events GROUP BY dt, version ORDER BY dt, version")
+        .success()
+        .rows()
 }
 
 fn all_of(version: &str) -> Vec<Vec<String>> {
@@ -107,7 +112,11 @@ fn distribute_by_dt_sort_by_user_id_writes_one_sorted_file_per_partition() {
     ))
     .success();
     // Files roll over between batches: small batches show it on small data.
-    lg.sql(&format!("SET datafusion.execution.batch_size = 500; {}", overwrite_sql("v3", "DISTRIBUTE BY dt SORT BY user_id"))).success();
+    lg.sql(&format!(
+        "SET datafusion.execution.batch_size = 500; {}",
+        overwrite_sql("v3", "DISTRIBUTE BY dt SORT BY user_id")
+    ))
+    .success();
     for (partition, files) in files_by_partition(&dir) {
         assert!(files.len() > 1, "{partition} should have rolled over: {files:?}");
         let ids: Vec<i64> = files.iter().flat_map(|f| user_ids(f)).collect();
@@ -144,8 +153,11 @@ fn overwrites_on_s3_replace_only_their_partitions() {
     create_events(&lg, "s3a://lake/warehouse/events");
     lg.sql(&overwrite_sql("v1", "DISTRIBUTE BY dt SORT BY user_id")).success();
     assert_eq!(contents(&lg), all_of("v1"));
-    lg.sql(&format!("INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT * FROM ({}) WHERE dt >= '2018-03-04'", source_sql("v2")))
-        .success();
+    lg.sql(&format!(
+        "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT * FROM ({}) WHERE dt >= '2018-03-04'",
+        source_sql("v2")
+    ))
+    .success();
     lg.sql("INSERT OVERWRITE TABLE lake.events PARTITION (dt='2018-03-01') SELECT 1, 'v3'").success();
     let mut expected = all_of("v1");
     expected[0] = vec!["2018-03-01".into(), "v3".into(), "1".into()];
@@ -163,7 +175,10 @@ fn list_keys(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
         c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='testing', aws_secret_access_key='testing', region_name='us-east-1')\n\
         for page in c.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[2], Prefix=sys.argv[3]):\n    \
             [print(o['Key']) for o in page.get('Contents', [])]";
-    let out = std::process::Command::new(venv_bin("python")).args(["-c", script, &s3.endpoint, bucket, prefix]).output().expect("python runs");
+    let out = std::process::Command::new(venv_bin("python"))
+        .args(["-c", script, &s3.endpoint, bucket, prefix])
+        .output()
+        .expect("python runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
@@ -406,7 +421,12 @@ fn plain_counts(store: &Store) -> std::collections::BTreeMap<String, Counts> {
 }
 
 #[track_caller]
-fn assert_counts(what: &str, seen: &std::collections::BTreeMap<String, Counts>, cases: &[CrashCase], expected: impl Fn(&CrashCase) -> Counts) {
+fn assert_counts(
+    what: &str,
+    seen: &std::collections::BTreeMap<String, Counts>,
+    cases: &[CrashCase],
+    expected: impl Fn(&CrashCase) -> Counts,
+) {
     let mut wrong = Vec::new();
     for case in cases {
         let want = expected(case);
@@ -447,14 +467,20 @@ fn check_crash_matrix(lg: &Lakegate, store: &Store) {
     for case in &cases {
         kill_at(lg, case.step, &case.write_sql("new"));
     }
-    assert_counts("after the kills, through lakegate", &lakegate_counts(lg, &cases), &cases, CrashCase::seen_by_lakegate);
+    assert_counts(
+        "after the kills, through lakegate",
+        &lakegate_counts(lg, &cases),
+        &cases,
+        CrashCase::seen_by_lakegate,
+    );
     assert_counts("after the kills, through DuckDB", &plain_counts(store), &cases, CrashCase::seen_by_plain_readers);
 
     // The scheduler reruns the overwrites; their own clean-up removes what the kills left.
     let reruns: Vec<String> = cases.iter().filter(|c| c.overwrite).map(|c| c.write_sql("rerun")).collect();
     lg.sql(&reruns.join(";\n")).success();
     assert_counts("after the reruns, through lakegate", &lakegate_counts(lg, &cases), &cases, CrashCase::after_rerun);
-    let plain_before_vacuum = |case: &CrashCase| if case.overwrite { case.after_rerun() } else { case.seen_by_plain_readers() };
+    let plain_before_vacuum =
+        |case: &CrashCase| if case.overwrite { case.after_rerun() } else { case.seen_by_plain_readers() };
     assert_counts("after the reruns, through DuckDB", &plain_counts(store), &cases, plain_before_vacuum);
 
     // VACUUM removes the moved files of the killed appends, and the staged files of every kill.
@@ -465,7 +491,11 @@ fn check_crash_matrix(lg: &Lakegate, store: &Store) {
     assert_counts("after VACUUM, through DuckDB", &plain_counts(store), &cases, CrashCase::after_rerun);
     // Nothing is left for a second VACUUM.
     let again = lg.sql(&vacuums.join(";\n")).success();
-    let clean = again.stderr.lines().filter(|l| l.contains("vacuumed crash.") && l.contains(": 0 replaced files, 0 abandoned files")).count();
+    let clean = again
+        .stderr
+        .lines()
+        .filter(|l| l.contains("vacuumed crash.") && l.contains(": 0 replaced files, 0 abandoned files"))
+        .count();
     assert_eq!(clean, cases.len(), "{}", again.stderr);
 }
 
@@ -502,7 +532,8 @@ fn a_writer_killed_mid_write_changes_nothing() {
     lg.sql(&overwrite_sql("old", "")).success();
     let big = "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value % 1000 AS user_id, 'big' AS version, \
                concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) AS dt FROM generate_series(0, 50000000) DISTRIBUTE BY dt SORT BY user_id";
-    let mut child = lg.command().args(["sql", "-e", big]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
+    let mut child =
+        lg.command().args(["sql", "-e", big]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
     // Kill once it has staged some bytes.
     crate::common::wait_for("staged files", std::time::Duration::from_secs(120), || {
         walk(&dir).iter().any(|p| p.contains("/staging/") && p.ends_with(".parquet"))
@@ -564,10 +595,18 @@ fn a_nightly_hive_script_runs_unchanged() {
     let dry = lg.run(&["run", path, "--var", "ds=2018-03-04", "--var", "start=2018-03-02", "--dry-run"]).success();
     assert!(dry.stdout.contains("not planned"), "the table does not exist yet in a dry run: {}", dry.stdout);
     let run = lg.run(&["run", path, "--var", "ds=2018-03-04", "--var", "start=2018-03-02"]).success();
-    assert!(run.stderr.contains("replaced 3 partitions: dt=2018-03-02, dt=2018-03-03, dt=2018-03-04"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("replaced 3 partitions: dt=2018-03-02, dt=2018-03-03, dt=2018-03-04"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.contains("dt=2018-03-02") && !run.stdout.contains("dt=2018-03-01"), "{}", run.stdout);
     let dry = lg.run(&["run", path, "--var", "ds=2018-03-05", "--var", "start=2018-03-05", "--dry-run"]).success();
-    assert!(dry.stdout.contains("replaces 1 partitions: dt=2018-03-05") && dry.stdout.contains("SortExec"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("replaces 1 partitions: dt=2018-03-05") && dry.stdout.contains("SortExec"),
+        "{}",
+        dry.stdout
+    );
     for (partition, files) in files_by_partition(&warehouse.join("daily_users")) {
         assert_eq!(files.len(), 1, "{partition}");
         let ids = user_ids(&files[0]);
@@ -593,7 +632,12 @@ fn an_overwrite_deletes_only_parquet_data_files_and_refuses_locations_it_does_no
     ))
     .success();
     // Files a table's directories hold besides its data: lakegate must leave them alone.
-    let kept = [events.join("notes.txt"), events.join("dt=a").join("schema.json"), events.join("dt=a").join(".part-0.parquet.crc"), flat.join("notes.txt")];
+    let kept = [
+        events.join("notes.txt"),
+        events.join("dt=a").join("schema.json"),
+        events.join("dt=a").join(".part-0.parquet.crc"),
+        flat.join("notes.txt"),
+    ];
     for file in &kept {
         std::fs::write(file, "keep me").expect("write");
     }
@@ -610,7 +654,8 @@ fn an_overwrite_deletes_only_parquet_data_files_and_refuses_locations_it_does_no
     let counts = lg.sql("SELECT dt, count(*) FROM lake.events GROUP BY dt ORDER BY dt").success().rows();
     assert_eq!(counts, [vec!["a".to_owned(), "5".to_owned()], vec!["b".to_owned(), "1".to_owned()]]);
     assert_eq!(lg.sql("SELECT count(*) FROM lake.flat").success().first_count(), 4);
-    let parquet = |dir: &Path| walk(dir).into_iter().filter(|p| p.ends_with(".parquet") && !p.contains("/_lakegate/")).count();
+    let parquet =
+        |dir: &Path| walk(dir).into_iter().filter(|p| p.ends_with(".parquet") && !p.contains("/_lakegate/")).count();
     assert_eq!((parquet(&events), parquet(&flat)), (2, 1), "replaced data files are deleted");
 
     // Tables whose location is not theirs alone: overwriting (or vacuuming) would delete the
@@ -621,10 +666,20 @@ fn an_overwrite_deletes_only_parquet_data_files_and_refuses_locations_it_does_no
         ("above_events", data.join("tables"), "contains the location of table lake."),
     ];
     for (name, location, reason) in &refused {
-        lg.sql(&format!("CREATE EXTERNAL TABLE lake.{name} (id BIGINT) USING PARQUET LOCATION '{}'", location.display())).success();
-        for statement in [format!("INSERT OVERWRITE TABLE lake.{name} SELECT 1"), format!("VACUUM lake.{name} RETAIN 0 HOURS")] {
+        lg.sql(&format!(
+            "CREATE EXTERNAL TABLE lake.{name} (id BIGINT) USING PARQUET LOCATION '{}'",
+            location.display()
+        ))
+        .success();
+        for statement in
+            [format!("INSERT OVERWRITE TABLE lake.{name} SELECT 1"), format!("VACUUM lake.{name} RETAIN 0 HOURS")]
+        {
             let run = lg.sql(&statement).failure();
-            assert!(run.stderr.contains(reason) && run.stderr.contains(&format!("lake.{name} is refused")), "{statement}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(reason) && run.stderr.contains(&format!("lake.{name} is refused")),
+                "{statement}: {}",
+                run.stderr
+            );
         }
     }
     // The spelling does not matter.

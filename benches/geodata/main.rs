@@ -57,9 +57,7 @@ fn random_points(n: usize) -> Vec<(f64, f64)> {
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    (0..n)
-        .map(|_| (-125.0 + next() * 58.0, 24.0 + next() * 26.0))
-        .collect()
+    (0..n).map(|_| (-125.0 + next() * 58.0, 24.0 + next() * 26.0)).collect()
 }
 
 fn read_points(path: &PathBuf) -> Vec<(f64, f64)> {
@@ -92,14 +90,10 @@ fn main() {
         None => random_points(1_000_000),
     };
     let n = points.len();
-    let lon: Vec<Float64Array> = points
-        .chunks(BATCH)
-        .map(|c| Float64Array::from_iter_values(c.iter().map(|p| p.0)))
-        .collect();
-    let lat: Vec<Float64Array> = points
-        .chunks(BATCH)
-        .map(|c| Float64Array::from_iter_values(c.iter().map(|p| p.1)))
-        .collect();
+    let lon: Vec<Float64Array> =
+        points.chunks(BATCH).map(|c| Float64Array::from_iter_values(c.iter().map(|p| p.0))).collect();
+    let lat: Vec<Float64Array> =
+        points.chunks(BATCH).map(|c| Float64Array::from_iter_values(c.iter().map(|p| p.1))).collect();
 
     let t = Instant::now();
     let layers = Arc::new(LayerSet::load(&[LayerSpec::new("bench", &args.layer)]).expect("load layer"));
@@ -115,15 +109,8 @@ fn main() {
         }
         found
     });
-    let per_point = |strategy| {
-        best_of(|| {
-            points
-                .iter()
-                .filter(|(x, y)| layer.locate_with(*x, *y, strategy).is_some())
-                .count()
-        })
-        .0
-    };
+    let per_point =
+        |strategy| best_of(|| points.iter().filter(|(x, y)| layer.locate_with(*x, *y, strategy).is_some()).count()).0;
     let rtree_bands = per_point(LocateStrategy::RTreeBands);
     let rtree_geo = per_point(LocateStrategy::RTreeGeo);
 
@@ -141,22 +128,17 @@ fn main() {
                     .expect("batch")
             })
             .collect();
-        let ctx = SessionContext::new_with_config(
-            SessionConfig::new().with_target_partitions(1).with_batch_size(BATCH),
-        );
+        let ctx =
+            SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(BATCH));
         register_all(&ctx, Arc::clone(&layers));
         let table = MemTable::try_new(schema, vec![batches]).expect("mem table");
         ctx.register_table("points", Arc::new(table)).expect("register");
         let field = layer.fields()[0].name();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         best_of(|| {
             runtime.block_on(async {
-                let df = ctx
-                    .sql(&format!("SELECT count(geodata(lon, lat)['{field}']) FROM points"))
-                    .await
-                    .expect("plan");
+                let df =
+                    ctx.sql(&format!("SELECT count(geodata(lon, lat)['{field}']) FROM points")).await.expect("plan");
                 df.collect().await.expect("run")
             })
         })

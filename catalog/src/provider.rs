@@ -169,7 +169,11 @@ impl Catalog {
             }
             Err(cause) => {
                 tracing::warn!(table = %spec.qualified_name(), %cause, "table unavailable");
-                Arc::new(UnavailableTable { name: spec.qualified_name(), schema: spec.schema()?, cause: cause.to_string() })
+                Arc::new(UnavailableTable {
+                    name: spec.qualified_name(),
+                    schema: spec.schema()?,
+                    cause: cause.to_string(),
+                })
             }
         };
         Ok(Some(provider))
@@ -211,7 +215,8 @@ impl SessionCatalog {
 
     /// Names of this session's temporary tables in `database`.
     pub fn temporary_names(&self, database: &str) -> Vec<String> {
-        let mut names: Vec<_> = self.temporaries().keys().filter(|(db, _)| db == database).map(|(_, n)| n.clone()).collect();
+        let mut names: Vec<_> =
+            self.temporaries().keys().filter(|(db, _)| db == database).map(|(_, n)| n.clone()).collect();
         names.sort();
         names
     }
@@ -250,7 +255,11 @@ impl CatalogProvider for SessionCatalog {
     }
 
     /// `CREATE SCHEMA` through DataFusion: stored as a database (the provider itself is not kept).
-    fn register_schema(&self, name: &str, _schema: Arc<dyn SchemaProvider>) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
+    fn register_schema(
+        &self,
+        name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
         self.catalog.create_database(name, None, true)?;
         Ok(None)
     }

@@ -20,20 +20,14 @@ pub fn resolve_reference(value: &str) -> Result<String> {
     let inner = &value[2..value.len() - 1];
     match inner.split_once(':') {
         Some(("env", var)) if !var.is_empty() => {
-            std::env::var(var).map_err(|_| Error::MissingEnv {
-                var: var.to_owned(),
-                reference: value.to_owned(),
-            })
+            std::env::var(var).map_err(|_| Error::MissingEnv { var: var.to_owned(), reference: value.to_owned() })
         }
         _ => Err(Error::BadReference(value.to_owned())),
     }
 }
 
 /// A copy of `options` where every secret that is not a reference reads `***`.
-pub fn mask_secrets(
-    options: &BTreeMap<String, String>,
-    is_secret: impl Fn(&str) -> bool,
-) -> BTreeMap<String, String> {
+pub fn mask_secrets(options: &BTreeMap<String, String>, is_secret: impl Fn(&str) -> bool) -> BTreeMap<String, String> {
     options
         .iter()
         .map(|(k, v)| {

@@ -119,8 +119,6 @@ impl Sources {
 
     /// Whether option `key` of `kind` holds a secret (unknown kinds: every option is treated as one).
     pub fn is_secret(&self, kind: &str, key: &str) -> bool {
-        self.get(kind)
-            .map(|f| f.params().iter().any(|p| p.name == key && p.secret))
-            .unwrap_or(true)
+        self.get(kind).map(|f| f.params().iter().any(|p| p.name == key && p.secret)).unwrap_or(true)
     }
 }

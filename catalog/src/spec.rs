@@ -73,12 +73,8 @@ impl TableSpec {
     /// # Errors
     /// [`Error::BadType`] when a stored type name is not an Arrow type.
     pub fn schema(&self) -> Result<SchemaRef> {
-        let fields = self
-            .columns
-            .iter()
-            .chain(&self.partition_columns)
-            .map(ColumnSpec::field)
-            .collect::<Result<Vec<_>>>()?;
+        let fields =
+            self.columns.iter().chain(&self.partition_columns).map(ColumnSpec::field).collect::<Result<Vec<_>>>()?;
         Ok(Arc::new(Schema::new(fields)))
     }
 

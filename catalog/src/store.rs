@@ -82,10 +82,8 @@ impl Store {
     /// Returns false when the database existed and `if_not_exists` was given.
     pub(crate) fn create_database(&self, name: &str, comment: Option<&str>, if_not_exists: bool) -> Result<bool> {
         self.with(|c| {
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO databases (name, comment) VALUES (?1, ?2)",
-                params![name, comment],
-            )?;
+            let inserted =
+                c.execute("INSERT OR IGNORE INTO databases (name, comment) VALUES (?1, ?2)", params![name, comment])?;
             match (inserted, if_not_exists) {
                 (1, _) => Ok(true),
                 (_, true) => Ok(false),
@@ -100,7 +98,8 @@ impl Store {
         }
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let tables: usize = tx.query_row("SELECT count(*) FROM tables WHERE database = ?1", [name], |r| r.get(0))?;
+            let tables: usize =
+                tx.query_row("SELECT count(*) FROM tables WHERE database = ?1", [name], |r| r.get(0))?;
             if tables > 0 && !cascade {
                 return Err(Error::DatabaseNotEmpty { name: name.to_owned(), tables });
             }
@@ -138,10 +137,13 @@ impl Store {
 
     /// Inserts a new table; false when it already exists and `if_not_exists` was given.
     pub(crate) fn insert_table(&self, spec: &TableSpec, if_not_exists: bool) -> Result<bool> {
-        let json = serde_json::to_string(spec).map_err(|source| Error::Corrupt { table: spec.qualified_name(), source })?;
+        let json =
+            serde_json::to_string(spec).map_err(|source| Error::Corrupt { table: spec.qualified_name(), source })?;
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let db_exists = tx.query_row("SELECT count(*) FROM databases WHERE name = ?1", [&spec.database], |r| r.get::<_, i64>(0))?;
+            let db_exists = tx.query_row("SELECT count(*) FROM databases WHERE name = ?1", [&spec.database], |r| {
+                r.get::<_, i64>(0)
+            })?;
             if db_exists == 0 {
                 return Err(Error::UnknownDatabase { name: spec.database.clone(), hint: String::new() });
             }

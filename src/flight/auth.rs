@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
+use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -93,7 +93,11 @@ impl Auth {
     }
 
     /// Checks `authorization: Basic ...` and returns the user and a new bearer token.
-    pub(crate) fn sign_in(&self, metadata: &MetadataMap, new_session: impl FnOnce(Principal) -> Session) -> Result<(Caller, String), Status> {
+    pub(crate) fn sign_in(
+        &self,
+        metadata: &MetadataMap,
+        new_session: impl FnOnce(Principal) -> Session,
+    ) -> Result<(Caller, String), Status> {
         let principal = self.verify(metadata)?;
         let mut bytes = [0u8; 32];
         OsRng.fill_bytes(&mut bytes);
@@ -110,7 +114,8 @@ impl Auth {
             return Ok(Principal::local(ANONYMOUS));
         }
         let verified = self.users.get(&user).filter(|(hash, _)| {
-            PasswordHash::new(hash).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+            PasswordHash::new(hash)
+                .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
         });
         match verified {
             Some((_, principal)) => Ok(principal.clone()),
@@ -138,7 +143,9 @@ impl Auth {
         new_session: impl FnOnce(Principal) -> Session,
     ) -> Result<Caller, Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
-        let scheme = |name: &str| header.and_then(|h| h.get(..name.len()).filter(|p| p.eq_ignore_ascii_case(name)).map(|_| &h[name.len()..]));
+        let scheme = |name: &str| {
+            header.and_then(|h| h.get(..name.len()).filter(|p| p.eq_ignore_ascii_case(name)).map(|_| &h[name.len()..]))
+        };
         if let Some(token) = scheme("bearer ") {
             if let Some(caller) = self.touch(&Key::Token(self.digest(token))) {
                 return Ok(caller);
@@ -204,11 +211,15 @@ fn basic_credentials(metadata: &MetadataMap) -> Result<(String, String), Status>
     };
     let lenient = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
-    let decoded = lenient.decode(encoded).map_err(|_| Status::unauthenticated("malformed basic authentication header"))?;
-    let text = String::from_utf8(decoded).map_err(|_| Status::unauthenticated("malformed basic authentication header"))?;
-    let (user, password) = text.split_once(':').ok_or_else(|| Status::unauthenticated("malformed basic authentication header"))?;
+    let decoded =
+        lenient.decode(encoded).map_err(|_| Status::unauthenticated("malformed basic authentication header"))?;
+    let text =
+        String::from_utf8(decoded).map_err(|_| Status::unauthenticated("malformed basic authentication header"))?;
+    let (user, password) =
+        text.split_once(':').ok_or_else(|| Status::unauthenticated("malformed basic authentication header"))?;
     Ok((user.to_owned(), password.to_owned()))
 }
 
@@ -224,8 +235,14 @@ mod tests {
 
     #[test]
     fn basic_credentials_decode_with_or_without_padding() {
-        assert_eq!(basic_credentials(&basic("Basic YW5hbHlzdDpzM2NyZXQ=")).expect("padded"), ("analyst".into(), "s3cret".into()));
-        assert_eq!(basic_credentials(&basic("Basic YW5hbHlzdDpzM2NyZXQ")).expect("unpadded"), ("analyst".into(), "s3cret".into()));
+        assert_eq!(
+            basic_credentials(&basic("Basic YW5hbHlzdDpzM2NyZXQ=")).expect("padded"),
+            ("analyst".into(), "s3cret".into())
+        );
+        assert_eq!(
+            basic_credentials(&basic("Basic YW5hbHlzdDpzM2NyZXQ")).expect("unpadded"),
+            ("analyst".into(), "s3cret".into())
+        );
         assert!(basic_credentials(&basic("Bearer x")).is_err());
     }
 
@@ -235,7 +252,12 @@ mod tests {
         assert!(!hash.contains("s3cret"));
         let parsed = PasswordHash::new(&hash).expect("phc");
         assert!(Argon2::default().verify_password(b"s3cret", &parsed).is_ok());
-        let bob = UserConfig { name: "bob".into(), password_hash: "plain".into(), role: Default::default(), databases: vec![] };
+        let bob = UserConfig {
+            name: "bob".into(),
+            password_hash: "plain".into(),
+            role: Default::default(),
+            databases: vec![],
+        };
         let err = Auth::new(&[bob], Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("'bob'"), "{err}");
     }

@@ -30,11 +30,20 @@ impl Remote {
     ///
     /// # Errors
     /// The server cannot be reached, TLS fails, or the sign-in is refused.
-    pub async fn connect(url: &str, user: Option<&str>, password: Option<&str>, ca_cert: Option<&std::path::Path>) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let (address, tls) = match url.split_once("://") {
             Some(("grpc" | "grpc+tcp", rest)) => (format!("http://{rest}"), false),
             Some(("grpc+tls", rest)) => (format!("https://{rest}"), true),
-            _ => return Err(Error::Config(format!("'{url}' is not a Flight SQL address: write grpc://host:port or grpc+tls://host:port"))),
+            _ => {
+                return Err(Error::Config(format!(
+                    "'{url}' is not a Flight SQL address: write grpc://host:port or grpc+tls://host:port"
+                )));
+            }
         };
         let mut endpoint = Channel::from_shared(address).map_err(|e| remote_error(url, e))?;
         if tls {

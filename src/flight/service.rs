@@ -9,18 +9,21 @@ use std::time::{Duration, Instant};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo,
-    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
-    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
+    ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetCatalogs,
+    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
     TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
-    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, Ticket,
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint,
+    FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
 use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -141,7 +144,15 @@ impl FlightSqlServer {
             }
         };
         let started = std::time::SystemTime::now() - elapsed;
-        let record = crate::history::QueryRecord { started, user: user.to_owned(), sql: sql.to_owned(), rows: 0, bytes: 0, elapsed, outcome };
+        let record = crate::history::QueryRecord {
+            started,
+            user: user.to_owned(),
+            sql: sql.to_owned(),
+            rows: 0,
+            bytes: 0,
+            elapsed,
+            outcome,
+        };
         self.lakegate.history().record(record);
     }
 
@@ -169,7 +180,12 @@ impl FlightSqlServer {
     }
 
     /// A metadata command's FlightInfo: the command itself is the ticket.
-    fn metadata_info(&self, command: impl ProstMessageExt, schema: &Schema, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+    fn metadata_info(
+        &self,
+        command: impl ProstMessageExt,
+        schema: &Schema,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
         let info = FlightInfo::new()
             .try_with_schema(schema)
             .map_err(|e| Status::internal(e.to_string()))?
@@ -208,7 +224,8 @@ impl FlightSqlServer {
             Planned::Query(plan) => plan,
             // The catalog changed since the ticket was made: run it as it is now.
             Planned::Command => {
-                let (schema, batches) = collect(sql::execute_with(&caller.session, &sql, values.as_ref()).await.map_err(failed)?).await?;
+                let (schema, batches) =
+                    collect(sql::execute_with(&caller.session, &sql, values.as_ref()).await.map_err(failed)?).await?;
                 return Ok(rows(schema, batches));
             }
         };
@@ -352,7 +369,6 @@ impl Drop for QueryLog {
     }
 }
 
-
 fn new_id() -> String {
     crate::write::commit::new_commit_id()
 }
@@ -364,7 +380,11 @@ async fn collect(output: Output) -> Result<(SchemaRef, Vec<RecordBatch>), Status
         Output::Rows(stream) => {
             let schema = wire::wire_schema(&stream.schema());
             let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| status(e.into()))?;
-            let batches = batches.iter().map(|b| wire::to_wire(b, &schema)).collect::<Result<_, _>>().map_err(|e| status(e.into()))?;
+            let batches = batches
+                .iter()
+                .map(|b| wire::to_wire(b, &schema))
+                .collect::<Result<_, _>>()
+                .map_err(|e| status(e.into()))?;
             Ok((schema, batches))
         }
         Output::Done(message) | Output::Wrote { message, .. } => {
@@ -387,12 +407,17 @@ async fn affected_rows(output: Output) -> Result<i64, Status> {
         .iter()
         .filter_map(|b| b.column_by_name("count"))
         .filter_map(|c| datafusion::arrow::compute::cast(c, &DataType::Int64).ok())
-        .filter_map(|c| c.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>().and_then(datafusion::arrow::compute::sum))
+        .filter_map(|c| {
+            c.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>().and_then(datafusion::arrow::compute::sum)
+        })
         .sum();
     Ok(count)
 }
 
-fn encode(schema: SchemaRef, batches: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static) -> DoGetStream {
+fn encode(
+    schema: SchemaRef,
+    batches: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
+) -> DoGetStream {
     Box::pin(
         FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -421,9 +446,10 @@ fn code(error: &Error) -> tonic::Code {
     match error {
         Error::Syntax(_) | Error::Unsupported(_) | Error::Catalog(_) => tonic::Code::InvalidArgument,
         Error::DataFusion(e) => match e.find_root() {
-            DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::NotImplemented(_) => {
-                tonic::Code::InvalidArgument
-            }
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => tonic::Code::InvalidArgument,
             DataFusionError::ResourcesExhausted(_) => tonic::Code::ResourceExhausted,
             _ => tonic::Code::Internal,
         },
@@ -438,7 +464,8 @@ fn code(error: &Error) -> tonic::Code {
 fn readable_databases(caller: &Caller) -> Vec<String> {
     use datafusion::catalog::CatalogProvider;
     let principal = caller.session.principal();
-    let mut names: Vec<String> = caller.session.catalog.schema_names().into_iter().filter(|d| principal.may_read(d)).collect();
+    let mut names: Vec<String> =
+        caller.session.catalog.schema_names().into_iter().filter(|d| principal.may_read(d)).collect();
     names.sort();
     names.dedup();
     names
@@ -471,7 +498,11 @@ impl FlightSqlService for FlightSqlServer {
         Ok(response)
     }
 
-    async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request)?;
         Ok(Response::new(self.flight_info(&caller, query.query, None, None, request.into_inner()).await?))
     }
@@ -491,18 +522,30 @@ impl FlightSqlService for FlightSqlServer {
         Ok(Response::new(self.flight_info(&caller, sql, params, planned, request.into_inner()).await?))
     }
 
-    async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
         self.stream(caller, Handle::decode(&ticket.statement_handle)?).await
     }
 
-    async fn do_get_prepared_statement(&self, query: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
         let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
         self.stream(caller, Handle::Query { id: new_id(), sql, params }).await
     }
 
-    async fn do_put_statement_update(&self, command: CommandStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
         let caller = self.caller(&request)?;
         let started = Instant::now();
         let result = sql::execute(&caller.session, &command.query).await;
@@ -559,7 +602,9 @@ impl FlightSqlService for FlightSqlServer {
         };
         let batches = parameter_batches(request).await?;
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) });
+            return Ok(DoPutPreparedStatementResult {
+                prepared_statement_handle: Some(query.prepared_statement_handle),
+            });
         };
         let params = wire::encode_parameters(batch, 0).map_err(status)?;
         let mut kept = self.lock_bound();
@@ -577,12 +622,16 @@ impl FlightSqlService for FlightSqlServer {
         let caller = self.caller(&request)?;
         let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
         let batches = parameter_batches(request).await?;
-        let rows: Vec<(&RecordBatch, usize)> = batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
+        let rows: Vec<(&RecordBatch, usize)> =
+            batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
         // One execution per parameter row; the values go into the plan, never into the SQL.
         let runs = if rows.is_empty() {
             vec![params.as_deref().map(wire::decode_parameters).transpose()?]
         } else {
-            rows.into_iter().map(|(b, r)| wire::parameter_values(b, r).map(Some)).collect::<crate::Result<Vec<_>>>().map_err(status)?
+            rows.into_iter()
+                .map(|(b, r)| wire::parameter_values(b, r).map(Some))
+                .collect::<crate::Result<Vec<_>>>()
+                .map_err(status)?
         };
         let mut affected = 0;
         for values in runs {
@@ -594,7 +643,11 @@ impl FlightSqlService for FlightSqlServer {
         Ok(affected)
     }
 
-    async fn do_action_close_prepared_statement(&self, query: ActionClosePreparedStatementRequest, request: Request<Action>) -> Result<(), Status> {
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
         self.caller(&request)?;
         if let Ok(Handle::Query { id, .. }) = Handle::decode(&query.prepared_statement_handle) {
             self.lock_bound().remove(&id);
@@ -603,7 +656,11 @@ impl FlightSqlService for FlightSqlServer {
         Ok(())
     }
 
-    async fn do_action_cancel_query(&self, query: ActionCancelQueryRequest, request: Request<Action>) -> Result<ActionCancelQueryResult, Status> {
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
         self.caller(&request)?;
         let info = FlightInfo::decode(query.info).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let cancelled = self.cancel(info.endpoint.into_iter().filter_map(|e| e.ticket.map(|t| t.ticket.to_vec())));
@@ -611,13 +668,21 @@ impl FlightSqlService for FlightSqlServer {
         Ok(ActionCancelQueryResult { result: if cancelled { 1 } else { 3 } })
     }
 
-    async fn do_action_fallback(&self, request: Request<Action>) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
         self.caller(&request)?;
         let action = request.into_inner();
         let body = match action.r#type.as_str() {
             "CancelFlightInfo" => {
-                let cancel = CancelFlightInfoRequest::decode(action.body).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                let tickets = cancel.info.into_iter().flat_map(|i| i.endpoint).filter_map(|e| e.ticket.map(|t| t.ticket.to_vec()));
+                let cancel = CancelFlightInfoRequest::decode(action.body)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let tickets = cancel
+                    .info
+                    .into_iter()
+                    .flat_map(|i| i.endpoint)
+                    .filter_map(|e| e.ticket.map(|t| t.ticket.to_vec()));
                 let status = if self.cancel(tickets) { CancelStatus::Cancelled } else { CancelStatus::NotCancellable };
                 CancelFlightInfoResult::new(status).encode_to_vec()
             }
@@ -629,26 +694,42 @@ impl FlightSqlService for FlightSqlServer {
         Ok(Response::new(Box::pin(futures::stream::iter([Ok(arrow_flight::Result { body: body.into() })]))))
     }
 
-    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
         let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
-    async fn do_get_catalogs(&self, query: CommandGetCatalogs, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append(crate::session::CATALOG);
         one_batch(builder.build())
     }
 
-    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
-    async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
         let mut builder = query.into_builder();
         for database in readable_databases(&caller) {
@@ -657,7 +738,11 @@ impl FlightSqlService for FlightSqlServer {
         one_batch(builder.build())
     }
 
-    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
@@ -666,7 +751,11 @@ impl FlightSqlService for FlightSqlServer {
     /// The tables the caller's session sees (stored ones, `system`'s, its temporary views) in
     /// the databases it may read. A table whose stored entry is broken is left out (and
     /// logged), never the whole listing.
-    async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         use datafusion::catalog::CatalogProvider;
         let caller = self.caller(&request)?;
         let mut builder = query.into_builder();
@@ -698,26 +787,42 @@ impl FlightSqlService for FlightSqlServer {
         one_batch(builder.build())
     }
 
-    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
         let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
-    async fn do_get_table_types(&self, query: CommandGetTableTypes, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
         one_batch(builder.build())
     }
 
-    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
-    async fn do_get_sql_info(&self, query: CommandGetSqlInfo, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         self.caller(&request)?;
         one_batch(query.into_builder(&self.sql_info).build())
     }
@@ -732,18 +837,30 @@ impl FlightSqlService for FlightSqlServer {
         self.metadata_info(query, &schema, request.into_inner())
     }
 
-    async fn do_get_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         self.caller(&request)?;
         one_batch(query.into_builder(&self.type_info).build())
     }
 
-    async fn get_flight_info_primary_keys(&self, query: CommandGetPrimaryKeys, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
         self.metadata_info(query, &primary_keys_schema(), request.into_inner())
     }
 
     /// No source lakegate reads declares keys it enforces: the answer is empty.
-    async fn do_get_primary_keys(&self, _query: CommandGetPrimaryKeys, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         self.caller(&request)?;
         one_batch(Ok::<_, Status>(RecordBatch::new_empty(Arc::new(primary_keys_schema()))))
     }

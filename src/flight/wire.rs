@@ -46,7 +46,13 @@ pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> datafusion::er
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(column, field)| if column.data_type() == field.data_type() { Ok(Arc::clone(column)) } else { cast(column, field.data_type()) })
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast(column, field.data_type())
+            }
+        })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
@@ -57,8 +63,14 @@ pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> datafusion::er
 pub(crate) enum Handle {
     /// `id` names a running query for cancellation; `params` are the values bound to its
     /// placeholders ([`encode_parameters`]), if any.
-    Query { id: String, sql: String, params: Option<String> },
-    Rows { ipc: String },
+    Query {
+        id: String,
+        sql: String,
+        params: Option<String>,
+    },
+    Rows {
+        ipc: String,
+    },
 }
 
 impl Handle {
@@ -67,7 +79,8 @@ impl Handle {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Status> {
-        serde_json::from_slice(bytes).map_err(|_| Status::invalid_argument("unknown ticket or statement handle: it was not made by lakegate"))
+        serde_json::from_slice(bytes)
+            .map_err(|_| Status::invalid_argument("unknown ticket or statement handle: it was not made by lakegate"))
     }
 }
 
@@ -122,7 +135,8 @@ pub(crate) fn encode_parameters(batch: &RecordBatch, row: usize) -> crate::Resul
 /// The values of [`encode_parameters`]' output.
 pub(crate) fn decode_parameters(hex: &str) -> Result<ParamValues, Status> {
     let (_, batches) = batches_from_hex(hex)?;
-    let batch = batches.first().ok_or_else(|| Status::invalid_argument("corrupt statement handle: no parameter row"))?;
+    let batch =
+        batches.first().ok_or_else(|| Status::invalid_argument("corrupt statement handle: no parameter row"))?;
     parameter_values(batch, 0).map_err(|e| Status::invalid_argument(format!("corrupt statement handle: {e}")))
 }
 
@@ -151,7 +165,11 @@ mod tests {
             Field::new("s", DataType::Utf8View, true),
             Field::new("d", DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8)), true),
             Field::new("l", DataType::List(Arc::new(Field::new("item", DataType::Utf8View, true))), true),
-            Field::new("t", DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new(
+                "t",
+                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
         ]);
         let wire = wire_schema(&schema);
         assert_eq!(wire.field(0).data_type(), &DataType::Utf8);
@@ -163,7 +181,8 @@ mod tests {
     #[test]
     fn batches_round_trip_through_a_ticket() {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
-        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int32Array::from(vec![1, 2]))]).expect("batch");
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int32Array::from(vec![1, 2]))]).expect("batch");
         let hex = batches_to_hex(&schema, std::slice::from_ref(&batch)).expect("encode");
         let (decoded_schema, batches) = batches_from_hex(&hex).expect("decode");
         assert_eq!(decoded_schema, schema);
@@ -173,7 +192,8 @@ mod tests {
 
     #[test]
     fn parameters_travel_as_typed_values() {
-        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]));
         let batch = RecordBatch::try_new(
             schema,
             vec![
@@ -195,7 +215,11 @@ mod tests {
             Field::new("d", DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8)), true),
         ]));
         let dict: DictionaryArray<Int16Type> = vec!["x", "y"].into_iter().collect();
-        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringViewArray::from(vec!["a", "b"])), Arc::new(dict)]).expect("batch");
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringViewArray::from(vec!["a", "b"])), Arc::new(dict)],
+        )
+        .expect("batch");
         let wire = wire_schema(&schema);
         let out = to_wire(&batch, &wire).expect("cast");
         assert_eq!(out.column(1).as_string::<i32>().value(1), "y");

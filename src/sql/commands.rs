@@ -31,7 +31,11 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 return Ok(Output::Done(format!("dropped temporary table {}", table.name)));
             }
             let dropped = catalog.drop_table(&database, &table.name, if_exists)?;
-            Ok(done(dropped, format!("dropped table {database}.{} (its files are kept)", table.name), format!("table {database}.{} does not exist", table.name)))
+            Ok(done(
+                dropped,
+                format!("dropped table {database}.{} (its files are kept)", table.name),
+                format!("table {database}.{} does not exist", table.name),
+            ))
         }
         Command::ShowDatabases { pattern } => {
             let names: Vec<String> = catalog
@@ -53,8 +57,12 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
         Command::ShowTables { database, pattern } => {
             let database = database.unwrap_or_else(|| session.current_database());
             let wanted = |name: &str| pattern.as_deref().is_none_or(|p| matches_pattern(p, name));
-            let mut listed: Vec<(String, String, bool)> =
-                catalog.tables(&database)?.into_iter().filter(|t| wanted(&t.name)).map(|t| (t.name, t.kind, false)).collect();
+            let mut listed: Vec<(String, String, bool)> = catalog
+                .tables(&database)?
+                .into_iter()
+                .filter(|t| wanted(&t.name))
+                .map(|t| (t.name, t.kind, false))
+                .collect();
             let temporary = session.catalog.temporary_names(&database);
             listed.extend(temporary.into_iter().filter(|n| wanted(n)).map(|n| (n, "temporary".to_owned(), true)));
             listed.sort();
@@ -62,7 +70,10 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 ("database", strings(vec![database; listed.len()])),
                 ("table_name", strings(listed.iter().map(|(name, _, _)| name.clone()).collect())),
                 ("source", strings(listed.iter().map(|(_, kind, _)| kind.clone()).collect())),
-                ("is_temporary", Arc::new(listed.iter().map(|(_, _, temporary)| Some(*temporary)).collect::<BooleanArray>())),
+                (
+                    "is_temporary",
+                    Arc::new(listed.iter().map(|(_, _, temporary)| Some(*temporary)).collect::<BooleanArray>()),
+                ),
             ])
         }
         Command::Describe { table } => describe(session, &table).await,
@@ -90,7 +101,10 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
         Command::Vacuum { table, retain_hours } => {
             let spec = catalog.table(&database_of(session, &table), &table.name)?;
             if spec.kind != "parquet" {
-                return Err(Error::Unsupported(format!("VACUUM {}: only Parquet tables have files to vacuum", spec.qualified_name())));
+                return Err(Error::Unsupported(format!(
+                    "VACUUM {}: only Parquet tables have files to vacuum",
+                    spec.qualified_name()
+                )));
             }
             let retain = std::time::Duration::from_secs_f64(retain_hours.unwrap_or(1.0).max(0.0) * 3600.0);
             Ok(Output::Done(crate::write::vacuum(session, &spec, retain).await?))
@@ -227,7 +241,10 @@ fn allowed_location(session: &Session, location: String) -> Result<String> {
         return Ok(location);
     }
     let normal = |l: &str| -> String {
-        let l = l.strip_prefix("s3a://").or_else(|| l.strip_prefix("s3n://")).map_or_else(|| l.to_owned(), |rest| format!("s3://{rest}"));
+        let l = l
+            .strip_prefix("s3a://")
+            .or_else(|| l.strip_prefix("s3n://"))
+            .map_or_else(|| l.to_owned(), |rest| format!("s3://{rest}"));
         l.strip_prefix("file://").unwrap_or(&l).trim_end_matches('/').to_owned()
     };
     let wanted = normal(&location);
@@ -239,7 +256,9 @@ fn allowed_location(session: &Session, location: String) -> Result<String> {
     if !escapes && allowed.iter().any(inside) {
         return Ok(location);
     }
-    Err(session.principal.deny(format!("LOCATION '{location}' is outside [server] allowed_locations ({})", allowed.join(", "))))
+    Err(session
+        .principal
+        .deny(format!("LOCATION '{location}' is outside [server] allowed_locations ({})", allowed.join(", "))))
 }
 
 /// Plain paths are made absolute, so the catalog means the same place from any directory.
@@ -254,10 +273,14 @@ fn absolute_location(location: &str) -> Result<String> {
 
 async fn describe(session: &Session, table: &TableName) -> Result<Output> {
     let database = database_of(session, table);
-    let (fields, partitions): (Vec<Field>, Vec<String>) = match session.catalog.catalog().table(&database, &table.name) {
+    let (fields, partitions): (Vec<Field>, Vec<String>) = match session.catalog.catalog().table(&database, &table.name)
+    {
         Ok(spec) => {
             let schema = spec.schema()?;
-            (schema.fields().iter().map(|f| f.as_ref().clone()).collect(), spec.partition_columns.into_iter().map(|c| c.name).collect())
+            (
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
+                spec.partition_columns.into_iter().map(|c| c.name).collect(),
+            )
         }
         Err(e) => match session.ctx.table_provider(format!("{database}.{}", table.name).as_str()).await {
             Ok(provider) => (provider.schema().fields().iter().map(|f| f.as_ref().clone()).collect(), Vec::new()),
@@ -268,7 +291,10 @@ async fn describe(session: &Session, table: &TableName) -> Result<Output> {
         ("col_name", strings(fields.iter().map(|f| f.name().clone()).collect())),
         ("data_type", strings(fields.iter().map(|f| types::to_sql(f.data_type())).collect())),
         ("arrow_type", strings(fields.iter().map(|f| f.data_type().to_string()).collect())),
-        ("is_partition", Arc::new(BooleanArray::from(fields.iter().map(|f| partitions.contains(f.name())).collect::<Vec<_>>()))),
+        (
+            "is_partition",
+            Arc::new(BooleanArray::from(fields.iter().map(|f| partitions.contains(f.name())).collect::<Vec<_>>())),
+        ),
     ])
 }
 

@@ -22,29 +22,63 @@ pub struct TableName {
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    CreateDatabase { name: String, if_not_exists: bool, comment: Option<String> },
-    DropDatabase { name: String, if_exists: bool, cascade: bool },
+    CreateDatabase {
+        name: String,
+        if_not_exists: bool,
+        comment: Option<String>,
+    },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
     CreateTable(CreateTable),
-    DropTable { table: TableName, if_exists: bool },
-    ShowDatabases { pattern: Option<String> },
-    ShowTables { database: Option<String>, pattern: Option<String> },
-    Describe { table: TableName },
-    ShowCreateTable { table: TableName },
+    DropTable {
+        table: TableName,
+        if_exists: bool,
+    },
+    ShowDatabases {
+        pattern: Option<String>,
+    },
+    ShowTables {
+        database: Option<String>,
+        pattern: Option<String>,
+    },
+    Describe {
+        table: TableName,
+    },
+    ShowCreateTable {
+        table: TableName,
+    },
     /// Hive's `SHOW PARTITIONS t`.
-    ShowPartitions { table: TableName },
+    ShowPartitions {
+        table: TableName,
+    },
     /// Hive's `MSCK REPAIR TABLE t` and Spark's `REFRESH TABLE t`: forget cached file listings
     /// so files added by other writers are read at once, and report the partitions.
-    RepairTable { table: TableName },
-    Use { database: String },
+    RepairTable {
+        table: TableName,
+    },
+    Use {
+        database: String,
+    },
     /// `VACUUM t [RETAIN n HOURS]`: delete files no reader can see (replaced by an overwrite
     /// at once; abandoned by a crashed write once older than the retention, default 1 hour).
-    Vacuum { table: TableName, retain_hours: Option<f64> },
+    Vacuum {
+        table: TableName,
+        retain_hours: Option<f64>,
+    },
     /// Hive's `ALTER TABLE t ADD [IF NOT EXISTS] PARTITION (dt='...')`: partitions are read from
     /// the table's directories, so this only checks the spec.
-    AddPartitions { table: TableName, partitions: Vec<Vec<(String, String)>> },
+    AddPartitions {
+        table: TableName,
+        partitions: Vec<Vec<(String, String)>>,
+    },
     /// `SET hive.exec.dynamic.partition.mode=nonstrict` and other Hive/Spark engine settings
     /// that scripts carry: lakegate's behaviour does not depend on them.
-    IgnoredSetting { key: String },
+    IgnoredSetting {
+        key: String,
+    },
     /// `SHOW GRANTS`: the signed-in user's role and databases.
     ShowGrants,
 }
@@ -98,7 +132,11 @@ pub fn parse(sql: &str) -> Result<Option<Command>> {
             let _ = p.parse_keyword(Keyword::TABLE);
             let table = table_name(&p.parse_object_name(false)?)?;
             let retain_hours = if p.parse_keyword(Keyword::RETAIN) {
-                let hours = p.parse_number_value()?.to_string().parse::<f64>().map_err(|e| Error::Syntax(format!("RETAIN: {e}")))?;
+                let hours = p
+                    .parse_number_value()?
+                    .to_string()
+                    .parse::<f64>()
+                    .map_err(|e| Error::Syntax(format!("RETAIN: {e}")))?;
                 p.expect_one_of_keywords(&[Keyword::HOURS, Keyword::HOUR])?;
                 Some(hours)
             } else {
@@ -119,7 +157,9 @@ pub fn parse(sql: &str) -> Result<Option<Command>> {
             while p.parse_keyword(Keyword::PARTITION) {
                 partitions.push(key_values(&mut p)?.into_iter().collect());
                 if p.parse_keyword(Keyword::LOCATION) {
-                    return Err(Error::Unsupported("ADD PARTITION ... LOCATION: partitions live under the table's location".into()));
+                    return Err(Error::Unsupported(
+                        "ADD PARTITION ... LOCATION: partitions live under the table's location".into(),
+                    ));
                 }
             }
             if partitions.is_empty() {
@@ -234,7 +274,8 @@ fn create(p: &mut Parser) -> Result<Option<Command>> {
             create.partitioned_by = p.parse_comma_separated(|p| {
                 let name = ident(&p.parse_identifier()?);
                 let typed = !matches!(p.peek_token().token, Token::Comma | Token::RParen);
-                let data_type = if typed { Some(types::partition_type(&p.parse_data_type()?).map_err(to_parser)?) } else { None };
+                let data_type =
+                    if typed { Some(types::partition_type(&p.parse_data_type()?).map_err(to_parser)?) } else { None };
                 Ok((name, data_type))
             })?;
             p.expect_token(&Token::RParen)?;
@@ -280,7 +321,8 @@ fn column_list(p: &mut Parser) -> Result<Vec<(String, DataType)>> {
     }
     let columns = p.parse_comma_separated(|p| {
         let name = ident(&p.parse_identifier()?);
-        let data_type = types::to_arrow(&p.parse_data_type()?).map_err(|e| to_parser(Error::Syntax(format!("column {name}: {e}"))))?;
+        let data_type = types::to_arrow(&p.parse_data_type()?)
+            .map_err(|e| to_parser(Error::Syntax(format!("column {name}: {e}"))))?;
         // Column attributes lakegate has no use for, accepted so scripts run unchanged.
         loop {
             if p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) || p.parse_keyword(Keyword::NULL) {
@@ -307,7 +349,14 @@ fn key_values(p: &mut Parser) -> Result<BTreeMap<String, String>> {
     let pairs = p.parse_comma_separated(|p| {
         let key = match p.peek_token().token {
             Token::SingleQuotedString(_) | Token::DoubleQuotedString(_) => p.parse_literal_string()?,
-            _ => p.parse_object_name(false)?.0.iter().filter_map(|part| part.as_ident()).map(|i| i.value.clone()).collect::<Vec<_>>().join("."),
+            _ => p
+                .parse_object_name(false)?
+                .0
+                .iter()
+                .filter_map(|part| part.as_ident())
+                .map(|i| i.value.clone())
+                .collect::<Vec<_>>()
+                .join("."),
         };
         let _ = p.consume_token(&Token::Eq);
         let value = match p.parse_value()?.value {
@@ -465,13 +514,18 @@ mod tests {
     fn hive_and_spark_settings_are_ours_to_ignore_and_datafusion_settings_are_not() {
         let ignored = parse("SET  hive.exec.dynamic.partition.mode=nonstrict").expect("parses");
         assert_eq!(ignored, Some(Command::IgnoredSetting { key: "hive.exec.dynamic.partition.mode".into() }));
-        assert_eq!(parse("set spark.sql.shuffle.partitions = 8").expect("parses"), Some(Command::IgnoredSetting { key: "spark.sql.shuffle.partitions".into() }));
+        assert_eq!(
+            parse("set spark.sql.shuffle.partitions = 8").expect("parses"),
+            Some(Command::IgnoredSetting { key: "spark.sql.shuffle.partitions".into() })
+        );
         assert_eq!(parse("SET datafusion.execution.batch_size = 10").expect("parses"), None);
     }
 
     #[test]
     fn a_table_without_source_or_location_is_managed_parquet_as_in_spark() {
-        let Some(Command::CreateTable(create)) = parse("CREATE TABLE t (a INT)").expect("parses") else { panic!("not ours") };
+        let Some(Command::CreateTable(create)) = parse("CREATE TABLE t (a INT)").expect("parses") else {
+            panic!("not ours")
+        };
         assert_eq!((create.kind, create.location, create.temporary), (None, None, false));
     }
 

@@ -5,13 +5,13 @@ mod commands;
 pub mod ddl;
 pub(crate) mod rewrite;
 mod script;
-mod tokens;
 pub mod template;
+mod tokens;
 pub mod types;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 
@@ -75,7 +75,8 @@ pub async fn plan_with(session: &Session, sql: &str, params: Option<&ParamValues
     rewrite::layout_clauses_in_queries(&mut statement);
     let plan = bind(state.statement_to_plan(statement).await.map_err(|e| name_missing_table(session, e))?, params)?;
     session.principal.check_plan(&plan, crate::session::CATALOG, &session.current_database())?;
-    let effects = matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
+    let effects =
+        matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_));
     Ok(if effects { Planned::Command } else { Planned::Query(plan) })
 }
 
@@ -84,7 +85,10 @@ pub async fn plan_with(session: &Session, sql: &str, params: Option<&ParamValues
 ///
 /// # Errors
 /// `sql` does not parse or plan.
-pub async fn parameter_types(session: &Session, sql: &str) -> Result<std::collections::HashMap<String, Option<DataType>>> {
+pub async fn parameter_types(
+    session: &Session,
+    sql: &str,
+) -> Result<std::collections::HashMap<String, Option<DataType>>> {
     if ddl::parse(sql)?.is_some() {
         return Ok(Default::default());
     }
@@ -119,7 +123,9 @@ pub async fn execute_with(session: &Session, sql: &str, params: Option<&ParamVal
     }
     if let Some(command) = ddl::parse(sql)? {
         if params.is_some() {
-            return Err(Error::Unsupported("parameters in this statement: only queries and INSERTs take bound values".into()));
+            return Err(Error::Unsupported(
+                "parameters in this statement: only queries and INSERTs take bound values".into(),
+            ));
         }
         session.principal.check_command(&command, &session.current_database())?;
         return commands::run(session, command).await;

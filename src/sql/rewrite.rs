@@ -3,7 +3,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement;
-use sqlparser::ast::{AccessExpr, Expr, OrderBy, OrderByExpr, OrderByKind, Query, SetExpr, Subscript, Value, visit_expressions_mut};
+use sqlparser::ast::{
+    AccessExpr, Expr, OrderBy, OrderByExpr, OrderByKind, Query, SetExpr, Subscript, Value, visit_expressions_mut,
+};
 
 /// Spark's `f(x).field` (a field of a function's struct result, e.g. `geodata(lon, lat).city`)
 /// becomes `f(x)['field']`, which DataFusion plans; on columns DataFusion already resolves dots.

@@ -39,7 +39,9 @@ pub fn render(script: &str, vars: &BTreeMap<String, String>) -> Result<String> {
         } else {
             let value = vars.get(name).ok_or_else(|| {
                 let known = vars.keys().cloned().collect::<Vec<_>>().join(", ");
-                Error::Syntax(format!("line {line}: unknown variable '{name}' in {whole}; defined: {known} (pass --var {name}=...)"))
+                Error::Syntax(format!(
+                    "line {line}: unknown variable '{name}' in {whole}; defined: {known} (pass --var {name}=...)"
+                ))
             })?;
             out.push_str(value);
         }
@@ -59,7 +61,8 @@ mod tests {
 
     #[test]
     fn airflow_and_hive_forms() {
-        let sql = "WHERE dt = '{{ ds }}' AND dt > date_sub('{{ds}}', ${lookback}) -- ${hivevar:lookback} {{ ts_nodash }}";
+        let sql =
+            "WHERE dt = '{{ ds }}' AND dt > date_sub('{{ds}}', ${lookback}) -- ${hivevar:lookback} {{ ts_nodash }}";
         assert_eq!(
             render(sql, &vars()).expect("renders"),
             "WHERE dt = '2018-03-05' AND dt > date_sub('2018-03-05', 7) -- 7 20180305T000000"

@@ -86,7 +86,11 @@ pub fn redact(sql: &str) -> String {
         let masked = match &located.token {
             Token::SingleQuotedString(value) | Token::DoubleQuotedString(value) => {
                 let secret_key = key.as_deref().is_some_and(names_a_secret) && !lakegate_catalog::is_reference(value);
-                if secret_key { Some("'***'".to_owned()) } else { url_without_password(value).map(|v| format!("'{}'", v.replace('\'', "''"))) }
+                if secret_key {
+                    Some("'***'".to_owned())
+                } else {
+                    url_without_password(value).map(|v| format!("'{}'", v.replace('\'', "''")))
+                }
             }
             _ => None,
         };
@@ -121,7 +125,9 @@ fn url_without_password(value: &str) -> Option<String> {
     }
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     if pairs.iter().any(|(k, _)| names_a_secret(&k.to_lowercase())) {
-        let masked = pairs.iter().map(|(k, v)| (k.clone(), if names_a_secret(&k.to_lowercase()) { "***".to_owned() } else { v.clone() }));
+        let masked = pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), if names_a_secret(&k.to_lowercase()) { "***".to_owned() } else { v.clone() }));
         url.query_pairs_mut().clear().extend_pairs(masked);
         changed = true;
     }
@@ -162,7 +168,10 @@ mod tests {
                    dbtable 'it''s', password 'hunter2', 's3.secret_access_key' = 'abc', user '${env:U}', token '${env:T}')";
         let shown = redact(sql);
         assert!(!shown.contains("hunter2") && !shown.contains("'abc'"), "{shown}");
-        assert!(shown.contains("dbtable 'it''s'") && shown.contains("'${env:T}'") && shown.contains("password '***'"), "{shown}");
+        assert!(
+            shown.contains("dbtable 'it''s'") && shown.contains("'${env:T}'") && shown.contains("password '***'"),
+            "{shown}"
+        );
         let url = redact("CREATE EXTERNAL TABLE t STORED AS POSTGRES LOCATION 'postgres://bob:pw1@db:5432/x'");
         assert!(!url.contains("pw1") && url.contains("postgres://bob:***@db:5432/x"), "{url}");
         assert_eq!(redact("SELECT 'key' AS k, 1"), "SELECT 'key' AS k, 1");

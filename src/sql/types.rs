@@ -51,12 +51,16 @@ pub fn to_arrow(sql: &SqlType) -> Result<DataType> {
         }
         SqlType::Timestamp(_, _) => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
         SqlType::Array(
-            ArrayElemTypeDef::AngleBracket(inner) | ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::Parenthesis(inner),
+            ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::Parenthesis(inner),
         ) => DataType::List(Arc::new(Field::new_list_field(to_arrow(inner)?, true))),
         SqlType::Map(key, value) => DataType::Map(
             Arc::new(Field::new(
                 "entries",
-                DataType::Struct(vec![Field::new("key", to_arrow(key)?, false), Field::new("value", to_arrow(value)?, true)].into()),
+                DataType::Struct(
+                    vec![Field::new("key", to_arrow(key)?, false), Field::new("value", to_arrow(value)?, true)].into(),
+                ),
                 false,
             )),
             false,
@@ -99,12 +103,17 @@ pub fn to_sql(data_type: &DataType) -> String {
         DataType::UInt32 | DataType::UInt64 => "BIGINT".into(),
         DataType::Float16 | DataType::Float32 => "FLOAT".into(),
         DataType::Float64 => "DOUBLE".into(),
-        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => {
             format!("DECIMAL({p}, {s})")
         }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING".into(),
         DataType::Dictionary(_, value) => to_sql(value),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BINARY".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            "BINARY".into()
+        }
         DataType::Date32 | DataType::Date64 => "DATE".into(),
         DataType::Timestamp(_, Some(_)) => "TIMESTAMP".into(),
         DataType::Timestamp(_, None) => "TIMESTAMP_NTZ".into(),
@@ -112,7 +121,9 @@ pub fn to_sql(data_type: &DataType) -> String {
             format!("ARRAY<{}>", to_sql(f.data_type()))
         }
         DataType::Map(entries, _) => match entries.data_type() {
-            DataType::Struct(kv) if kv.len() == 2 => format!("MAP<{}, {}>", to_sql(kv[0].data_type()), to_sql(kv[1].data_type())),
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!("MAP<{}, {}>", to_sql(kv[0].data_type()), to_sql(kv[1].data_type()))
+            }
             other => to_sql(other),
         },
         DataType::Struct(fields) => {
@@ -131,7 +142,8 @@ mod tests {
     use super::*;
 
     fn parse(sql: &str) -> DataType {
-        let ty = Parser::new(&GenericDialect {}).try_with_sql(sql).and_then(|mut p| p.parse_data_type()).expect("parses");
+        let ty =
+            Parser::new(&GenericDialect {}).try_with_sql(sql).and_then(|mut p| p.parse_data_type()).expect("parses");
         to_arrow(&ty).expect("maps")
     }
 
@@ -151,7 +163,18 @@ mod tests {
 
     #[test]
     fn printed_types_parse_back_to_the_same_type() {
-        for sql in ["BOOLEAN", "SMALLINT", "BIGINT", "FLOAT", "DOUBLE", "DECIMAL(18, 4)", "STRING", "DATE", "TIMESTAMP", "ARRAY<BIGINT>"] {
+        for sql in [
+            "BOOLEAN",
+            "SMALLINT",
+            "BIGINT",
+            "FLOAT",
+            "DOUBLE",
+            "DECIMAL(18, 4)",
+            "STRING",
+            "DATE",
+            "TIMESTAMP",
+            "ARRAY<BIGINT>",
+        ] {
             let arrow = parse(sql);
             assert_eq!(parse(&to_sql(&arrow)), arrow, "{sql}");
         }

@@ -77,7 +77,12 @@ pub(crate) enum Mode {
 }
 
 /// Makes `commit` visible in `partition_dir`: one atomic put of an empty object.
-pub(crate) async fn publish(store: &dyn ObjectStore, partition_dir: &Path, commit: &str, mode: Mode) -> object_store::Result<()> {
+pub(crate) async fn publish(
+    store: &dyn ObjectStore,
+    partition_dir: &Path,
+    commit: &str,
+    mode: Mode,
+) -> object_store::Result<()> {
     let suffix = if mode == Mode::Overwrite { OVERWRITE } else { APPEND };
     let marker = partition_dir.clone().join(SYSTEM_DIR).join(format!("{commit}.{suffix}"));
     store.put(&marker, object_store::PutPayload::new()).await.map(|_| ())
@@ -157,7 +162,11 @@ impl Listing {
                 [name] => {
                     let marker = name.as_ref().rsplit_once('.').filter(|(id, _)| is_commit_id(id));
                     if let Some((id, kind @ (OVERWRITE | APPEND))) = marker {
-                        listing.markers.entry(dir.clone()).or_default().add(id, kind == OVERWRITE, object.last_modified);
+                        listing.markers.entry(dir.clone()).or_default().add(
+                            id,
+                            kind == OVERWRITE,
+                            object.last_modified,
+                        );
                         listing.marker_objects.push((dir, id.to_owned(), object));
                     }
                 }
@@ -231,7 +240,8 @@ pub(crate) async fn collect_garbage(
         }
     };
     let listing = Listing::sort(objects);
-    let cutoff = abandoned_after.map(|age| Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::TimeDelta::MAX));
+    let cutoff =
+        abandoned_after.map(|age| Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::TimeDelta::MAX));
     let mut collected = Collected::default();
     let mut doomed = Vec::new();
     for file in &listing.files {
@@ -258,7 +268,9 @@ pub(crate) async fn collect_garbage(
     let old_markers: Vec<Path> = listing
         .marker_objects
         .iter()
-        .filter(|(dir, id, _)| listing.markers.get(dir).and_then(|m| m.base.as_ref()).is_some_and(|(base, _)| id < base))
+        .filter(|(dir, id, _)| {
+            listing.markers.get(dir).and_then(|m| m.base.as_ref()).is_some_and(|(base, _)| id < base)
+        })
         .map(|(_, _, object)| object.location.clone())
         .collect();
     collected.markers = old_markers.len();
@@ -308,7 +320,10 @@ mod tests {
             object(&format!("t/_lakegate/staging/{NEW}/dt=2/part-{NEW}-000-00000.parquet"), 20),
             object("t/dt=2/legacy.parquet", 5),
         ];
-        assert_eq!(names(visible(before.clone())), [format!("t/dt=1/part-{OLD}-000-00000.parquet"), "t/dt=2/legacy.parquet".into()]);
+        assert_eq!(
+            names(visible(before.clone())),
+            [format!("t/dt=1/part-{OLD}-000-00000.parquet"), "t/dt=2/legacy.parquet".into()]
+        );
         let mut after = before;
         after.push(object(&format!("t/dt=1/_lakegate/{NEW}.overwrite"), 21));
         after.push(object(&format!("t/dt=2/_lakegate/{NEW}.overwrite"), 21));
@@ -329,14 +344,21 @@ mod tests {
         ];
         assert_eq!(
             names(visible(objects)),
-            ["t/from-spark-after.parquet".to_owned(), format!("t/part-{NEW}-000-00000.parquet"), format!("t/part-{LATER}-000-00000.parquet")]
+            [
+                "t/from-spark-after.parquet".to_owned(),
+                format!("t/part-{NEW}-000-00000.parquet"),
+                format!("t/part-{LATER}-000-00000.parquet")
+            ]
         );
     }
 
     #[test]
     fn children_are_filtered_by_their_directory_markers() {
         let dir = Path::from("t/dt=1");
-        let children = vec![object(&format!("t/dt=1/part-{OLD}-000-00000.parquet"), 10), object(&format!("t/dt=1/part-{NEW}-000-00000.parquet"), 20)];
+        let children = vec![
+            object(&format!("t/dt=1/part-{OLD}-000-00000.parquet"), 10),
+            object(&format!("t/dt=1/part-{NEW}-000-00000.parquet"), 20),
+        ];
         let system = vec![object(&format!("t/dt=1/_lakegate/{NEW}.overwrite"), 21)];
         assert_eq!(names(visible_children(&dir, children, system)), [format!("t/dt=1/part-{NEW}-000-00000.parquet")]);
     }
@@ -356,7 +378,8 @@ mod tests {
         ];
         assert_eq!(names(visible(objects.clone())), [spark.to_owned(), format!("t/dt=3/part-{OLD}-000-00000.parquet")]);
         // The same without any marker in the whole listing.
-        let markerless: Vec<ObjectMeta> = objects.into_iter().filter(|o| !o.location.as_ref().starts_with("t/dt=3")).collect();
+        let markerless: Vec<ObjectMeta> =
+            objects.into_iter().filter(|o| !o.location.as_ref().starts_with("t/dt=3")).collect();
         assert_eq!(names(visible(markerless)), [spark.to_owned()]);
         // And as a directory listing, whose `_lakegate` directory may hold no markers at all.
         let dir = Path::from("t/dt=2");

@@ -97,7 +97,10 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut stream: datafusion::physical_plan::SendableRecordBatchStream) -> Result<Vec<WrittenFile>> {
+    async fn run(
+        mut self,
+        mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    ) -> Result<Vec<WrittenFile>> {
         let partitions = self.layout.data_columns..self.layout.data_columns + self.layout.partition_names.len();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -106,7 +109,11 @@ impl Writer {
             }
             let keys: Vec<ArrayRef> = batch.columns()[partitions.clone()].to_vec();
             // Rows come sorted by partition: each run of equal keys goes to one file.
-            let runs = if keys.is_empty() { std::iter::once(0..batch.num_rows()).collect() } else { partition(&keys)?.ranges() };
+            let runs = if keys.is_empty() {
+                std::iter::once(0..batch.num_rows()).collect()
+            } else {
+                partition(&keys)?.ranges()
+            };
             for run in runs {
                 let dir = partition_dir_of_row(&self.layout.partition_names, &keys, run.start)?;
                 let rows = batch.slice(run.start, run.end - run.start);

@@ -41,15 +41,26 @@ fn directory_key(location: &str) -> Option<String> {
 }
 
 /// Why deleting files in `own` (a [`directory_key`]) could hit what is not the table's.
-fn sharing_reason(own: &str, data_dir: Option<&str>, warehouse: Option<&str>, others: &[(String, String)]) -> Option<String> {
+fn sharing_reason(
+    own: &str,
+    data_dir: Option<&str>,
+    warehouse: Option<&str>,
+    others: &[(String, String)],
+) -> Option<String> {
     if data_dir.is_some_and(|dir| dir.starts_with(own)) {
-        return Some("it is lakegate's data directory or contains it (the catalog and every managed table live there)".to_owned());
+        return Some(
+            "it is lakegate's data directory or contains it (the catalog and every managed table live there)"
+                .to_owned(),
+        );
     }
     if warehouse == Some(own) {
         return Some("it is the warehouse root, which holds every managed table".to_owned());
     }
     others.iter().find(|(_, other)| other.len() > own.len() && other.starts_with(own)).map(|(name, other)| {
-        format!("it contains the location of table {name} ('{}'), whose files it would delete", other.trim_end_matches('/'))
+        format!(
+            "it contains the location of table {name} ('{}'), whose files it would delete",
+            other.trim_end_matches('/')
+        )
     })
 }
 
@@ -102,7 +113,9 @@ mod tests {
         let data = directory_key("/srv/lg").expect("key");
         let warehouse = directory_key("/srv/lg/warehouse").expect("key");
         let others = vec![("lake.daily".to_owned(), directory_key("s3://lake/reports/daily").expect("key"))];
-        let reason = |location: &str| sharing_reason(&directory_key(location).expect("key"), Some(&data), Some(&warehouse), &others);
+        let reason = |location: &str| {
+            sharing_reason(&directory_key(location).expect("key"), Some(&data), Some(&warehouse), &others)
+        };
         assert!(reason("/srv/lg").is_some_and(|r| r.contains("data directory")));
         assert!(reason("/srv").is_some_and(|r| r.contains("data directory")));
         assert!(reason("/srv/lg/warehouse").is_some_and(|r| r.contains("warehouse root")));

@@ -27,10 +27,10 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, displayable};
 use datafusion::prelude::DataFrame;
-use lakegate_catalog::TableSpec;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
+use lakegate_catalog::TableSpec;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Insert, OrderByExpr, SetExpr, TableObject, Value};
 
 use crate::session::Session;
@@ -114,7 +114,12 @@ fn partition_spec(spec: &TableSpec, clause: Option<&[SqlExpr]>) -> Result<Vec<(S
                 (SqlExpr::Identifier(column), SqlExpr::Value(value)) => {
                     let text = match &value.value {
                         Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::Number(s, _) => s.clone(),
-                        other => return Err(Error::Syntax(format!("partition value {other} for '{}': give a string or a number", column.value))),
+                        other => {
+                            return Err(Error::Syntax(format!(
+                                "partition value {other} for '{}': give a string or a number",
+                                column.value
+                            )));
+                        }
                     };
                     (column.value.clone(), Some(text))
                 }
@@ -179,7 +184,9 @@ pub(crate) async fn plan(
 ) -> Result<WritePlan> {
     let table = spec.qualified_name();
     if !insert.columns.is_empty() {
-        return Err(Error::Unsupported(format!("INSERT with a column list into {table}: select the columns in the table's order")));
+        return Err(Error::Unsupported(format!(
+            "INSERT with a column list into {table}: select the columns in the table's order"
+        )));
     }
     let Some(mut query) = insert.source.take() else {
         return Err(Error::Syntax(format!("INSERT into {table} needs a SELECT or VALUES")));
@@ -192,7 +199,8 @@ pub(crate) async fn plan(
     }
 
     let state = session.ctx.state();
-    let mut statement = datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query)));
+    let mut statement =
+        datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query)));
     crate::sql::rewrite::struct_field_access(&mut statement);
     let logical = crate::sql::bind(state.statement_to_plan(statement).await?, params)?;
     let frame = DataFrame::new(state, logical);
@@ -202,7 +210,8 @@ pub(crate) async fn plan(
     let partition_fields =
         spec.partition_columns.iter().map(|c| c.field()).collect::<lakegate_catalog::Result<Vec<_>>>()?;
     let dynamic: Vec<&str> = partitions.iter().filter(|(_, v)| v.is_none()).map(|(c, _)| c.as_str()).collect();
-    let expected: Vec<String> = data_fields.iter().map(|f| f.name().clone()).chain(dynamic.iter().map(|c| (*c).to_owned())).collect();
+    let expected: Vec<String> =
+        data_fields.iter().map(|f| f.name().clone()).chain(dynamic.iter().map(|c| (*c).to_owned())).collect();
     let given = frame.schema().fields().len();
     if given != expected.len() {
         let hint = if dynamic.is_empty() {
@@ -242,7 +251,10 @@ pub(crate) async fn plan(
     for (i, order) in sort_by.iter().enumerate() {
         let expr = frame.parse_sql_expr(&order.expr.to_string())?;
         outputs.push(expr.alias(format!("__sort_{i}")));
-        sort_keys.push(SortOptions { descending: order.options.asc == Some(false), nulls_first: order.options.nulls_first.unwrap_or(order.options.asc != Some(false)) });
+        sort_keys.push(SortOptions {
+            descending: order.options.asc == Some(false),
+            nulls_first: order.options.nulls_first.unwrap_or(order.options.asc != Some(false)),
+        });
     }
     for (i, expr) in distribute_by.iter().enumerate() {
         outputs.push(frame.parse_sql_expr(&expr.to_string())?.alias(format!("__distribute_{i}")));
@@ -250,19 +262,38 @@ pub(crate) async fn plan(
     let laid_out = frame.select(outputs)?;
     let partitions_frame = match dynamic.is_empty() {
         true => None,
-        false => Some(laid_out.clone().select(partition_names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())?.distinct()?.sort(
-            partition_names.iter().map(|n| SortExpr::new(col(n.as_str()), true, true)).collect(),
-        )?),
+        false => Some(
+            laid_out
+                .clone()
+                .select(partition_names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())?
+                .distinct()?
+                .sort(partition_names.iter().map(|n| SortExpr::new(col(n.as_str()), true, true)).collect())?,
+        ),
     };
     let physical = laid_out.create_physical_plan().await?;
-    let plan = lay_out(physical, &partition_names, sort_keys, distribute_by.len(), session.ctx.state().config().target_partitions())?;
+    let plan = lay_out(
+        physical,
+        &partition_names,
+        sort_keys,
+        distribute_by.len(),
+        session.ctx.state().config().target_partitions(),
+    )?;
     let static_partition = (!partitions.is_empty() && dynamic.is_empty())
         .then(|| partition_dir(partitions.iter().map(|(c, v)| (c.as_str(), v.as_deref()))));
     let target_file_bytes = match spec.options.get("write.target_file_size") {
         Some(text) => parse_size(text)?,
         None => TARGET_FILE_BYTES,
     };
-    Ok(WritePlan { spec, mode, plan, data_columns: data_fields.len(), partition_names, static_partition, partitions_frame, target_file_bytes })
+    Ok(WritePlan {
+        spec,
+        mode,
+        plan,
+        data_columns: data_fields.len(),
+        partition_names,
+        static_partition,
+        partitions_frame,
+        target_file_bytes,
+    })
 }
 
 /// Hive's clauses of the SELECT that lay rows out, taken out of it: `DISTRIBUTE BY` and
@@ -271,7 +302,10 @@ fn take_layout_clauses(query: &mut sqlparser::ast::Query) -> (Vec<SqlExpr>, Vec<
     let SetExpr::Select(select) = query.body.as_mut() else { return (Vec::new(), Vec::new()) };
     let cluster_by = std::mem::take(&mut select.cluster_by);
     if !cluster_by.is_empty() {
-        let sort_by = cluster_by.iter().map(|e| OrderByExpr { expr: e.clone(), options: Default::default(), with_fill: None }).collect();
+        let sort_by = cluster_by
+            .iter()
+            .map(|e| OrderByExpr { expr: e.clone(), options: Default::default(), with_fill: None })
+            .collect();
         return (cluster_by, sort_by);
     }
     (std::mem::take(&mut select.distribute_by), std::mem::take(&mut select.sort_by))
@@ -289,7 +323,9 @@ fn lay_out(
     let schema = plan.schema();
     let column = |name: &str| physical_col(name, &schema);
     let hash_keys = if distribute_keys > 0 {
-        (0..distribute_keys).map(|i| column(&format!("__distribute_{i}"))).collect::<datafusion::error::Result<Vec<_>>>()?
+        (0..distribute_keys)
+            .map(|i| column(&format!("__distribute_{i}")))
+            .collect::<datafusion::error::Result<Vec<_>>>()?
     } else {
         partition_names.iter().map(|n| column(n)).collect::<datafusion::error::Result<Vec<_>>>()?
     };
@@ -301,8 +337,10 @@ fn lay_out(
     } else {
         plan
     };
-    let mut ordering: Vec<PhysicalSortExpr> =
-        partition_names.iter().map(|n| Ok(PhysicalSortExpr::new(column(n)?, SortOptions::default()))).collect::<Result<_>>()?;
+    let mut ordering: Vec<PhysicalSortExpr> = partition_names
+        .iter()
+        .map(|n| Ok(PhysicalSortExpr::new(column(n)?, SortOptions::default())))
+        .collect::<Result<_>>()?;
     for (i, options) in sort_keys.into_iter().enumerate() {
         ordering.push(PhysicalSortExpr::new(column(&format!("__sort_{i}"))?, options));
     }
@@ -318,10 +356,13 @@ const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 /// The directory of a partition, `dt=2018-03-05/country=US`, with values escaped as DataFusion
 /// and Hive read them.
 fn partition_dir<'a>(values: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> String {
-    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%').add(b'/').add(b'?').add(b'#');
+    const ESCAPED: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b' ').add(b'%').add(b'/').add(b'?').add(b'#');
     values
         .into_iter()
-        .map(|(column, value)| format!("{column}={}", percent_encoding::utf8_percent_encode(value.unwrap_or(NULL_PARTITION), ESCAPED)))
+        .map(|(column, value)| {
+            format!("{column}={}", percent_encoding::utf8_percent_encode(value.unwrap_or(NULL_PARTITION), ESCAPED))
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -330,7 +371,9 @@ fn partition_dir<'a>(values: impl IntoIterator<Item = (&'a str, Option<&'a str>)
 fn partition_dir_of_row(names: &[String], keys: &[datafusion::arrow::array::ArrayRef], row: usize) -> Result<String> {
     let values = keys
         .iter()
-        .map(|array| array.is_valid(row).then(|| datafusion::arrow::util::display::array_value_to_string(array, row)).transpose())
+        .map(|array| {
+            array.is_valid(row).then(|| datafusion::arrow::util::display::array_value_to_string(array, row)).transpose()
+        })
         .collect::<std::result::Result<Vec<Option<String>>, _>>()?;
     Ok(partition_dir(names.iter().map(String::as_str).zip(values.iter().map(Option::as_deref))))
 }
@@ -374,7 +417,11 @@ fn table_root(session: &Session, spec: &TableSpec) -> Result<(Arc<dyn ObjectStor
 ///
 /// # Errors
 /// A value that would leave the table's directory, or the store fails.
-pub(crate) async fn add_partitions(session: &Session, spec: &TableSpec, partitions: &[Vec<(String, String)>]) -> Result<usize> {
+pub(crate) async fn add_partitions(
+    session: &Session,
+    spec: &TableSpec,
+    partitions: &[Vec<(String, String)>],
+) -> Result<usize> {
     let (store, root) = table_root(session, spec)?;
     let schema = spec.data_schema()?;
     let mut added = 0;
@@ -385,12 +432,15 @@ pub(crate) async fn add_partitions(session: &Session, spec: &TableSpec, partitio
             continue;
         }
         let parquet = datafusion::error::DataFusionError::from;
-        let writer = datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), None).map_err(parquet)?;
+        let writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), None).map_err(parquet)?;
         let bytes = writer.into_inner().map_err(parquet)?;
         let id = commit::new_commit_id();
         let file = commit::child(&dir, &commit::data_file_name(&id, 0, 0));
         store.put(&file, bytes.into()).await.map_err(|e| Error::io(&file, e.into()))?;
-        commit::publish(store.as_ref(), &dir, &id, commit::Mode::Append).await.map_err(|e| Error::io(&dir, e.into()))?;
+        commit::publish(store.as_ref(), &dir, &id, commit::Mode::Append)
+            .await
+            .map_err(|e| Error::io(&dir, e.into()))?;
         added += 1;
     }
     if let Some(listings) = session.ctx.runtime_env().cache_manager.get_list_files_cache() {
@@ -422,10 +472,20 @@ pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(Strin
         properties: writer_properties(session)?,
         commit: commit.clone(),
     });
-    let written = match files::write_all(Arc::clone(&plan.plan), session.ctx.task_ctx(), layout, &store, &staging, &session.progress).await {
+    let written = match files::write_all(
+        Arc::clone(&plan.plan),
+        session.ctx.task_ctx(),
+        layout,
+        &store,
+        &staging,
+        &session.progress,
+    )
+    .await
+    {
         Ok(written) => written,
         Err(e) => {
-            let staged: Vec<Path> = store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
+            let staged: Vec<Path> =
+                store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
             if let Err(cleanup) = commit::delete(store.as_ref(), staged).await {
                 tracing::warn!(%table, error = %cleanup, "staged files of a failed write left for vacuum");
             }
@@ -445,21 +505,21 @@ pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(Strin
     failpoint("staged");
     // Moved files stay invisible until their partition's marker is written.
     let moves = written.iter().map(|f| {
-        let (store, from, to) = (Arc::clone(&store), f.staged.clone(), commit::child(&root, &format!("{}/{}", f.partition, f.name)));
+        let (store, from, to) =
+            (Arc::clone(&store), f.staged.clone(), commit::child(&root, &format!("{}/{}", f.partition, f.name)));
         async move { store.rename(&from, &to).await }
     });
     let moves: Vec<_> = moves.collect();
-    futures::stream::iter(moves)
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|e| datafusion::error::DataFusionError::ObjectStore(Box::new(e)).context(format!("moving the files of {table} into place")))?;
+    futures::stream::iter(moves).buffer_unordered(16).try_collect::<Vec<_>>().await.map_err(|e| {
+        datafusion::error::DataFusionError::ObjectStore(Box::new(e))
+            .context(format!("moving the files of {table} into place"))
+    })?;
     failpoint("moved");
     let dirs: Vec<Path> = partitions.keys().map(|dir| commit::child(&root, dir)).collect();
     for (count, dir) in dirs.iter().enumerate() {
-        commit::publish(store.as_ref(), dir, &commit, plan.mode)
-            .await
-            .map_err(|e| datafusion::error::DataFusionError::ObjectStore(Box::new(e)).context(format!("publishing {table}")))?;
+        commit::publish(store.as_ref(), dir, &commit, plan.mode).await.map_err(|e| {
+            datafusion::error::DataFusionError::ObjectStore(Box::new(e)).context(format!("publishing {table}"))
+        })?;
         if count == 0 {
             failpoint("published-one");
         }
@@ -480,7 +540,12 @@ pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(Strin
     let rows: u64 = written.iter().map(|f| f.rows).sum();
     let bytes: u64 = written.iter().map(|f| f.bytes).sum();
     let verb = if plan.mode == Mode::Overwrite { "replaced" } else { "added to" };
-    let mut summary = format!("wrote {rows} row{} in {} files ({}) into {table}", if rows == 1 { "" } else { "s" }, written.len(), human_bytes(bytes));
+    let mut summary = format!(
+        "wrote {rows} row{} in {} files ({}) into {table}",
+        if rows == 1 { "" } else { "s" },
+        written.len(),
+        human_bytes(bytes)
+    );
     let named: Vec<&String> = partitions.keys().filter(|k| !k.is_empty()).collect();
     if !named.is_empty() {
         summary.push_str(&format!("; {verb} {} partitions: {}", named.len(), abbreviate(&named)));
@@ -522,7 +587,11 @@ pub(crate) async fn explain(plan: WritePlan) -> Result<Vec<String>> {
 ///
 /// # Errors
 /// Listing or deleting fails.
-pub(crate) async fn vacuum(session: &Session, spec: &TableSpec, abandoned_after: std::time::Duration) -> Result<String> {
+pub(crate) async fn vacuum(
+    session: &Session,
+    spec: &TableSpec,
+    abandoned_after: std::time::Duration,
+) -> Result<String> {
     location::refuse_shared(session, spec, "VACUUM")?;
     let (store, root) = table_root(session, spec)?;
     let collected = commit::collect_garbage(store.as_ref(), &root, None, Some(abandoned_after))
@@ -582,7 +651,10 @@ mod tests {
 
     #[test]
     fn partition_directories_escape_like_hive() {
-        assert_eq!(partition_dir([("dt", Some("2018-03-05")), ("country", None)]), "dt=2018-03-05/country=__HIVE_DEFAULT_PARTITION__");
+        assert_eq!(
+            partition_dir([("dt", Some("2018-03-05")), ("country", None)]),
+            "dt=2018-03-05/country=__HIVE_DEFAULT_PARTITION__"
+        );
         assert_eq!(partition_dir([("path", Some("a/b c"))]), "path=a%2Fb%20c");
     }
 

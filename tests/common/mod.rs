@@ -96,7 +96,11 @@ impl Lakegate {
 
     pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lakegate"));
-        command.arg("--data-dir").arg(self.data_dir.path()).env_remove("LAKEGATE_CONFIG").current_dir(self.data_dir.path());
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .env_remove("LAKEGATE_CONFIG")
+            .current_dir(self.data_dir.path());
         for (k, v) in &self.env {
             command.env(k, v);
         }
@@ -142,7 +146,10 @@ impl S3Server {
     /// Sends a bare HTTP request (moto does not check signatures) and returns the status.
     fn request(&self, method: &str, path: &str) -> Option<u16> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port);
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        );
         stream.write_all(request.as_bytes()).ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
@@ -200,7 +207,8 @@ impl Cql {
     }
 
     pub(crate) fn connect_to(contact_point: String) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let session = runtime
             .block_on(scylla::client::session_builder::SessionBuilder::new().known_node(&contact_point).build())
             .unwrap_or_else(|e| panic!("connecting to Cassandra at {contact_point}: {e}"));
@@ -214,8 +222,7 @@ impl Cql {
     /// Runs each statement (no bind values) in turn.
     pub(crate) fn run(&self, statements: &[&str]) {
         for cql in statements {
-            self.block_on(self.session.query_unpaged(*cql, &[]))
-                .unwrap_or_else(|e| panic!("CQL failed: {cql}: {e}"));
+            self.block_on(self.session.query_unpaged(*cql, &[])).unwrap_or_else(|e| panic!("CQL failed: {cql}: {e}"));
         }
     }
 
@@ -223,7 +230,9 @@ impl Cql {
     pub(crate) fn keyspace(&self, name: &str) {
         self.run(&[
             &format!("DROP KEYSPACE IF EXISTS {name}"),
-            &format!("CREATE KEYSPACE {name} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
+            &format!(
+                "CREATE KEYSPACE {name} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+            ),
         ]);
     }
 
@@ -259,7 +268,11 @@ impl Lakegate {
     /// Runs `lakegate sql --format json -e <sql>` and parses the rows.
     pub(crate) fn json(&self, sql: &str) -> Vec<serde_json::Value> {
         let run = self.run(&["sql", "--format", "json", "-e", sql]).success();
-        run.stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON row")).collect()
+        run.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("a JSON row"))
+            .collect()
     }
 }
 
@@ -276,7 +289,11 @@ impl OwnCassandra {
         let state = tempfile::tempdir().expect("temp dir");
         let output = Self::script(&state, "start").output().expect("cassandra.sh runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "starting a Cassandra node failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "starting a Cassandra node failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let value = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key)).map(str::to_owned).expect(key);
         Self { contact_point: value("CASSANDRA_CONTACT_POINT="), pid: value("CASSANDRA_PID="), state }
     }

@@ -38,7 +38,8 @@ fn server_command(program: &str) -> Command {
 }
 
 fn require(program: &str) {
-    let found = std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).exists()));
+    let found =
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).exists()));
     assert!(
         found,
         "{program} is not on PATH: run the tests with `bash scripts/test.sh` (it installs PostgreSQL and puts its \
@@ -57,13 +58,22 @@ impl Postgres {
     pub(crate) fn start_tls() -> (Self, std::path::PathBuf) {
         let postgres = Self::start_with(|dir| {
             let openssl = |args: &str| {
-                let made = Command::new("openssl").args(args.split_whitespace()).current_dir(dir).output().expect("openssl runs");
+                let made = Command::new("openssl")
+                    .args(args.split_whitespace())
+                    .current_dir(dir)
+                    .output()
+                    .expect("openssl runs");
                 assert!(made.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&made.stderr));
             };
-            openssl("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=lakegate-test-ca -keyout ca-key.pem -out ca.pem");
+            openssl(
+                "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=lakegate-test-ca -keyout ca-key.pem -out ca.pem",
+            );
             openssl("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr");
-            std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
-            openssl("x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out server.crt");
+            std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+                .expect("ext");
+            openssl(
+                "x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out server.crt",
+            );
             let key = dir.join("server.key");
             std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("key mode");
             vec![
@@ -130,7 +140,9 @@ impl Postgres {
         let stdin = child.stdin.take().expect("stdin");
         self.server = Some((child, stdin));
         let port = self.port;
-        wait_for("PostgreSQL", Duration::from_secs(60), || psql_command(port, "postgres", "SELECT 1").output().is_ok_and(|o| o.status.success()));
+        wait_for("PostgreSQL", Duration::from_secs(60), || {
+            psql_command(port, "postgres", "SELECT 1").output().is_ok_and(|o| o.status.success())
+        });
     }
 
     /// Stops the server (fast shutdown: running queries are cut off), keeping its data.

@@ -13,8 +13,8 @@ use datafusion::common::{ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::error::Result;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, DocSection, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use geo::Contains;
 use geo_types::{Geometry, Point};
@@ -30,36 +30,24 @@ const DOC_SECTION_GEO: DocSection = DocSection {
 
 /// `geodata(longitude, latitude)`: see the crate documentation.
 pub fn geodata_udf(layers: Arc<LayerSet>) -> ScalarUDF {
-    ScalarUDF::new_from_impl(GeodataUdf {
-        layers,
-        signature: Signature::user_defined(Volatility::Immutable),
-    })
+    ScalarUDF::new_from_impl(GeodataUdf { layers, signature: Signature::user_defined(Volatility::Immutable) })
 }
 
 /// `geo_lookup('layer', longitude, latitude)`: the attributes of one layer.
 pub fn geo_lookup_udf(layers: Arc<LayerSet>) -> ScalarUDF {
-    ScalarUDF::new_from_impl(GeoLookupUdf {
-        layers,
-        signature: Signature::user_defined(Volatility::Immutable),
-    })
+    ScalarUDF::new_from_impl(GeoLookupUdf { layers, signature: Signature::user_defined(Volatility::Immutable) })
 }
 
 /// `st_contains(wkt, longitude, latitude)`: whether the WKT geometry contains
 /// the point, OGC semantics (a point on the boundary is not contained).
 pub fn st_contains_udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(StContainsUdf {
-        signature: Signature::user_defined(Volatility::Immutable),
-    })
+    ScalarUDF::new_from_impl(StContainsUdf { signature: Signature::user_defined(Volatility::Immutable) })
 }
 
 /// All geodata functions over `layers`, for a `SessionStateBuilder` or a
 /// distributed executor that registers functions itself.
 pub fn geodata_udfs(layers: Arc<LayerSet>) -> Vec<ScalarUDF> {
-    vec![
-        geodata_udf(Arc::clone(&layers)),
-        geo_lookup_udf(layers),
-        st_contains_udf(),
-    ]
+    vec![geodata_udf(Arc::clone(&layers)), geo_lookup_udf(layers), st_contains_udf()]
 }
 
 /// Registers every geodata function on `ctx`.
@@ -73,11 +61,7 @@ pub fn register_all(ctx: &SessionContext, layers: Arc<LayerSet>) {
 /// (longitude, latitude) as Float64.
 fn coerce(name: &str, usage: &str, strings: usize, arg_types: &[DataType]) -> Result<Vec<DataType>> {
     if arg_types.len() != strings + 2 {
-        return plan_err!(
-            "{name} takes {} arguments, {usage}; got {}",
-            strings + 2,
-            arg_types.len()
-        );
+        return plan_err!("{name} takes {} arguments, {usage}; got {}", strings + 2, arg_types.len());
     }
     arg_types
         .iter()
@@ -85,9 +69,7 @@ fn coerce(name: &str, usage: &str, strings: usize, arg_types: &[DataType]) -> Re
         .map(|(i, t)| {
             if i < strings {
                 match t {
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
-                        Ok(DataType::Utf8)
-                    }
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => Ok(DataType::Utf8),
                     _ => plan_err!("{name}: argument {} must be a string, {usage}; got {t}", i + 1),
                 }
             } else if t.is_numeric() || *t == DataType::Null {
@@ -116,11 +98,7 @@ fn lookup_struct(layers: &[&crate::Layer], fields: &Fields, points: &Points<'_>)
             children.push(take(values.as_ref(), &features, None)?);
         }
     }
-    Ok(Arc::new(StructArray::try_new(
-        fields.clone(),
-        children,
-        Some(points.validity().clone()),
-    )?))
+    Ok(Arc::new(StructArray::try_new(fields.clone(), children, Some(points.validity().clone()))?))
 }
 
 #[derive(Debug)]
@@ -158,27 +136,17 @@ impl ScalarUDFImpl for GeodataUdf {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         if self.layers.fields().is_empty() {
-            return plan_err!(
-                "geodata: no geodata layers are loaded; configure at least one layer file"
-            );
+            return plan_err!("geodata: no geodata layers are loaded; configure at least one layer file");
         }
         Ok(DataType::Struct(self.layers.fields().clone()))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = args
-            .args
-            .into_iter()
-            .map(|a| a.into_array(args.number_rows))
-            .collect::<Result<Vec<_>>>()?;
+        let arrays = args.args.into_iter().map(|a| a.into_array(args.number_rows)).collect::<Result<Vec<_>>>()?;
         let [lon, lat] = float_args("geodata", &arrays)?;
         let points = Points::new(lon, lat);
         let layers: Vec<_> = self.layers.layers().iter().collect();
-        Ok(ColumnarValue::Array(lookup_struct(
-            &layers,
-            self.layers.fields(),
-            &points,
-        )?))
+        Ok(ColumnarValue::Array(lookup_struct(&layers, self.layers.fields(), &points)?))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -224,9 +192,7 @@ impl GeoLookupUdf {
         let name = match name {
             Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => s,
             _ => {
-                return plan_err!(
-                    "geo_lookup: the layer must be a string literal, {GEO_LOOKUP_USAGE}"
-                );
+                return plan_err!("geo_lookup: the layer must be a string literal, {GEO_LOOKUP_USAGE}");
             }
         };
         match self.layers.layer(name) {
@@ -261,11 +227,7 @@ impl ScalarUDFImpl for GeoLookupUdf {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let layer = self.layer(args.scalar_arguments.first().copied().flatten())?;
-        Ok(Arc::new(Field::new(
-            "geo_lookup",
-            DataType::Struct(layer.fields().clone()),
-            true,
-        )))
+        Ok(Arc::new(Field::new("geo_lookup", DataType::Struct(layer.fields().clone()), true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -275,9 +237,7 @@ impl ScalarUDFImpl for GeoLookupUdf {
             _ => return exec_err!("geo_lookup: the layer must be a string literal, {GEO_LOOKUP_USAGE}"),
         };
         let layer = self.layer(Some(&name))?;
-        let arrays = it
-            .map(|a| a.into_array(args.number_rows))
-            .collect::<Result<Vec<_>>>()?;
+        let arrays = it.map(|a| a.into_array(args.number_rows)).collect::<Result<Vec<_>>>()?;
         let [lon, lat] = float_args("geo_lookup", &arrays)?;
         let points = Points::new(lon, lat);
         Ok(ColumnarValue::Array(lookup_struct(&[layer], layer.fields(), &points)?))
@@ -375,9 +335,8 @@ impl ScalarUDFImpl for StContainsUdf {
                             Err(e) => return exec_err!("st_contains: invalid WKT in row {i}: {e}"),
                         }
                     }
-                    let contains = cached
-                        .as_ref()
-                        .is_some_and(|(_, g)| g.contains(&Point::new(lon.value(i), lat.value(i))));
+                    let contains =
+                        cached.as_ref().is_some_and(|(_, g)| g.contains(&Point::new(lon.value(i), lat.value(i))));
                     out.append_value(contains);
                 }
             }
@@ -398,9 +357,7 @@ impl ScalarUDFImpl for StContainsUdf {
             .with_argument("wkt", "A WKT geometry, usually a POLYGON or MULTIPOLYGON.")
             .with_argument("longitude", "x coordinate.")
             .with_argument("latitude", "y coordinate.")
-            .with_sql_example(
-                "SELECT st_contains('POLYGON ((0 0, 2 0, 2 2, 0 2, 0 0))', 1, 1);",
-            )
+            .with_sql_example("SELECT st_contains('POLYGON ((0 0, 2 0, 2 2, 0 2, 0 0))', 1, 1);")
             .build()
         }))
     }

@@ -124,22 +124,11 @@ fn ring_to_geo(
     let path = || origin.path.to_path_buf();
     let line = origin.line;
     if coords.len() < 4 {
-        return Err(Error::TooFewPoints {
-            path: path(),
-            line,
-            polygon,
-            ring,
-            points: coords.len(),
-        });
+        return Err(Error::TooFewPoints { path: path(), line, polygon, ring, points: coords.len() });
     }
     for c in coords {
         if !(c.x.is_finite() && c.y.is_finite() && c.x.abs() <= 180.0 && c.y.abs() <= 90.0) {
-            return Err(Error::CoordinateOutOfRange {
-                path: path(),
-                line,
-                x: c.x,
-                y: c.y,
-            });
+            return Err(Error::CoordinateOutOfRange { path: path(), line, x: c.x, y: c.y });
         }
     }
     let (first, last) = (coords[0], coords[coords.len() - 1]);
@@ -160,18 +149,10 @@ fn ring_to_geo(
         // ±180°, unless it runs along a pole, where longitude is meaningless.
         let along_pole = w[0].y == w[1].y && w[0].y.abs() == 90.0;
         if (w[1].x - w[0].x).abs() > 180.0 && !along_pole {
-            return Err(Error::CrossesAntimeridian {
-                path: path(),
-                line,
-                polygon,
-                from: w[0].x,
-                to: w[1].x,
-            });
+            return Err(Error::CrossesAntimeridian { path: path(), line, polygon, from: w[0].x, to: w[1].x });
         }
     }
-    Ok(LineString::new(
-        coords.iter().map(|c| Coord { x: c.x, y: c.y }).collect(),
-    ))
+    Ok(LineString::new(coords.iter().map(|c| Coord { x: c.x, y: c.y }).collect()))
 }
 
 #[cfg(test)]
@@ -179,10 +160,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Vec<Polygon<f64>>> {
-        let origin = Origin {
-            path: Path::new("layer.tsv"),
-            line: 7,
-        };
+        let origin = Origin { path: Path::new("layer.tsv"), line: 7 };
         parse_feature(text, &origin, InvalidPolygons::Reject, |_| {})
     }
 
@@ -229,13 +207,9 @@ mod tests {
         let bowtie = "POLYGON ((0 0, 10 10, 10 0, 0 10, 0 0))";
         let err = parse(bowtie).expect_err("bowtie");
         assert!(matches!(err, Error::InvalidPolygon { .. }), "{err}");
-        let origin = Origin {
-            path: Path::new("layer.tsv"),
-            line: 3,
-        };
+        let origin = Origin { path: Path::new("layer.tsv"), line: 3 };
         let mut warnings = Vec::new();
-        let p = parse_feature(bowtie, &origin, InvalidPolygons::Keep, |w| warnings.push(w))
-            .expect("kept");
+        let p = parse_feature(bowtie, &origin, InvalidPolygons::Keep, |w| warnings.push(w)).expect("kept");
         assert_eq!(p.len(), 1);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
     }

@@ -32,8 +32,8 @@ use std::ops::ControlFlow;
 
 use geo::Contains;
 use geo_types::{Coord, Point, Polygon};
-use rstar::{AABB, RTree};
 use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
 
 /// Cell or lookup value meaning "no feature here".
 pub(crate) const NO_FEATURE: u32 = u32::MAX;
@@ -79,12 +79,7 @@ impl Edge {
             std::cmp::Ordering::Greater => (b, a),
             std::cmp::Ordering::Equal => return None,
         };
-        Some(Self {
-            y0: lo.y,
-            y1: hi.y,
-            x0: lo.x,
-            slope: (hi.x - lo.x) / (hi.y - lo.y),
-        })
+        Some(Self { y0: lo.y, y1: hi.y, x0: lo.x, slope: (hi.x - lo.x) / (hi.y - lo.y) })
     }
 
     /// Whether a ray from (x, y) towards +x crosses this edge (half-open).
@@ -121,16 +116,7 @@ impl Frame {
     fn new(x0: f64, y0: f64, x1: f64, y1: f64, nx: usize, ny: usize) -> Self {
         let (w, h) = ((x1 - x0) / nx as f64, (y1 - y0) / ny as f64);
         let inv = |s: f64| if s > 0.0 { 1.0 / s } else { 0.0 };
-        Self {
-            x0,
-            y0,
-            w,
-            h,
-            inv_w: inv(w),
-            inv_h: inv(h),
-            nx,
-            ny,
-        }
+        Self { x0, y0, w, h, inv_w: inv(w), inv_h: inv(h), nx, ny }
     }
 
     /// Column of `x`, clamped to the frame (a negative or NaN product
@@ -151,10 +137,7 @@ impl Frame {
     }
 
     fn center(&self, c: usize, r: usize) -> (f64, f64) {
-        (
-            self.x0 + (c as f64 + 0.5) * self.w,
-            self.y0 + (r as f64 + 0.5) * self.h,
-        )
+        (self.x0 + (c as f64 + 0.5) * self.w, self.y0 + (r as f64 + 0.5) * self.h)
     }
 
     /// Calls `mark(col, row)` for every cell the segment a-b touches,
@@ -263,11 +246,8 @@ impl PolygonIndex {
         let mut envelopes = Vec::new();
         for (feature, feature_polygons) in features.iter().enumerate() {
             for polygon in feature_polygons {
-                let coords = || {
-                    std::iter::once(polygon.exterior())
-                        .chain(polygon.interiors())
-                        .flat_map(|ring| ring.0.iter())
-                };
+                let coords =
+                    || std::iter::once(polygon.exterior()).chain(polygon.interiors()).flat_map(|ring| ring.0.iter());
                 let (mut xmin, mut ymin, mut xmax, mut ymax) =
                     (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
                 for c in coords() {
@@ -282,11 +262,7 @@ impl PolygonIndex {
                     .flat_map(|ring| ring.0.windows(2).filter_map(|w| Edge::new(w[0], w[1])))
                     .collect();
                 let bands = (edges.len() / EDGES_PER_BAND).clamp(1, 1 << 16);
-                let band_scale = if ymax > ymin {
-                    bands as f64 / (ymax - ymin)
-                } else {
-                    0.0
-                };
+                let band_scale = if ymax > ymin { bands as f64 / (ymax - ymin) } else { 0.0 };
                 let band_of = |y: f64| (((y - ymin) * band_scale) as usize).min(bands - 1);
                 let mut counts = vec![0u32; bands];
                 for e in &edges {
@@ -304,43 +280,21 @@ impl PolygonIndex {
                     start += *count as usize;
                 }
                 band_offsets.push(start as u32);
-                band_edges.resize(
-                    start,
-                    Edge {
-                        y0: 0.0,
-                        y1: 0.0,
-                        x0: 0.0,
-                        slope: 0.0,
-                    },
-                );
+                band_edges.resize(start, Edge { y0: 0.0, y1: 0.0, x0: 0.0, slope: 0.0 });
                 for e in &edges {
                     for b in band_of(e.y0)..=band_of(e.y1) {
                         band_edges[cursor[b]] = *e;
                         cursor[b] += 1;
                     }
                 }
-                envelopes.push(GeomWithData::new(
-                    Rectangle::from_corners([xmin, ymin], [xmax, ymax]),
-                    parts.len() as u32,
-                ));
-                parts.push(Part {
-                    feature: feature as u32,
-                    y0: ymin,
-                    band_scale,
-                    bands: bands as u32,
-                    first_band,
-                });
+                envelopes
+                    .push(GeomWithData::new(Rectangle::from_corners([xmin, ymin], [xmax, ymax]), parts.len() as u32));
+                parts.push(Part { feature: feature as u32, y0: ymin, band_scale, bands: bands as u32, first_band });
                 polygons.push(polygon.clone());
             }
         }
-        let mut index = Self {
-            parts,
-            band_offsets,
-            band_edges,
-            polygons,
-            tree: RTree::bulk_load(envelopes),
-            grid: Grid::empty(),
-        };
+        let mut index =
+            Self { parts, band_offsets, band_edges, polygons, tree: RTree::bulk_load(envelopes), grid: Grid::empty() };
         index.grid = index.build_grid();
         index
     }
@@ -413,18 +367,7 @@ impl PolygonIndex {
                 };
             }
         }
-        Grid {
-            x0,
-            y0,
-            x1,
-            y1,
-            frame,
-            tiles,
-            subs,
-            sub_cells,
-            candidate_offsets,
-            candidates,
-        }
+        Grid { x0, y0, x1, y1, frame, tiles, subs, sub_cells, candidate_offsets, candidates }
     }
 
     /// Parts whose bounding box meets cell (c, r) of `frame`, widened by a
@@ -434,11 +377,7 @@ impl PolygonIndex {
         let x0 = frame.x0 + c as f64 * frame.w;
         let y0 = frame.y0 + r as f64 * frame.h;
         let cell = AABB::from_corners([x0 - ex, y0 - ey], [x0 + frame.w + ex, y0 + frame.h + ey]);
-        let mut list: Vec<u32> = self
-            .tree
-            .locate_in_envelope_intersecting(&cell)
-            .map(|p| p.data)
-            .collect();
+        let mut list: Vec<u32> = self.tree.locate_in_envelope_intersecting(&cell).map(|p| p.data).collect();
         list.sort_unstable();
         list
     }
@@ -464,11 +403,7 @@ impl PolygonIndex {
     pub(crate) fn locate_many(&self, xs: &[f64], ys: &[f64], out: &mut [u32]) {
         let g = &self.grid;
         for ((o, &x), &y) in out.iter_mut().zip(xs).zip(ys) {
-            *o = if x >= g.x0 && x < g.x1 && y >= g.y0 && y < g.y1 {
-                g.tiles[g.frame.cell(x, y)]
-            } else {
-                NO_FEATURE
-            };
+            *o = if x >= g.x0 && x < g.x1 && y >= g.y0 && y < g.y1 { g.tiles[g.frame.cell(x, y)] } else { NO_FEATURE };
         }
         for ((o, &x), &y) in out.iter_mut().zip(xs).zip(ys) {
             if (SUB_BASE..NO_FEATURE).contains(o) {
@@ -543,11 +478,7 @@ fn resolve_run(
     edges: &[Vec<(Coord<f64>, Coord<f64>)>],
     locate: impl FnOnce() -> u32,
 ) -> u32 {
-    if col > 0 && edges[i - 1].is_empty() {
-        values[i - 1]
-    } else {
-        locate()
-    }
+    if col > 0 && edges[i - 1].is_empty() { values[i - 1] } else { locate() }
 }
 
 /// Splits about `target` cells over a `w` x `h` rectangle into near-square
@@ -569,10 +500,7 @@ mod tests {
     }
 
     fn all(index: &PolygonIndex, x: f64, y: f64) -> [u32; 2] {
-        [
-            index.locate_with(x, y, LocateStrategy::Indexed),
-            index.locate_with(x, y, LocateStrategy::RTreeBands),
-        ]
+        [index.locate_with(x, y, LocateStrategy::Indexed), index.locate_with(x, y, LocateStrategy::RTreeBands)]
     }
 
     #[test]
@@ -635,10 +563,7 @@ mod tests {
 
     #[test]
     fn overlapping_features_lowest_wins() {
-        let index = PolygonIndex::build(&[
-            vec![square(0.0, 0.0, 2.0, 2.0)],
-            vec![square(1.0, 1.0, 3.0, 3.0)],
-        ]);
+        let index = PolygonIndex::build(&[vec![square(0.0, 0.0, 2.0, 2.0)], vec![square(1.0, 1.0, 3.0, 3.0)]]);
         assert_eq!(all(&index, 1.5, 1.5), [0, 0]);
         assert_eq!(all(&index, 2.5, 2.5), [1, 1]);
     }

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, StringBuilder, UInt32Array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, Float64Array, StringBuilder, UInt32Array};
 use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 
@@ -94,41 +92,26 @@ impl Layer {
         let path = spec.path.as_path();
         let table = read_table(path)?;
         let available = || table.header.join(", ");
-        let wkt_at = table
-            .header
-            .iter()
-            .position(|h| *h == spec.wkt_column)
-            .ok_or_else(|| Error::MissingWktColumn {
+        let wkt_at =
+            table.header.iter().position(|h| *h == spec.wkt_column).ok_or_else(|| Error::MissingWktColumn {
                 path: path.to_path_buf(),
                 column: spec.wkt_column.clone(),
                 available: available(),
             })?;
         let attributes: Vec<(String, usize)> = if spec.attributes.is_empty() {
-            (0..table.header.len())
-                .filter(|i| *i != wkt_at)
-                .map(|i| (table.header[i].clone(), i))
-                .collect()
+            (0..table.header.len()).filter(|i| *i != wkt_at).map(|i| (table.header[i].clone(), i)).collect()
         } else {
             spec.attributes
                 .iter()
                 .map(|a| {
-                    table
-                        .header
-                        .iter()
-                        .position(|h| h == a)
-                        .map(|i| (a.clone(), i))
-                        .ok_or_else(|| Error::MissingAttribute {
-                            path: path.to_path_buf(),
-                            column: a.clone(),
-                            available: available(),
-                        })
+                    table.header.iter().position(|h| h == a).map(|i| (a.clone(), i)).ok_or_else(|| {
+                        Error::MissingAttribute { path: path.to_path_buf(), column: a.clone(), available: available() }
+                    })
                 })
                 .collect::<Result<_>>()?
         };
         if attributes.is_empty() {
-            return Err(Error::NoAttributes {
-                name: spec.name.clone(),
-            });
+            return Err(Error::NoAttributes { name: spec.name.clone() });
         }
         for (i, (a, _)) in attributes.iter().enumerate() {
             if attributes[..i].iter().any(|(b, _)| a == b) {
@@ -150,38 +133,24 @@ impl Layer {
         let mut builders: Vec<StringBuilder> = attributes.iter().map(|_| StringBuilder::new()).collect();
         let mut features = Vec::with_capacity(table.rows.len());
         for row in &table.rows {
-            let origin = Origin {
-                path,
-                line: row.line,
-            };
-            let text = row.fields[wkt_at].as_deref().ok_or_else(|| Error::EmptyWkt {
-                path: path.to_path_buf(),
-                line: row.line,
-            })?;
+            let origin = Origin { path, line: row.line };
+            let text = row.fields[wkt_at]
+                .as_deref()
+                .ok_or_else(|| Error::EmptyWkt { path: path.to_path_buf(), line: row.line })?;
             let polygons = parse_feature(text, &origin, spec.invalid_polygons, |message| {
-                warnings.push(LoadWarning {
-                    layer: spec.name.clone(),
-                    line: row.line,
-                    message,
-                })
+                warnings.push(LoadWarning { layer: spec.name.clone(), line: row.line, message })
             })?;
             features.push(polygons);
             for ((_, i), builder) in attributes.iter().zip(&mut builders) {
                 builder.append_option(row.fields[*i].as_deref());
             }
         }
-        let fields: Fields = attributes
-            .iter()
-            .map(|(a, _)| Field::new(a, DataType::Utf8, true))
-            .collect();
+        let fields: Fields = attributes.iter().map(|(a, _)| Field::new(a, DataType::Utf8, true)).collect();
         Ok(Self {
             name: spec.name.clone(),
             path: path.to_path_buf(),
             fields,
-            values: builders
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef)
-                .collect(),
+            values: builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect(),
             features: features.len(),
             index: PolygonIndex::build(&features),
         })
@@ -295,20 +264,12 @@ impl<'a> Points<'a> {
             .zip(lat_values)
             .enumerate()
             .map(|(i, (&x, &y))| {
-                let x = if lon.is_null(i) || lat.is_null(i) || !lat_ok(y) {
-                    None
-                } else {
-                    normalize_longitude(x)
-                };
+                let x = if lon.is_null(i) || lat.is_null(i) || !lat_ok(y) { None } else { normalize_longitude(x) };
                 valid.push(x.is_some());
                 x.unwrap_or(f64::NAN)
             })
             .collect();
-        Self {
-            lon,
-            lat: lat_values,
-            valid: NullBuffer::from(valid),
-        }
+        Self { lon, lat: lat_values, valid: NullBuffer::from(valid) }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -343,9 +304,7 @@ impl LayerSet {
         let mut owner: HashMap<String, String> = HashMap::new();
         for spec in specs {
             if layers.iter().any(|l| l.name == spec.name) {
-                return Err(Error::DuplicateLayer {
-                    name: spec.name.clone(),
-                });
+                return Err(Error::DuplicateLayer { name: spec.name.clone() });
             }
             let layer = Layer::load_collecting(spec, &mut warnings)?;
             for field in layer.fields.iter() {
@@ -359,15 +318,8 @@ impl LayerSet {
             }
             layers.push(layer);
         }
-        let fields = layers
-            .iter()
-            .flat_map(|l| l.fields.iter().map(Arc::clone))
-            .collect();
-        Ok(Self {
-            layers,
-            fields,
-            warnings,
-        })
+        let fields = layers.iter().flat_map(|l| l.fields.iter().map(Arc::clone)).collect();
+        Ok(Self { layers, fields, warnings })
     }
 
     /// A set with no layers: `geodata` then fails at planning with a message

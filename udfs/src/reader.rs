@@ -35,17 +35,12 @@ enum Format {
 }
 
 fn format_of(path: &Path) -> Result<Format> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("tsv" | "tab") => Ok(Format::Tsv),
         Some("csv") => Ok(Format::Csv),
         Some("parquet" | "parq") => Ok(Format::Parquet),
-        _ => Err(Error::UnknownFormat {
-            path: path.to_path_buf(),
-        }),
+        _ => Err(Error::UnknownFormat { path: path.to_path_buf() }),
     }
 }
 
@@ -54,19 +49,14 @@ pub(crate) fn read_table(path: &Path) -> Result<Table> {
     if format == Format::Parquet {
         return read_parquet(path);
     }
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let mut records = match format {
         Format::Tsv => split_tsv(&text),
         _ => split_csv(path, &text)?,
     }
     .into_iter();
     let Some((_, header)) = records.next() else {
-        return Err(Error::MissingHeader {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::MissingHeader { path: path.to_path_buf() });
     };
     let header: Vec<String> = header.into_iter().map(|h| h.trim().to_string()).collect();
     let rows = records
@@ -79,10 +69,7 @@ pub(crate) fn read_table(path: &Path) -> Result<Table> {
                     found: fields.len(),
                 });
             }
-            let fields = fields
-                .into_iter()
-                .map(|f| (!f.is_empty()).then_some(f))
-                .collect();
+            let fields = fields.into_iter().map(|f| (!f.is_empty()).then_some(f)).collect();
             Ok(Record { line, fields })
         })
         .collect::<Result<_>>()?;
@@ -145,10 +132,7 @@ fn split_csv(path: &Path, text: &str) -> Result<Vec<(usize, Vec<String>)>> {
         }
     }
     if in_quotes {
-        return Err(Error::UnterminatedQuote {
-            path: path.to_path_buf(),
-            line: record_line,
-        });
+        return Err(Error::UnterminatedQuote { path: path.to_path_buf(), line: record_line });
     }
     if !field.is_empty() || !fields.is_empty() {
         fields.push(field);
@@ -158,24 +142,15 @@ fn split_csv(path: &Path, text: &str) -> Result<Vec<(usize, Vec<String>)>> {
 }
 
 fn read_parquet(path: &Path) -> Result<Table> {
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let parquet_err = |source| Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
+    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let parquet_err = |source| Error::Parquet { path: path.to_path_buf(), source };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
     let schema = Arc::clone(builder.schema());
     let header: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let reader = builder.build().map_err(parquet_err)?;
     let mut rows = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|source| Error::Arrow {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let batch = batch.map_err(|source| Error::Arrow { path: path.to_path_buf(), source })?;
         let columns = batch
             .columns()
             .iter()
@@ -196,10 +171,7 @@ fn read_parquet(path: &Path) -> Result<Table> {
                     (c.is_valid(row) && !c.value(row).is_empty()).then(|| c.value(row).to_string())
                 })
                 .collect();
-            rows.push(Record {
-                line: rows.len() + 2,
-                fields,
-            });
+            rows.push(Record { line: rows.len() + 2, fields });
         }
     }
     Ok(Table { header, rows })

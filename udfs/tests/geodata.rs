@@ -10,9 +10,7 @@ use datafusion::prelude::SessionContext;
 use lakegate_udfs::{Error, InvalidPolygons, LayerSet, LayerSpec, register_all};
 
 fn data(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data/geo")
-        .join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/geo").join(file)
 }
 
 fn specs() -> Vec<LayerSpec> {
@@ -46,9 +44,7 @@ async fn query(sql: &str) -> Vec<RecordBatch> {
 }
 
 async fn table(sql: &str) -> String {
-    pretty_format_batches(&query(sql).await)
-        .expect("printable")
-        .to_string()
+    pretty_format_batches(&query(sql).await).expect("printable").to_string()
 }
 
 /// The struct column of a one-row, one-column result.
@@ -67,10 +63,7 @@ fn field<'a>(s: &'a StructArray, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn geodata_fields_are_all_layers_attributes_in_layer_order() {
     let names: Vec<String> = layers().fields().iter().map(|f| f.name().clone()).collect();
-    assert_eq!(
-        names,
-        ["dma_name", "dma_number", "county_fips", "county", "state", "country"]
-    );
+    assert_eq!(names, ["dma_name", "dma_number", "county_fips", "county", "state", "country"]);
 }
 
 #[tokio::test]
@@ -173,9 +166,7 @@ async fn shared_border_point_belongs_to_exactly_one_state() {
     let mut colorado = 0;
     for i in 0..100 {
         let lat = 37.1 + i as f64 * 0.03;
-        let f = states
-            .locate(-109.05, lat)
-            .map(|f| names.value(f).to_string());
+        let f = states.locate(-109.05, lat).map(|f| names.value(f).to_string());
         // The quantised border may sit a hair off -109.05: either side is a
         // state, never a gap.
         let name = f.expect("no gap on the border");
@@ -189,14 +180,8 @@ async fn shared_border_point_belongs_to_exactly_one_state() {
 async fn geo_lookup_returns_one_layers_struct() {
     let out = table("SELECT geo_lookup('dma', -87.63, 41.88) AS m").await;
     assert!(out.contains("{dma_name: Chicago, dma_number: 602}"), "{out}");
-    let err = context()
-        .sql("SELECT geo_lookup('zip', 1.0, 2.0)")
-        .await
-        .expect_err("unknown layer");
-    assert!(
-        err.to_string().contains("no layer named 'zip'; loaded layers: dma, counties, states, countries"),
-        "{err}"
-    );
+    let err = context().sql("SELECT geo_lookup('zip', 1.0, 2.0)").await.expect_err("unknown layer");
+    assert!(err.to_string().contains("no layer named 'zip'; loaded layers: dma, counties, states, countries"), "{err}");
 }
 
 #[tokio::test]
@@ -268,10 +253,8 @@ fn temp_layer(name: &str, contents: &str) -> PathBuf {
 
 #[test]
 fn load_errors_name_file_line_and_fix() {
-    let path = temp_layer(
-        "bad_wkt.tsv",
-        "name\twkt\na\tPOLYGON ((0 0, 1 0, 1 1, 0 0))\nb\tPOLYGON ((0 0, 1 0, 1 1, 0 0)\n",
-    );
+    let path =
+        temp_layer("bad_wkt.tsv", "name\twkt\na\tPOLYGON ((0 0, 1 0, 1 1, 0 0))\nb\tPOLYGON ((0 0, 1 0, 1 1, 0 0)\n");
     let err = LayerSet::load(&[LayerSpec::new("l", &path)]).expect_err("bad wkt");
     assert!(matches!(err, Error::InvalidWkt { line: 3, .. }), "{err}");
     assert!(err.to_string().contains("bad_wkt.tsv:3: invalid WKT"), "{err}");
@@ -285,11 +268,8 @@ fn load_errors_name_file_line_and_fix() {
     assert!(err.to_string().contains("no column `wkt`"), "{err}");
     LayerSet::load(&[LayerSpec::new("l", &path).with_wkt_column("geom")]).expect("geom column");
 
-    let err = LayerSet::load(&[
-        LayerSpec::new("a", data("states.tsv")),
-        LayerSpec::new("b", data("states.tsv")),
-    ])
-    .expect_err("duplicate attributes");
+    let err = LayerSet::load(&[LayerSpec::new("a", data("states.tsv")), LayerSpec::new("b", data("states.tsv"))])
+        .expect_err("duplicate attributes");
     assert!(matches!(err, Error::DuplicateAttribute { .. }), "{err}");
 
     let err = LayerSet::load(&[LayerSpec::new("l", "/nonexistent/layer.tsv")]).expect_err("missing");
@@ -298,10 +278,7 @@ fn load_errors_name_file_line_and_fix() {
 
 #[test]
 fn invalid_polygons_warn_or_reject() {
-    let path = temp_layer(
-        "bowtie.tsv",
-        "name\twkt\nbow\tPOLYGON ((0 0, 10 10, 10 0, 0 10, 0 0))\n",
-    );
+    let path = temp_layer("bowtie.tsv", "name\twkt\nbow\tPOLYGON ((0 0, 10 10, 10 0, 0 10, 0 0))\n");
     let kept = LayerSet::load(&[LayerSpec::new("l", &path)]).expect("kept");
     assert_eq!(kept.warnings().len(), 1);
     assert!(kept.warnings()[0].to_string().contains("line 2"), "{}", kept.warnings()[0]);
@@ -324,11 +301,7 @@ fn one_point(layers: &LayerSet, layer: &str, lon: f64, lat: f64) -> Option<Strin
 fn committed_layers_are_valid() {
     let layers = layers();
     // world-atlas's 110m Sudan has a self-touching ring: kept, with a warning.
-    let warned: Vec<(&str, usize)> = layers
-        .warnings()
-        .iter()
-        .map(|w| (w.layer.as_str(), w.line))
-        .collect();
+    let warned: Vec<(&str, usize)> = layers.warnings().iter().map(|w| (w.layer.as_str(), w.line)).collect();
     assert_eq!(warned, [("countries", 16)], "{:?}", layers.warnings());
     let sudan = one_point(&layers, "countries", 30.0, 15.0);
     assert_eq!(sudan.as_deref(), Some("Sudan"));
@@ -356,8 +329,7 @@ fn parquet_layers_load_like_tsv() {
     writer.write(&batch).expect("write");
     writer.close().expect("close");
 
-    let parquet = LayerSet::load(&[LayerSpec::new("dma", &path).with_wkt_column("geometry")])
-        .expect("parquet layer");
+    let parquet = LayerSet::load(&[LayerSpec::new("dma", &path).with_wkt_column("geometry")]).expect("parquet layer");
     let tsv = LayerSet::load(&[LayerSpec::new("dma", data("dma.tsv"))]).expect("tsv");
     // Non-text columns are read as text: the Int64 dma_number becomes "803".
     assert_eq!(parquet.layers()[0].values(), tsv.layers()[0].values());

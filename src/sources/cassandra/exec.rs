@@ -17,15 +17,14 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
-    ReplaceChildrenOptions,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, ReplaceChildrenOptions,
 };
 use scylla::response::PagingState;
 use scylla::value::{CqlValue, Row};
 
-use crate::sources::scan_properties;
 use super::pushdown::{self, CqlPlan, Keys, Select, TokenRange};
 use super::{Error, Remote, schema};
+use crate::sources::scan_properties;
 
 #[derive(Debug)]
 pub(crate) struct CassandraScanExec {
@@ -221,7 +220,8 @@ impl Page {
             .iter()
             .enumerate()
             .map(|(i, field)| {
-                let values: Vec<Option<&CqlValue>> = rows.iter().map(|r| r.columns.get(i).and_then(Option::as_ref)).collect();
+                let values: Vec<Option<&CqlValue>> =
+                    rows.iter().map(|r| r.columns.get(i).and_then(Option::as_ref)).collect();
                 schema::to_array(&self.columns[i], &values, field.data_type())
             })
             .collect::<Result<Vec<_>, Error>>()?;

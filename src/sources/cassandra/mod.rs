@@ -40,7 +40,9 @@ pub enum Error {
          OPTIONS (contact_points 'host:9042'), or contact_points in the [cassandra] section of lakegate.toml"
     )]
     NoContactPoints { table: String },
-    #[error("Cassandra table {table} needs a keyspace and a table: LOCATION 'cassandra://host:port/keyspace/table' or OPTIONS (keyspace '...', table '...')")]
+    #[error(
+        "Cassandra table {table} needs a keyspace and a table: LOCATION 'cassandra://host:port/keyspace/table' or OPTIONS (keyspace '...', table '...')"
+    )]
     NoKeyspaceOrTable { table: String },
     #[error("bad Cassandra location '{location}': expected cassandra://host:port[,host:port...]/keyspace/table")]
     BadLocation { location: String },
@@ -76,10 +78,12 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::new("contact_points", "host:port[,host:port...]; default: LOCATION's, else [cassandra] contact_points"),
     ParamSpec::new("username", "user for password authentication"),
     ParamSpec::new("password", "password, as a reference such as ${env:CASSANDRA_PASSWORD}").secret(),
-    ParamSpec::new("consistency", "read consistency level: ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...").default("LOCAL_ONE"),
+    ParamSpec::new("consistency", "read consistency level: ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...")
+        .default("LOCAL_ONE"),
     ParamSpec::new("fetch_size", "rows per page fetched from Cassandra").default("5000"),
     ParamSpec::new("splits", "token ranges a full scan is split into (0: one per range of the ring)").default("0"),
-    ParamSpec::new("allow_filtering", "push comparisons on any column with ALLOW FILTERING (true/false)").default("false"),
+    ParamSpec::new("allow_filtering", "push comparisons on any column with ALLOW FILTERING (true/false)")
+        .default("false"),
 ];
 
 /// Where a table lives and how to read it, from its LOCATION, OPTIONS and the config.
@@ -139,7 +143,9 @@ fn consistency(value: &str) -> Result<Consistency> {
         _ => {
             return Err(Error::BadOption {
                 key: "consistency",
-                message: format!("'{value}' is not a consistency level (ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...)"),
+                message: format!(
+                    "'{value}' is not a consistency level (ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...)"
+                ),
             });
         }
     })
@@ -238,7 +244,10 @@ impl CassandraSource {
     /// The table's metadata, refreshing the driver's copy once if it does not know the table
     /// (it may have been created a moment ago).
     async fn metadata(&self, session: &Session, target: &Target, refresh: bool) -> Result<Table> {
-        let connect_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Connect { contact_points: target.contact_points(), source: e };
+        let connect_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Connect {
+            contact_points: target.contact_points(),
+            source: e,
+        };
         if refresh {
             session.refresh_metadata().await.map_err(|e| connect_error(Box::new(e)))?;
         }
@@ -247,7 +256,8 @@ impl CassandraSource {
             if !refresh {
                 return Box::pin(self.metadata(session, target, true)).await;
             }
-            let mut known: Vec<&str> = state.keyspaces_iter().map(|(k, _)| k).filter(|k| !k.starts_with("system")).collect();
+            let mut known: Vec<&str> =
+                state.keyspaces_iter().map(|(k, _)| k).filter(|k| !k.starts_with("system")).collect();
             known.sort_unstable();
             return Err(Error::UnknownKeyspace {
                 keyspace: target.keyspace.clone(),
@@ -417,7 +427,14 @@ impl TableProvider for CassandraTable {
             None => Arc::clone(&self.schema),
         };
         let partitions = state.config().target_partitions();
-        Ok(Arc::new(exec::CassandraScanExec::new(Arc::clone(&self.remote), &self.keys, plan, schema, limit, partitions)))
+        Ok(Arc::new(exec::CassandraScanExec::new(
+            Arc::clone(&self.remote),
+            &self.keys,
+            plan,
+            schema,
+            limit,
+            partitions,
+        )))
     }
 }
 

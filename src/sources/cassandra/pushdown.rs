@@ -240,7 +240,8 @@ fn restrictions(filter: &Expr, keys: &Keys) -> Option<Vec<Restriction>> {
             Some(vec![Restriction { column: column.name.clone(), op: Op::In, value: CqlValue::List(values) }])
         }
         Expr::Between(Between { expr, negated: false, low, high }) => {
-            let (Expr::Column(column), Expr::Literal(low, _), Expr::Literal(high, _)) = (expr.as_ref(), low.as_ref(), high.as_ref())
+            let (Expr::Column(column), Expr::Literal(low, _), Expr::Literal(high, _)) =
+                (expr.as_ref(), low.as_ref(), high.as_ref())
             else {
                 return None;
             };
@@ -309,7 +310,9 @@ fn bind(typ: &ColumnType<'_>, literal: &ScalarValue, equality: bool) -> Option<C
             _ => return None,
         },
         NativeType::Date => match literal {
-            ScalarValue::Date32(Some(days)) => CqlValue::Date(CqlDate(u32::try_from(i64::from(*days) + (1 << 31)).ok()?)),
+            ScalarValue::Date32(Some(days)) => {
+                CqlValue::Date(CqlDate(u32::try_from(i64::from(*days) + (1 << 31)).ok()?))
+            }
             _ => return None,
         },
         NativeType::Timestamp => {
@@ -486,7 +489,12 @@ mod tests {
     #[test]
     fn what_cql_would_evaluate_differently_stays_with_datafusion() {
         let (pushed, _) = cql(
-            &[col("id").eq(lit(3_000_000_000_i64)), col("id").eq(lit(3.0)), col("id").not_eq(lit(1)), col("score").gt(lit(1.0))],
+            &[
+                col("id").eq(lit(3_000_000_000_i64)),
+                col("id").eq(lit(3.0)),
+                col("id").not_eq(lit(1)),
+                col("score").gt(lit(1.0)),
+            ],
             true,
         );
         assert_eq!(pushed, [false, false, false, false]);
@@ -506,7 +514,17 @@ mod tests {
         assert_eq!(ranges.iter().map(|r| (r.start, r.end)).collect::<Vec<_>>(), expected);
         let split = token_ranges(&[0, 100], 4);
         let inner: Vec<_> = split.iter().map(|r| (r.start, r.end)).collect();
-        assert_eq!(inner, [(None, Some(0)), (Some(0), Some(25)), (Some(25), Some(50)), (Some(50), Some(75)), (Some(75), Some(100)), (Some(100), None)]);
+        assert_eq!(
+            inner,
+            [
+                (None, Some(0)),
+                (Some(0), Some(25)),
+                (Some(25), Some(50)),
+                (Some(50), Some(75)),
+                (Some(75), Some(100)),
+                (Some(100), None)
+            ]
+        );
         assert_eq!(token_ranges(&[], 4), [TokenRange { start: None, end: None }]);
     }
 

@@ -63,7 +63,9 @@ pub(crate) fn arrow_type(column: &str, typ: &ColumnType<'_>) -> Result<DataType>
             other => return Err(Error::UnsupportedType { column: column.to_owned(), cql: format!("{other:?}") }),
         },
         ColumnType::Collection { typ, .. } => match typ {
-            CollectionType::List(item) | CollectionType::Set(item) => DataType::new_list(arrow_type(column, item)?, true),
+            CollectionType::List(item) | CollectionType::Set(item) => {
+                DataType::new_list(arrow_type(column, item)?, true)
+            }
             CollectionType::Map(key, value) => map_type(arrow_type(column, key)?, arrow_type(column, value)?),
             other => return Err(Error::UnsupportedType { column: column.to_owned(), cql: format!("{other:?}") }),
         },
@@ -109,8 +111,7 @@ pub(crate) fn ordered_columns(table: &Table) -> Vec<&str> {
 /// under a registered table).
 pub(crate) fn to_array(column: &str, values: &[Option<&CqlValue>], data_type: &DataType) -> Result<ArrayRef> {
     // An empty value of a non-text type means no value: NULL.
-    let values: Vec<Option<&CqlValue>> =
-        values.iter().map(|v| v.filter(|v| !matches!(v, CqlValue::Empty))).collect();
+    let values: Vec<Option<&CqlValue>> = values.iter().map(|v| v.filter(|v| !matches!(v, CqlValue::Empty))).collect();
     let mismatch = |value: &CqlValue| Error::Conversion {
         column: column.to_owned(),
         value: value.to_string(),
@@ -133,13 +134,17 @@ pub(crate) fn to_array(column: &str, values: &[Option<&CqlValue>], data_type: &D
         DataType::Int8 => primitive!(Int8Builder::with_capacity(values.len()), CqlValue::TinyInt(v) => *v),
         DataType::Int16 => primitive!(Int16Builder::with_capacity(values.len()), CqlValue::SmallInt(v) => *v),
         DataType::Int32 => primitive!(Int32Builder::with_capacity(values.len()), CqlValue::Int(v) => *v),
-        DataType::Int64 => primitive!(Int64Builder::with_capacity(values.len()), CqlValue::BigInt(v) => *v, CqlValue::Counter(c) => c.0),
+        DataType::Int64 => {
+            primitive!(Int64Builder::with_capacity(values.len()), CqlValue::BigInt(v) => *v, CqlValue::Counter(c) => c.0)
+        }
         DataType::Float32 => primitive!(Float32Builder::with_capacity(values.len()), CqlValue::Float(v) => *v),
         DataType::Float64 => primitive!(Float64Builder::with_capacity(values.len()), CqlValue::Double(v) => *v),
         DataType::Boolean => primitive!(BooleanBuilder::with_capacity(values.len()), CqlValue::Boolean(v) => *v),
         DataType::Binary => primitive!(BinaryBuilder::new(), CqlValue::Blob(v) => v),
         DataType::Date32 => primitive!(Date32Builder::with_capacity(values.len()), CqlValue::Date(d) => date32(d.0)),
-        DataType::Time64(TimeUnit::Nanosecond) => primitive!(Time64NanosecondBuilder::with_capacity(values.len()), CqlValue::Time(t) => t.0),
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            primitive!(Time64NanosecondBuilder::with_capacity(values.len()), CqlValue::Time(t) => t.0)
+        }
         DataType::Timestamp(TimeUnit::Millisecond, tz) => primitive!(
             TimestampMillisecondBuilder::with_capacity(values.len()).with_timezone_opt(tz.clone()),
             CqlValue::Timestamp(t) => t.0
@@ -215,10 +220,8 @@ pub(crate) fn to_array(column: &str, values: &[Option<&CqlValue>], data_type: &D
                     data_type: data_type.to_string(),
                 });
             };
-            let children = vec![
-                to_array(column, &keys, fields[0].data_type())?,
-                to_array(column, &items, fields[1].data_type())?,
-            ];
+            let children =
+                vec![to_array(column, &keys, fields[0].data_type())?, to_array(column, &items, fields[1].data_type())?];
             let struct_array = StructArray::try_new(fields.clone(), children, None)?;
             Arc::new(MapArray::try_new(Arc::clone(entries), offsets, struct_array, nulls, *ordered)?)
         }
@@ -252,7 +255,11 @@ pub(crate) fn to_array(column: &str, values: &[Option<&CqlValue>], data_type: &D
             Arc::new(StructArray::try_new(fields.clone(), children, Some(nulls))?)
         }
         other => {
-            return Err(Error::Conversion { column: column.to_owned(), value: "any value".into(), data_type: other.to_string() });
+            return Err(Error::Conversion {
+                column: column.to_owned(),
+                value: "any value".into(),
+                data_type: other.to_string(),
+            });
         }
     };
     Ok(array)
@@ -309,7 +316,11 @@ fn decimal(unscaled: &str, scale: i32) -> String {
         return format!("{sign}{digits}{}", "0".repeat(zeros));
     }
     let scale = scale as usize;
-    let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale - digits.len() + 1)) } else { digits.to_owned() };
+    let padded = if digits.len() <= scale {
+        format!("{}{digits}", "0".repeat(scale - digits.len() + 1))
+    } else {
+        digits.to_owned()
+    };
     let (whole, fraction) = padded.split_at(padded.len() - scale);
     format!("{sign}{whole}.{fraction}")
 }
@@ -327,7 +338,8 @@ mod tests {
 
     #[test]
     fn every_mapped_type_survives_the_catalog() {
-        let list = ColumnType::Collection { frozen: false, typ: CollectionType::List(Box::new(native(NativeType::Int))) };
+        let list =
+            ColumnType::Collection { frozen: false, typ: CollectionType::List(Box::new(native(NativeType::Int))) };
         let map = ColumnType::Collection {
             frozen: true,
             typ: CollectionType::Map(Box::new(native(NativeType::Text)), Box::new(list.clone())),

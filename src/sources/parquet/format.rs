@@ -15,6 +15,7 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::FileSinkConfig;
 use datafusion::datasource::physical_plan::parquet::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder, FileSource, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -24,7 +25,6 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::metadata::ParquetMetaData;
-use datafusion::datasource::physical_plan::FileSinkConfig;
 use datafusion::physical_expr::{LexOrdering, LexRequirement};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
@@ -53,7 +53,12 @@ impl FileFormat for NamedParquetFormat {
         self.0.compression_type()
     }
 
-    async fn infer_schema(&self, state: &dyn Session, store: &Arc<dyn ObjectStore>, objects: &[ObjectMeta]) -> Result<SchemaRef> {
+    async fn infer_schema(
+        &self,
+        state: &dyn Session,
+        store: &Arc<dyn ObjectStore>,
+        objects: &[ObjectMeta],
+    ) -> Result<SchemaRef> {
         match self.0.infer_schema(state, store, objects).await {
             Ok(schema) => Ok(schema),
             // Only on failure: find the file to blame, one footer at a time.
@@ -68,7 +73,13 @@ impl FileFormat for NamedParquetFormat {
         }
     }
 
-    async fn infer_stats(&self, state: &dyn Session, store: &Arc<dyn ObjectStore>, table_schema: SchemaRef, object: &ObjectMeta) -> Result<Statistics> {
+    async fn infer_stats(
+        &self,
+        state: &dyn Session,
+        store: &Arc<dyn ObjectStore>,
+        table_schema: SchemaRef,
+        object: &ObjectMeta,
+    ) -> Result<Statistics> {
         self.0.infer_stats(state, store, table_schema, object).await.map_err(|e| in_file(&object.location, e))
     }
 
@@ -84,15 +95,15 @@ impl FileFormat for NamedParquetFormat {
 
     async fn create_physical_plan(&self, state: &dyn Session, conf: FileScanConfig) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = self.0.create_physical_plan(state, conf).await?;
-        let Some(config) = plan
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+        let Some(config) =
+            plan.downcast_ref::<DataSourceExec>().and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
         else {
             return Ok(plan);
         };
         let Some(source) = config.file_source().downcast_ref::<ParquetSource>() else { return Ok(plan) };
         let Some(factory) = source.parquet_file_reader_factory() else { return Ok(plan) };
-        let source = source.clone().with_parquet_file_reader_factory(Arc::new(NamingReaderFactory(Arc::clone(factory))));
+        let source =
+            source.clone().with_parquet_file_reader_factory(Arc::new(NamingReaderFactory(Arc::clone(factory))));
         let config = FileScanConfigBuilder::from(config.clone()).with_source(Arc::new(source)).build();
         Ok(DataSourceExec::from_data_source(config))
     }
@@ -150,7 +161,10 @@ impl AsyncFileReader for NamingReader {
         self.inner.get_bytes(range).map(move |r| r.map_err(|e| named(location, e))).boxed()
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, datafusion::parquet::errors::Result<Vec<Bytes>>> {
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, datafusion::parquet::errors::Result<Vec<Bytes>>> {
         let location = &self.location;
         self.inner.get_byte_ranges(ranges).map(move |r| r.map_err(|e| named(location, e))).boxed()
     }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::TableReference;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use futures::TryStreamExt;
-use datafusion::common::TableReference;
 use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec, resolve_reference};
 use url::Url;
 
@@ -25,7 +25,8 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::new("s3.endpoint", "S3 endpoint URL, e.g. http://127.0.0.1:9000 for an S3-compatible server"),
     ParamSpec::new("s3.region", "S3 region"),
     ParamSpec::new("s3.access_key_id", "S3 access key id"),
-    ParamSpec::new("s3.secret_access_key", "S3 secret key, as a reference such as ${env:AWS_SECRET_ACCESS_KEY}").secret(),
+    ParamSpec::new("s3.secret_access_key", "S3 secret key, as a reference such as ${env:AWS_SECRET_ACCESS_KEY}")
+        .secret(),
     ParamSpec::new("s3.session_token", "S3 session token, as a reference").secret(),
     ParamSpec::new("s3.allow_http", "allow plain-http endpoints (true/false)"),
     ParamSpec::new("s3.path_style", "path-style requests, needed by most S3-compatible servers (true/false)"),
@@ -56,7 +57,11 @@ pub(crate) fn table_url(stores: &ObjectStores, spec: &TableSpec) -> DFResult<Lis
         "file" => url,
         scheme if is_s3(scheme) => {
             let overrides = s3_overrides(&spec.options)?;
-            if overrides == S3Config::default() { url } else { ListingTableUrl::try_new(stores.own_s3_url(url.as_ref(), &overrides)?, None)? }
+            if overrides == S3Config::default() {
+                url
+            } else {
+                ListingTableUrl::try_new(stores.own_s3_url(url.as_ref(), &overrides)?, None)?
+            }
         }
         // Only lakegate names a table's own store: a location cannot pick one.
         scheme => {
@@ -83,11 +88,7 @@ fn listing_options(partitions: &[ColumnSpec]) -> DFResult<ListingOptions> {
 
 /// A location is one file when it names a `.parquet` file, else a directory (prefix).
 pub(crate) fn listing_location(location: &str) -> String {
-    if location.ends_with(".parquet") || location.ends_with('/') {
-        location.to_owned()
-    } else {
-        format!("{location}/")
-    }
+    if location.ends_with(".parquet") || location.ends_with('/') { location.to_owned() } else { format!("{location}/") }
 }
 
 /// The S3 settings of a table's OPTIONS, with secret references resolved: a label of the
@@ -97,8 +98,9 @@ fn s3_overrides(options: &BTreeMap<String, String>) -> DFResult<S3Config> {
     let flag = |key: &str| -> DFResult<Option<bool>> {
         value(key)?
             .map(|v| {
-                v.parse::<bool>()
-                    .map_err(|_| DataFusionError::Configuration(format!("option '{key}' must be true or false, not '{v}'")))
+                v.parse::<bool>().map_err(|_| {
+                    DataFusionError::Configuration(format!("option '{key}' must be true or false, not '{v}'"))
+                })
             })
             .transpose()
     };
@@ -122,10 +124,7 @@ fn hive_directories(url: &ListingTableUrl, file: &object_store::path::Path) -> V
     let Some(parts) = url.strip_prefix(file) else { return Vec::new() };
     let parts: Vec<&str> = parts.collect();
     let directories = &parts[..parts.len().saturating_sub(1)];
-    directories
-        .iter()
-        .map_while(|part| part.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect()
+    directories.iter().map_while(|part| part.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))).collect()
 }
 
 /// The Hive partitions (`dt=2018-03-05/...`) that hold files of a partitioned table, sorted.
@@ -141,8 +140,11 @@ pub async fn partitions(session: &dyn Session, stores: &ObjectStores, spec: &Tab
         .iter()
         .filter_map(|file| {
             let directories = hive_directories(&url, &file.location);
-            let matches = directories.len() >= names.len() && directories.iter().zip(&names).all(|((k, _), name)| k == name);
-            matches.then(|| directories[..names.len()].iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("/"))
+            let matches =
+                directories.len() >= names.len() && directories.iter().zip(&names).all(|((k, _), name)| k == name);
+            matches.then(|| {
+                directories[..names.len()].iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("/")
+            })
         })
         .collect();
     partitions.sort();
@@ -192,7 +194,11 @@ impl SourceFactory for ParquetSource {
             }
             // The schema comes from the files already listed: no second listing of the location.
             let non_empty: Vec<_> = files.into_iter().filter(|f| f.size > 0).collect();
-            let schema = options.format.infer_schema(session, &store, &non_empty).await.map_err(|e| located(&spec.location, e))?;
+            let schema = options
+                .format
+                .infer_schema(session, &store, &non_empty)
+                .await
+                .map_err(|e| located(&spec.location, e))?;
             spec.columns = schema
                 .fields()
                 .iter()

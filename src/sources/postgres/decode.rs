@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, ListArray, StringBuilder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder,
-};
 use datafusion::arrow::array::builder::NullBufferBuilder;
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, ListArray, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNano, IntervalUnit, TimeUnit, i256};
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -80,7 +80,9 @@ impl Decoder {
             DataType::Timestamp(TimeUnit::Microsecond, tz) => {
                 Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone_opt(tz.clone()))
             }
-            DataType::Interval(IntervalUnit::MonthDayNano) => Self::Interval(IntervalMonthDayNanoBuilder::with_capacity(capacity)),
+            DataType::Interval(IntervalUnit::MonthDayNano) => {
+                Self::Interval(IntervalMonthDayNanoBuilder::with_capacity(capacity))
+            }
             DataType::List(field) => Self::List {
                 field: Arc::clone(field),
                 offsets: {
@@ -113,7 +115,8 @@ impl Decoder {
             Self::Float64(b) => b.append_value(f64::from_be_bytes(exact(raw, "float8")?)),
             Self::Boolean(b) => b.append_value(exact::<1>(raw, "bool")?[0] != 0),
             Self::Decimal128(b, scale) => {
-                let value = numeric(raw, *scale)?.to_i128().ok_or_else(|| bad("numeric (too large for DECIMAL(38))"))?;
+                let value =
+                    numeric(raw, *scale)?.to_i128().ok_or_else(|| bad("numeric (too large for DECIMAL(38))"))?;
                 b.append_value(value);
             }
             Self::Decimal256(b, scale) => b.append_value(numeric(raw, *scale)?),
@@ -257,7 +260,11 @@ fn numeric(raw: &[u8], scale: i8) -> DFResult<i256> {
     match sign {
         0x0000 | 0x4000 => {}
         0xC000 => return Err(DataFusionError::Execution("a numeric column holds NaN, which a DECIMAL cannot".into())),
-        _ => return Err(DataFusionError::Execution("a numeric column holds an infinity, which a DECIMAL cannot".into())),
+        _ => {
+            return Err(DataFusionError::Execution(
+                "a numeric column holds an infinity, which a DECIMAL cannot".into(),
+            ));
+        }
     }
     let mut body = raw.get(8..8 + 2 * digits).ok_or_else(|| bad("numeric"))?;
     let base = i256::from_i128(10_000);
@@ -270,7 +277,8 @@ fn numeric(raw: &[u8], scale: i8) -> DFResult<i256> {
     let shift = i32::from(scale) + 4 * (weight + 1 - digits as i32);
     let ten = i256::from_i128(10);
     let factor = ten.checked_pow(shift.unsigned_abs()).ok_or_else(|| bad("numeric (too large)"))?;
-    value = if shift >= 0 { value.checked_mul(factor) } else { value.checked_div(factor) }.ok_or_else(|| bad("numeric (too large)"))?;
+    value = if shift >= 0 { value.checked_mul(factor) } else { value.checked_div(factor) }
+        .ok_or_else(|| bad("numeric (too large)"))?;
     Ok(if sign == 0x4000 { value.checked_neg().ok_or_else(|| bad("numeric"))? } else { value })
 }
 
@@ -324,7 +332,10 @@ impl CopyReader {
             return Ok(false);
         }
         if usize::try_from(count).ok() != Some(columns.len()) {
-            return Err(DataFusionError::Execution(format!("the database sent rows of {count} fields, expected {}", columns.len())));
+            return Err(DataFusionError::Execution(format!(
+                "the database sent rows of {count} fields, expected {}",
+                columns.len()
+            )));
         }
         // Find the row's end before decoding anything, so a partial row is left for later.
         let mut end = 2;
@@ -418,7 +429,10 @@ mod tests {
             stream.extend(amount);
         }
         stream.extend((-1i16).to_be_bytes());
-        let mut columns = vec![Decoder::new(&DataType::Int32, 2).expect("int"), Decoder::new(&DataType::Decimal128(10, 2), 2).expect("dec")];
+        let mut columns = vec![
+            Decoder::new(&DataType::Int32, 2).expect("int"),
+            Decoder::new(&DataType::Decimal128(10, 2), 2).expect("dec"),
+        ];
         let mut reader = CopyReader::default();
         let mut rows = 0;
         for byte in stream.chunks(3) {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::TaskContext;
@@ -20,18 +21,19 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
-use datafusion::common::Column;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
 use datafusion::prelude::lit;
 use deadpool_postgres::{Object, Pool};
 use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
 use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-use crate::sources::scan_properties;
 use super::decode::{CopyReader, Decoder};
 use super::pushdown::RemoteQuery;
 use super::{Dialect, Error, RemoteTable, Server, connect, quote};
+use crate::sources::scan_properties;
 
 /// Scan settings from the table's options.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +52,11 @@ impl ScanOptions {
         fn number<T: std::str::FromStr>(options: &BTreeMap<String, String>, key: &str) -> DFResult<Option<T>> {
             options
                 .get(key)
-                .map(|v| v.trim().parse().map_err(|_| DataFusionError::Configuration(format!("option '{key}' must be a number, not '{v}'"))))
+                .map(|v| {
+                    v.trim().parse().map_err(|_| {
+                        DataFusionError::Configuration(format!("option '{key}' must be a number, not '{v}'"))
+                    })
+                })
                 .transpose()
         }
         let options = Self {
@@ -61,7 +67,9 @@ impl ScanOptions {
             upper_bound: number(options, "upperbound")?,
         };
         if options.partition_column.is_some() && options.partitions < 2 {
-            return Err(DataFusionError::Configuration("option 'partitioncolumn' needs 'numpartitions' of 2 or more".into()));
+            return Err(DataFusionError::Configuration(
+                "option 'partitioncolumn' needs 'numpartitions' of 2 or more".into(),
+            ));
         }
         Ok(options)
     }
@@ -77,9 +85,11 @@ pub(crate) async fn splits(table: &RemoteTable) -> DFResult<Vec<Option<Expr>>> {
     let options = &table.options;
     let Some(name) = &options.partition_column else { return Ok(vec![None]) };
     // Splits are filters the database must evaluate exactly, or rows would be read twice.
-    let column = table.columns.iter().find(|c| c.field.name().eq_ignore_ascii_case(name)).filter(|c| {
-        c.native && matches!(c.field.data_type(), DataType::Int16 | DataType::Int32 | DataType::Int64)
-    });
+    let column = table
+        .columns
+        .iter()
+        .find(|c| c.field.name().eq_ignore_ascii_case(name))
+        .filter(|c| c.native && matches!(c.field.data_type(), DataType::Int16 | DataType::Int32 | DataType::Int64));
     let Some(column) = column else {
         return Err(DataFusionError::Configuration(format!(
             "partitioncolumn '{name}' must be an integer column of {}",
@@ -164,7 +174,11 @@ impl PostgresScanExec {
 
     /// The statement sent for `query`, as EXPLAIN shows it.
     fn statement(&self, query: &RemoteQuery) -> String {
-        if self.uses_copy(query) { format!("COPY ({}) TO STDOUT (FORMAT binary)", query.sql) } else { query.sql.clone() }
+        if self.uses_copy(query) {
+            format!("COPY ({}) TO STDOUT (FORMAT binary)", query.sql)
+        } else {
+            query.sql.clone()
+        }
     }
 }
 
@@ -333,7 +347,8 @@ impl Read {
             DataFusionError::Execution(message) => message,
             other => other.to_string(),
         };
-        Error::Value { column: column.to_owned(), table: self.label.clone(), server: self.server.to_string(), cause }.into()
+        Error::Value { column: column.to_owned(), table: self.label.clone(), server: self.server.to_string(), cause }
+            .into()
     }
 
     /// Streams the query's rows into `tx` in batches; stops quietly when the consumer leaves.
@@ -364,7 +379,10 @@ impl Read {
                 }
             }
             if !reader.finished() {
-                return Err(DataFusionError::Execution(format!("{} at {}: the COPY stream ended early", self.label, self.server)));
+                return Err(DataFusionError::Execution(format!(
+                    "{} at {}: the COPY stream ended early",
+                    self.label, self.server
+                )));
             }
         } else {
             let transaction = client.transaction().await.map_err(|e| self.error(&e))?;

@@ -37,18 +37,30 @@ use crate::storage::ObjectStores;
 /// Options of PostgreSQL tables. Spark's JDBC option names are accepted as they are
 /// (`dbtable`, `fetchsize`, `partitionColumn`, ...), lower-cased like every option key.
 pub(crate) const PARAMS: &[ParamSpec] = &[
-    ParamSpec::new("url", "connection URL when there is no LOCATION, e.g. jdbc:postgresql://host:5432/db or jdbc:redshift://... (Spark's spelling)"),
+    ParamSpec::new(
+        "url",
+        "connection URL when there is no LOCATION, e.g. jdbc:postgresql://host:5432/db or jdbc:redshift://... (Spark's spelling)",
+    ),
     ParamSpec::new("table", "the remote table, [schema.]name (default schema public)"),
     ParamSpec::new("dbtable", "Spark's name for 'table'"),
     ParamSpec::new("user", "user name (or in the URL)"),
     ParamSpec::new("password", "password, as a reference such as ${env:PG_PASSWORD}").secret(),
     ParamSpec::new("sslmode", "disable (default) or require / verify-full: TLS, verifying the server's certificate"),
-    ParamSpec::new("sslrootcert", "PEM file of the CA that signed the server's certificate (default: the public web roots)"),
+    ParamSpec::new(
+        "sslrootcert",
+        "PEM file of the CA that signed the server's certificate (default: the public web roots)",
+    ),
     ParamSpec::new("fetchsize", "rows per round trip when reading with a cursor (default: the session's batch size)"),
     ParamSpec::new("partitioncolumn", "integer column to split scans on, read in parallel (with numpartitions)"),
     ParamSpec::new("numpartitions", "how many parallel reads partitioncolumn splits a scan into"),
-    ParamSpec::new("lowerbound", "partitioncolumn value where the first split ends (default: its minimum); no row is left out"),
-    ParamSpec::new("upperbound", "partitioncolumn value where the last split starts (default: its maximum); no row is left out"),
+    ParamSpec::new(
+        "lowerbound",
+        "partitioncolumn value where the first split ends (default: its minimum); no row is left out",
+    ),
+    ParamSpec::new(
+        "upperbound",
+        "partitioncolumn value where the last split starts (default: its maximum); no row is left out",
+    ),
     ParamSpec::new("driver", "Spark's JDBC driver class: accepted and ignored"),
 ];
 
@@ -182,12 +194,18 @@ impl Connection {
     /// # Errors
     /// [`Error::Location`] for an unparseable URL or one without host or database.
     pub(crate) fn parse(location: &str, options: &BTreeMap<String, String>, dialect: Dialect) -> Result<Self, Error> {
-        let invalid = |reason: &str| Error::Location { dialect: dialect.name(), location: mask_url(location), reason: reason.to_owned() };
-        let url = Url::parse(location.strip_prefix("jdbc:").unwrap_or(location)).map_err(|e| invalid(&e.to_string()))?;
+        let invalid = |reason: &str| Error::Location {
+            dialect: dialect.name(),
+            location: mask_url(location),
+            reason: reason.to_owned(),
+        };
+        let url =
+            Url::parse(location.strip_prefix("jdbc:").unwrap_or(location)).map_err(|e| invalid(&e.to_string()))?;
         if Dialect::of_scheme(url.scheme()).is_none() {
             return Err(invalid("expected a postgres://, postgresql:// or redshift:// URL (jdbc: prefix allowed)"));
         }
-        let query: HashMap<String, String> = url.query_pairs().map(|(k, v)| (k.to_lowercase(), v.into_owned())).collect();
+        let query: HashMap<String, String> =
+            url.query_pairs().map(|(k, v)| (k.to_lowercase(), v.into_owned())).collect();
         let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("no host"))?.to_owned();
         let database = decoded(url.path().trim_start_matches('/'));
@@ -200,7 +218,11 @@ impl Connection {
             .or_else(|| (!url.username().is_empty()).then(|| decoded(url.username())))
             .or_else(|| query.get("user").cloned())
             .ok_or_else(|| invalid("no user: give OPTIONS (user '...') or postgres://<user>@host/db"))?;
-        let password = options.get("password").cloned().or_else(|| url.password().map(decoded)).or_else(|| query.get("password").cloned());
+        let password = options
+            .get("password")
+            .cloned()
+            .or_else(|| url.password().map(decoded))
+            .or_else(|| query.get("password").cloned());
         let sslmode = options
             .get("sslmode")
             .cloned()
@@ -210,7 +232,11 @@ impl Connection {
         let tls = match sslmode.as_str() {
             "disable" | "allow" | "prefer" => false,
             "require" | "verify-ca" | "verify-full" => true,
-            other => return Err(invalid(&format!("unknown sslmode '{other}' (disable, require, verify-ca or verify-full)"))),
+            other => {
+                return Err(invalid(&format!(
+                    "unknown sslmode '{other}' (disable, require, verify-ca or verify-full)"
+                )));
+            }
         };
         let table = options.get("table").or_else(|| options.get("dbtable")).cloned().unwrap_or_default();
         Ok(Self {
@@ -244,7 +270,8 @@ impl Connection {
     /// # Errors
     /// No table given, or something other than a `[schema.]table` name (e.g. a subquery).
     pub(crate) fn schema_and_table(&self) -> Result<(String, String), Error> {
-        let invalid = |reason: String| Error::Location { dialect: self.server.dialect.name(), location: self.location(), reason };
+        let invalid =
+            |reason: String| Error::Location { dialect: self.server.dialect.name(), location: self.location(), reason };
         if self.table.is_empty() {
             return Err(invalid("no table: give OPTIONS (table 'schema.name')".into()));
         }
@@ -338,7 +365,8 @@ fn tls_connector(server: &Server) -> Result<tokio_postgres_rustls::MakeRustlsCon
     let mut roots = rustls::RootCertStore::empty();
     match &server.root_cert {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| connect_error(format!("cannot read sslrootcert '{path}': {e}")))?;
+            let pem =
+                std::fs::read(path).map_err(|e| connect_error(format!("cannot read sslrootcert '{path}': {e}")))?;
             for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| connect_error(format!("sslrootcert '{path}': {e}")))?;
                 roots.add(cert).map_err(|e| connect_error(format!("sslrootcert '{path}': {e}")))?;
@@ -361,7 +389,11 @@ pub(crate) async fn connect(pool: &Pool, server: &Server) -> Result<deadpool_pos
             deadpool_postgres::PoolError::Backend(pg) => {
                 let auth = pg.code().is_some_and(|c| c.code().starts_with("28"));
                 if auth {
-                    return Error::Authentication { user: server.user.clone(), server: server.to_string(), cause: describe(pg) };
+                    return Error::Authentication {
+                        user: server.user.clone(),
+                        server: server.to_string(),
+                        cause: describe(pg),
+                    };
                 }
                 describe(pg)
             }
@@ -400,9 +432,10 @@ impl RemoteSource {
         let dialect = Dialect::of_scheme(scheme).unwrap_or(self.dialect);
         let mut connection = Connection::parse(&location, resolved, dialect)?;
         // A reference may also sit in the URL itself (`...?password=${env:RS_PASSWORD}`).
-        connection.password = connection.password.map(|p| lakegate_catalog::resolve_reference(&p)).transpose().map_err(|e| {
-            Error::Location { dialect: dialect.name(), location: mask_url(&location), reason: e.to_string() }
-        })?;
+        connection.password =
+            connection.password.map(|p| lakegate_catalog::resolve_reference(&p)).transpose().map_err(|e| {
+                Error::Location { dialect: dialect.name(), location: mask_url(&location), reason: e.to_string() }
+            })?;
         Ok(connection)
     }
 
@@ -415,10 +448,15 @@ impl RemoteSource {
     ///
     /// # Errors
     /// Bad location, unreachable server, failed authentication, missing table or column.
-    pub(crate) async fn prepare(&self, mut spec: TableSpec, resolved: &BTreeMap<String, String>) -> DFResult<TableSpec> {
+    pub(crate) async fn prepare(
+        &self,
+        mut spec: TableSpec,
+        resolved: &BTreeMap<String, String>,
+    ) -> DFResult<TableSpec> {
         let connection = self.connection(&spec, resolved)?;
         // The password as written (a `${env:...}` reference stays one), wherever it was given.
-        let written = Connection::parse(&self.location_of(&spec, &spec.options), &spec.options, connection.server.dialect)?;
+        let written =
+            Connection::parse(&self.location_of(&spec, &spec.options), &spec.options, connection.server.dialect)?;
         let (_, remote) = self.remote(&connection).await?;
         if spec.columns.is_empty() {
             spec.columns = remote.iter().map(|c| ColumnSpec::new(&c.name, &c.arrow_type(), c.nullable)).collect();
@@ -446,9 +484,15 @@ impl RemoteSource {
         let (schema, table) = connection.schema_and_table()?;
         let pool = self.pools.get(connection)?;
         let client = connect(&pool, &connection.server).await?;
-        let remote = remote_columns(&client, &schema, &table).await.map_err(|e| Error::query(&connection.table, &connection.server, &e))?;
+        let remote = remote_columns(&client, &schema, &table)
+            .await
+            .map_err(|e| Error::query(&connection.table, &connection.server, &e))?;
         if remote.is_empty() {
-            return Err(Error::NoSuchTable { table: format!("{schema}.{table}"), server: connection.server.to_string() }.into());
+            return Err(Error::NoSuchTable {
+                table: format!("{schema}.{table}"),
+                server: connection.server.to_string(),
+            }
+            .into());
         }
         Ok((pool, remote))
     }
@@ -505,7 +549,9 @@ impl SourceFactory for RemoteSource {
     fn aliases(&self) -> &'static [&'static str] {
         match self.dialect {
             Dialect::Postgres => &["postgresql", "aurora", "jdbc", "org.apache.spark.sql.jdbc"],
-            Dialect::Redshift => &["com.databricks.spark.redshift", "io.github.spark_redshift_community.spark.redshift"],
+            Dialect::Redshift => {
+                &["com.databricks.spark.redshift", "io.github.spark_redshift_community.spark.redshift"]
+            }
         }
     }
 
@@ -526,7 +572,9 @@ impl SourceFactory for RemoteSource {
         let table = RemoteSource::create(self, spec, &resolved).await?;
         match self.dialect {
             Dialect::Postgres => Ok(Arc::new(table)),
-            Dialect::Redshift => Ok(Arc::new(super::redshift::RedshiftTable::new(table, &resolved, Arc::clone(&self.stores))?)),
+            Dialect::Redshift => {
+                Ok(Arc::new(super::redshift::RedshiftTable::new(table, &resolved, Arc::clone(&self.stores))?))
+            }
         }
     }
 }
@@ -547,7 +595,12 @@ pub(crate) struct RemoteTable {
 
 impl RemoteTable {
     /// The `SELECT` for one scan: the projected columns and the filters that are exact.
-    pub(crate) fn query(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DFResult<(SchemaRef, RemoteQuery)> {
+    pub(crate) fn query(
+        &self,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<(SchemaRef, RemoteQuery)> {
         let chosen: Vec<&TableColumn> = match projection {
             Some(indices) => indices.iter().map(|&i| &self.columns[i]).collect(),
             None => self.columns.iter().collect(),
@@ -593,7 +646,13 @@ impl TableProvider for RemoteTable {
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| if supports(f, &self.columns) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Unsupported })
+            .map(|f| {
+                if supports(f, &self.columns) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
             .collect())
     }
 
@@ -620,7 +679,9 @@ mod tests {
 
     #[test]
     fn every_url_spelling_gives_one_server() {
-        let plain = Connection::parse("postgres://app@db.internal/shop", &options(&[("table", "users")]), Dialect::Postgres).expect("url");
+        let plain =
+            Connection::parse("postgres://app@db.internal/shop", &options(&[("table", "users")]), Dialect::Postgres)
+                .expect("url");
         let jdbc = Connection::parse(
             "jdbc:postgresql://db.internal:5432/shop?user=app&password=secret",
             &options(&[("dbtable", "users")]),
@@ -630,22 +691,32 @@ mod tests {
         assert_eq!(plain.server, jdbc.server);
         assert_eq!(jdbc.password.as_deref(), Some("secret"));
         assert_eq!(jdbc.location(), "postgres://db.internal:5432/shop");
-        let redshift = Connection::parse("jdbc:redshift://wh.example:5439/dev?user=etl", &BTreeMap::new(), Dialect::Redshift).expect("redshift");
+        let redshift =
+            Connection::parse("jdbc:redshift://wh.example:5439/dev?user=etl", &BTreeMap::new(), Dialect::Redshift)
+                .expect("redshift");
         assert_eq!((redshift.server.port, redshift.server.dialect), (5439, Dialect::Redshift));
     }
 
     #[test]
     fn bad_locations_are_explained_without_the_password() {
-        let err = Connection::parse("postgres://app:hunter2@db.internal", &BTreeMap::new(), Dialect::Postgres).unwrap_err().to_string();
+        let err = Connection::parse("postgres://app:hunter2@db.internal", &BTreeMap::new(), Dialect::Postgres)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no database") && !err.contains("hunter2"), "{err}");
-        let err = Connection::parse("mysql://db/x", &options(&[("user", "a")]), Dialect::Postgres).unwrap_err().to_string();
+        let err =
+            Connection::parse("mysql://db/x", &options(&[("user", "a")]), Dialect::Postgres).unwrap_err().to_string();
         assert!(err.contains("postgres://"), "{err}");
-        assert_eq!(mask_url("jdbc:redshift://h:5439/dev?user=etl&password=s3cret"), "jdbc:redshift://h:5439/dev?user=etl&password=***");
+        assert_eq!(
+            mask_url("jdbc:redshift://h:5439/dev?user=etl&password=s3cret"),
+            "jdbc:redshift://h:5439/dev?user=etl&password=***"
+        );
     }
 
     #[test]
     fn table_names_fold_like_postgres() {
-        let with = |table: &str| Connection::parse("postgres://a@h/d", &options(&[("table", table)]), Dialect::Postgres).expect("url");
+        let with = |table: &str| {
+            Connection::parse("postgres://a@h/d", &options(&[("table", table)]), Dialect::Postgres).expect("url")
+        };
         assert_eq!(with("Users").schema_and_table().expect("name"), ("public".into(), "users".into()));
         assert_eq!(with(r#"crm."Users""#).schema_and_table().expect("name"), ("crm".into(), "Users".into()));
         assert!(with("(SELECT 1) t").schema_and_table().is_err());

@@ -54,9 +54,13 @@ pub(crate) fn supports(filter: &Expr, columns: &[TableColumn]) -> bool {
         Expr::Between(Between { expr, low, high, .. }) => native(expr, true) && is_value(low) && is_value(high),
         Expr::InList(InList { expr, list, .. }) => native(expr, false) && list.iter().all(is_value),
         Expr::Like(Like { expr, pattern, escape_char: None, case_insensitive: false, .. }) => {
-            native(expr, false) && column(expr, columns).is_some_and(|c| c.field.data_type() == &DataType::Utf8) && is_value(pattern)
+            native(expr, false)
+                && column(expr, columns).is_some_and(|c| c.field.data_type() == &DataType::Utf8)
+                && is_value(pattern)
         }
-        Expr::Column(_) => column(filter, columns).is_some_and(|c| c.native && c.field.data_type() == &DataType::Boolean),
+        Expr::Column(_) => {
+            column(filter, columns).is_some_and(|c| c.native && c.field.data_type() == &DataType::Boolean)
+        }
         _ => false,
     }
 }
@@ -191,7 +195,10 @@ mod tests {
             TableColumn { field: field("uid", DataType::Int32), native: true },
             TableColumn { field: field("gender", DataType::Utf8), native: true },
             TableColumn { field: field("token", DataType::Utf8), native: false },
-            TableColumn { field: field("seen", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))), native: true },
+            TableColumn {
+                field: field("seen", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+                native: true,
+            },
         ]
     }
 
@@ -263,7 +270,9 @@ mod tests {
     fn select_named(name: &str, dialect: Dialect) -> RemoteQuery {
         let cols = [TableColumn { field: Field::new(name, DataType::Int32, true), native: true }];
         let chosen: Vec<&TableColumn> = cols.iter().collect();
-        let filter = Expr::Column(Column::new_unqualified(name)).eq(lit(7)).or(Expr::Column(Column::new_unqualified(name)).is_null());
+        let filter = Expr::Column(Column::new_unqualified(name))
+            .eq(lit(7))
+            .or(Expr::Column(Column::new_unqualified(name)).is_null());
         RemoteQuery::select(&quote::table(name, name), &chosen, &[filter], None, dialect).expect("renders")
     }
 
@@ -297,10 +306,16 @@ mod tests {
     #[test]
     fn time_stamps_keep_their_zone_and_no_columns_select_a_constant() {
         let seen = ScalarValue::TimestampMicrosecond(Some(1_520_208_000_000_000), Some("UTC".into()));
-        let query = RemoteQuery::select(&table(), &[], &[col("seen").gt_eq(lit(seen))], None, Dialect::Redshift).expect("renders");
+        let query = RemoteQuery::select(&table(), &[], &[col("seen").gt_eq(lit(seen))], None, Dialect::Redshift)
+            .expect("renders");
         assert_eq!(query.sql, r#"SELECT 1 AS "row" FROM "public"."users" WHERE ("seen" >= $1)"#);
         let plain = RemoteQuery::select(&table(), &[], &[], None, Dialect::Postgres).expect("renders");
         assert_eq!(plain.sql, r#"SELECT 1 FROM "public"."users""#);
-        assert!(query.params[0].starts_with("2018-03-05T00:00:00") && query.params[0].ends_with('Z') || query.params[0].ends_with("+00:00"), "{:?}", query.params);
+        assert!(
+            query.params[0].starts_with("2018-03-05T00:00:00") && query.params[0].ends_with('Z')
+                || query.params[0].ends_with("+00:00"),
+            "{:?}",
+            query.params
+        );
     }
 }

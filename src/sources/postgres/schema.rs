@@ -30,7 +30,11 @@ pub(crate) const UNCONSTRAINED_NUMERIC: DataType = DataType::Decimal128(38, 10);
 ///
 /// # Errors
 /// The catalog query fails (connection lost, permissions).
-pub(crate) async fn remote_columns(client: &Client, schema: &str, table: &str) -> Result<Vec<RemoteColumn>, tokio_postgres::Error> {
+pub(crate) async fn remote_columns(
+    client: &Client,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<RemoteColumn>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT column_name::text, udt_name::text, numeric_precision::int4, numeric_scale::int4, is_nullable::text \
@@ -69,7 +73,18 @@ impl RemoteColumn {
     pub(crate) fn compares_natively(&self, read_as: &DataType) -> bool {
         let native = matches!(
             self.udt.as_str(),
-            "int2" | "int4" | "int8" | "float4" | "float8" | "numeric" | "bool" | "text" | "varchar" | "date" | "timestamp" | "timestamptz"
+            "int2"
+                | "int4"
+                | "int8"
+                | "float4"
+                | "float8"
+                | "numeric"
+                | "bool"
+                | "text"
+                | "varchar"
+                | "date"
+                | "timestamp"
+                | "timestamptz"
         );
         native && *read_as == self.arrow_type()
     }
@@ -130,7 +145,9 @@ pub(crate) fn wire_type(field: &Field, dialect: Dialect) -> DFResult<String> {
         DataType::Timestamp(TimeUnit::Microsecond, None) => "timestamp".to_owned(),
         DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "timestamptz".to_owned(),
         DataType::Interval(IntervalUnit::MonthDayNano) => "interval".to_owned(),
-        DataType::List(element) if !matches!(element.data_type(), DataType::List(_)) && dialect == Dialect::Postgres => {
+        DataType::List(element)
+            if !matches!(element.data_type(), DataType::List(_)) && dialect == Dialect::Postgres =>
+        {
             format!("{}[]", wire_type(element, dialect)?)
         }
         other => {
@@ -171,7 +188,20 @@ mod tests {
 
     #[test]
     fn every_read_type_has_a_cast_in_each_dialect() {
-        for udt in ["int2", "int4", "int8", "float4", "float8", "bool", "text", "date", "time", "timestamp", "timestamptz", "interval"] {
+        for udt in [
+            "int2",
+            "int4",
+            "int8",
+            "float4",
+            "float8",
+            "bool",
+            "text",
+            "date",
+            "time",
+            "timestamp",
+            "timestamptz",
+            "interval",
+        ] {
             let field = Field::new("c", column(udt, None, None).arrow_type(), true);
             assert!(wire_type(&field, Dialect::Postgres).is_ok(), "{udt}");
         }

@@ -23,15 +23,20 @@ use super::postgres::RemoteTable;
 use crate::storage::{ObjectStores, is_s3};
 
 /// Options of Redshift tables: the PostgreSQL ones, plus the Spark Redshift connector's.
-pub(crate) static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| [super::postgres::PARAMS, UNLOAD_PARAMS].concat());
+pub(crate) static PARAMS: LazyLock<Vec<ParamSpec>> =
+    LazyLock::new(|| [super::postgres::PARAMS, UNLOAD_PARAMS].concat());
 
 const UNLOAD_PARAMS: &[ParamSpec] = &[
     ParamSpec::new("tempdir", "s3:// (or s3a://) prefix for UNLOAD: full scans unload Parquet there and read it back"),
     ParamSpec::new("aws_iam_role", "IAM role ARN Redshift assumes to write to tempdir"),
-    ParamSpec::new("forward_spark_s3_credentials", "true: give Redshift lakegate's own S3 keys for tempdir (instead of a role)"),
+    ParamSpec::new(
+        "forward_spark_s3_credentials",
+        "true: give Redshift lakegate's own S3 keys for tempdir (instead of a role)",
+    ),
     ParamSpec::new("temporary_aws_access_key_id", "S3 key id Redshift uses for tempdir"),
     ParamSpec::new("temporary_aws_secret_access_key", "S3 secret Redshift uses for tempdir, as a reference").secret(),
-    ParamSpec::new("temporary_aws_session_token", "S3 session token Redshift uses for tempdir, as a reference").secret(),
+    ParamSpec::new("temporary_aws_session_token", "S3 session token Redshift uses for tempdir, as a reference")
+        .secret(),
 ];
 
 /// Where and how full scans are unloaded.
@@ -52,14 +57,17 @@ pub(crate) struct RedshiftTable {
 impl RedshiftTable {
     /// # Errors
     /// A `tempdir` that is not an S3 URL, or one without credentials for Redshift to use.
-    pub(crate) fn new(inner: RemoteTable, options: &BTreeMap<String, String>, stores: Arc<ObjectStores>) -> DFResult<Self> {
+    pub(crate) fn new(
+        inner: RemoteTable,
+        options: &BTreeMap<String, String>,
+        stores: Arc<ObjectStores>,
+    ) -> DFResult<Self> {
         let bulk = match options.get("tempdir") {
             None => None,
             Some(tempdir) => {
-                let url = Url::parse(tempdir)
-                    .ok()
-                    .filter(|u| is_s3(u.scheme()))
-                    .ok_or_else(|| DataFusionError::Configuration(format!("tempdir '{tempdir}' must be an s3:// or s3a:// URL")))?;
+                let url = Url::parse(tempdir).ok().filter(|u| is_s3(u.scheme())).ok_or_else(|| {
+                    DataFusionError::Configuration(format!("tempdir '{tempdir}' must be an s3:// or s3a:// URL"))
+                })?;
                 Some(Bulk { tempdir: url, credentials: Credentials::from_options(options)? })
             }
         };

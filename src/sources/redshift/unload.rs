@@ -18,11 +18,13 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
 use deadpool_postgres::Pool;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use rand_core::RngCore;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
@@ -56,8 +58,14 @@ impl Credentials {
         if let Some(role) = options.get("aws_iam_role") {
             return Ok(Self::IamRole(role.clone()));
         }
-        if let (Some(id), Some(secret)) = (options.get("temporary_aws_access_key_id"), options.get("temporary_aws_secret_access_key")) {
-            return Ok(Self::Keys { id: id.clone(), secret: secret.clone(), token: options.get("temporary_aws_session_token").cloned() });
+        if let (Some(id), Some(secret)) =
+            (options.get("temporary_aws_access_key_id"), options.get("temporary_aws_secret_access_key"))
+        {
+            return Ok(Self::Keys {
+                id: id.clone(),
+                secret: secret.clone(),
+                token: options.get("temporary_aws_session_token").cloned(),
+            });
         }
         if options.get("forward_spark_s3_credentials").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -201,7 +209,11 @@ impl ExecutionPlan for UnloadExec {
         }
         // The first execution uses the folder EXPLAIN showed; a plan run again must not
         // read (or delete) another run's files, so it gets a folder of its own.
-        let target = if self.executions.fetch_add(1, Ordering::Relaxed) == 0 { self.target.clone() } else { unload_folder(&self.tempdir) };
+        let target = if self.executions.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.target.clone()
+        } else {
+            unload_folder(&self.tempdir)
+        };
         let folder = Url::parse(&target).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let store = self.stores.raw_store(&folder)?;
         let unload = Unload {
@@ -252,7 +264,9 @@ impl Drop for Cleanup {
             Ok(runtime) => {
                 runtime.spawn(delete_folder(store, folder));
             }
-            Err(_) => tracing::warn!(%folder, "no runtime to remove the unloaded files with; they are left in the tempdir"),
+            Err(_) => {
+                tracing::warn!(%folder, "no runtime to remove the unloaded files with; they are left in the tempdir")
+            }
         }
     }
 }
@@ -390,8 +404,16 @@ mod tests {
 
     #[test]
     fn backslashes_in_names_are_doubled_inside_the_literal() {
-        let sql = unload_statement(r#"SELECT CAST("back\slash" AS int4) FROM "public"."it's""#, "s3://b/t/", &Credentials::IamRole("r".into()), true);
-        assert!(sql.starts_with(r#"UNLOAD ('SELECT CAST("back\\slash" AS int4) FROM "public"."it''s"') TO 's3://b/t/'"#), "{sql}");
+        let sql = unload_statement(
+            r#"SELECT CAST("back\slash" AS int4) FROM "public"."it's""#,
+            "s3://b/t/",
+            &Credentials::IamRole("r".into()),
+            true,
+        );
+        assert!(
+            sql.starts_with(r#"UNLOAD ('SELECT CAST("back\\slash" AS int4) FROM "public"."it''s"') TO 's3://b/t/'"#),
+            "{sql}"
+        );
     }
 
     /// `count(*)` reads no column: Redshift unloads a named constant, and the batches read
@@ -403,9 +425,15 @@ mod tests {
         use datafusion::arrow::array::Int32Array;
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-        let select = RemoteQuery::select(&quote::table("public", "sales"), &[], &[], None, Dialect::Redshift).expect("renders");
+        let select =
+            RemoteQuery::select(&quote::table("public", "sales"), &[], &[], None, Dialect::Redshift).expect("renders");
         assert_eq!(
-            unload_statement(&select.sql, "s3://lake/tmp/lakegate-unload-1/", &Credentials::IamRole("arn:r".into()), false),
+            unload_statement(
+                &select.sql,
+                "s3://lake/tmp/lakegate-unload-1/",
+                &Credentials::IamRole("arn:r".into()),
+                false
+            ),
             r#"UNLOAD ('SELECT 1 AS "row" FROM "public"."sales"') TO 's3://lake/tmp/lakegate-unload-1/' IAM_ROLE 'arn:r' FORMAT AS PARQUET MAXFILESIZE 64 MB"#
         );
         let unloaded = Arc::new(Schema::new(vec![Field::new("row", DataType::Int32, false)]));
@@ -473,7 +501,10 @@ mod tests {
             let _ = written_tx.send(());
             Ok(())
         };
-        let waited = tokio::time::timeout(std::time::Duration::from_millis(10), unload_detached(unload, Cleanup::new(Arc::clone(&store), folder)));
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(10),
+            unload_detached(unload, Cleanup::new(Arc::clone(&store), folder)),
+        );
         assert!(waited.await.is_err(), "the reader gives up before the UNLOAD ends");
         written.await.expect("the UNLOAD ran to its end");
         settle(&store, &[]).await;
