@@ -1,9 +1,17 @@
 //! Configuration: `lakegate.toml`, then `LAKEGATE_*` environment variables, then flags.
+//!
+//! Each part owns its section (`[s3]` storage, `[cassandra]` the Cassandra source, `[server]`
+//! the Flight SQL server, `[execution]` and `[geodata]` the session); this file only composes
+//! them and reads the environment.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::flight::{ServerConfig, UserConfig};
+pub use crate::session::{EngineConfig, ExecutionConfig, GeodataConfig, LayerConfig};
+pub use crate::sources::cassandra::CassandraConfig;
+pub use crate::storage::S3Config;
 use crate::{Error, Result};
 
 /// Everything a lakegate process needs to know before it opens the catalog.
@@ -19,146 +27,17 @@ pub struct Config {
     pub cassandra: CassandraConfig,
 }
 
-/// `[cassandra]`: the cluster that Cassandra tables without contact points of their own read.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CassandraConfig {
-    /// `host:port` of one or more nodes; the driver discovers the rest of the cluster.
-    pub contact_points: Vec<String>,
-    pub username: Option<String>,
-    /// A `${env:NAME}` reference (or a literal).
-    pub password: Option<String>,
-}
-
-/// `lakegate serve`: where it listens, TLS, and who may connect.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address to listen on (default `127.0.0.1:50051`).
-    pub listen: Option<String>,
-    /// PEM certificate chain and private key: with both, clients connect with `grpc+tls://`.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Users allowed to connect; without any, the server accepts everyone and listens only on
-    /// loopback (unless started with `--insecure-allow-remote`).
-    pub users: Vec<UserConfig>,
-    /// How long a session token stays valid without use, in minutes (default 480).
-    pub token_idle_minutes: Option<u64>,
-    /// Where admins may point a table's LOCATION: prefixes such as `s3://lake/` or `/data/`.
-    /// Empty (the default) allows any location.
-    pub allowed_locations: Vec<String>,
-}
-
-/// One `[[server.users]]` entry. The password is stored as an Argon2 hash
-/// (`lakegate hash-password` makes one), never in clear.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    pub name: String,
-    pub password_hash: String,
-    /// `admin`, `writer` or `reader` (the default).
-    #[serde(default)]
-    pub role: crate::access::Role,
-    /// The databases this user may read (and, as a writer, INSERT into); `"*"` for all.
-    /// Admins need none.
-    #[serde(default)]
-    pub databases: Vec<String>,
-}
-
-impl UserConfig {
-    pub fn principal(&self) -> crate::access::Principal {
-        crate::access::Principal {
-            user: self.name.clone(),
-            role: self.role,
-            databases: self.databases.iter().map(|d| d.to_lowercase()).collect(),
-        }
-    }
-}
-
-/// Polygon layers for `geodata(lon, lat)` and `geo_lookup('layer', lon, lat)`, loaded once
-/// per process when it starts.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GeodataConfig {
-    pub layers: Vec<LayerConfig>,
-}
-
-/// One `[[geodata.layers]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LayerConfig {
-    /// The name `geo_lookup` takes.
-    pub name: String,
-    /// A `.tsv`, `.csv` or `.parquet` file with a header; relative to the working directory.
-    pub path: PathBuf,
-    /// The column of POLYGON/MULTIPOLYGON WKT (default `wkt`).
-    #[serde(default)]
-    pub wkt_column: Option<String>,
-    /// Attribute columns in output order (default: every other column).
-    #[serde(default)]
-    pub attributes: Vec<String>,
-    /// Fail the load on an invalid (self-intersecting) polygon instead of keeping it with a
-    /// warning.
-    #[serde(default)]
-    pub reject_invalid: bool,
-}
-
-/// S3 access, used for every `s3://`, `s3a://` and `s3n://` location unless a table's OPTIONS
-/// override it. Unset fields fall back to the standard `AWS_*` variables.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct S3Config {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    /// A literal or a `${env:NAME}` reference.
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
-    pub allow_http: Option<bool>,
-    /// Path-style requests (`endpoint/bucket/key`), needed by most S3-compatible servers.
-    pub path_style: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ExecutionConfig {
-    /// Parallelism of a query; default: the number of cores.
-    pub target_partitions: Option<usize>,
-    pub batch_size: Option<usize>,
-    /// Memory a process may use for query execution, in MiB; queries that need more spill
-    /// or fail instead of taking the machine down. Default: unlimited.
-    pub memory_limit_mb: Option<usize>,
-    /// How long a listing of a table's files is reused, in seconds (default 10): files that
-    /// other writers add appear within this time, or at once after `MSCK REPAIR TABLE` or
-    /// `REFRESH TABLE`.
-    pub listing_cache_seconds: Option<u64>,
-}
-
-impl S3Config {
-    /// `self`, with every field that `other` sets taken from `other`.
-    pub fn overlaid_with(&self, other: &S3Config) -> S3Config {
-        S3Config {
-            endpoint: other.endpoint.clone().or_else(|| self.endpoint.clone()),
-            region: other.region.clone().or_else(|| self.region.clone()),
-            access_key_id: other.access_key_id.clone().or_else(|| self.access_key_id.clone()),
-            secret_access_key: other.secret_access_key.clone().or_else(|| self.secret_access_key.clone()),
-            session_token: other.session_token.clone().or_else(|| self.session_token.clone()),
-            allow_http: other.allow_http.or(self.allow_http),
-            path_style: other.path_style.or(self.path_style),
-        }
-    }
-
-    fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<S3Config> {
-        Ok(S3Config {
-            endpoint: get("LAKEGATE_S3_ENDPOINT"),
-            region: get("LAKEGATE_S3_REGION"),
-            access_key_id: get("LAKEGATE_S3_ACCESS_KEY_ID"),
-            secret_access_key: get("LAKEGATE_S3_SECRET_ACCESS_KEY"),
-            session_token: get("LAKEGATE_S3_SESSION_TOKEN"),
-            allow_http: parse_bool("LAKEGATE_S3_ALLOW_HTTP", get("LAKEGATE_S3_ALLOW_HTTP"))?,
-            path_style: parse_bool("LAKEGATE_S3_PATH_STYLE", get("LAKEGATE_S3_PATH_STYLE"))?,
-        })
-    }
+/// `LAKEGATE_S3_*`: the `[s3]` settings from the environment.
+fn s3_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<S3Config> {
+    Ok(S3Config {
+        endpoint: get("LAKEGATE_S3_ENDPOINT"),
+        region: get("LAKEGATE_S3_REGION"),
+        access_key_id: get("LAKEGATE_S3_ACCESS_KEY_ID"),
+        secret_access_key: get("LAKEGATE_S3_SECRET_ACCESS_KEY"),
+        session_token: get("LAKEGATE_S3_SESSION_TOKEN"),
+        allow_http: parse_bool("LAKEGATE_S3_ALLOW_HTTP", get("LAKEGATE_S3_ALLOW_HTTP"))?,
+        path_style: parse_bool("LAKEGATE_S3_PATH_STYLE", get("LAKEGATE_S3_PATH_STYLE"))?,
+    })
 }
 
 fn parse_bool(name: &str, value: Option<String>) -> Result<Option<bool>> {
@@ -209,7 +88,7 @@ impl Config {
         if let Some(key) = get("LAKEGATE_TLS_KEY") {
             self.server.tls_key = Some(key.into());
         }
-        self.s3 = self.s3.overlaid_with(&S3Config::from_env(&get)?);
+        self.s3 = self.s3.overlaid_with(&s3_from_env(&get)?);
         if let Some(points) = get("LAKEGATE_CASSANDRA_CONTACT_POINTS") {
             self.cassandra.contact_points =
                 points.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
@@ -228,6 +107,19 @@ impl Config {
 
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".lakegate"))
+    }
+}
+
+impl From<Config> for EngineConfig {
+    fn from(config: Config) -> Self {
+        EngineConfig {
+            data_dir: config.data_dir(),
+            s3: config.s3,
+            cassandra: config.cassandra,
+            execution: config.execution,
+            geodata: config.geodata,
+            allowed_locations: config.server.allowed_locations,
+        }
     }
 }
 

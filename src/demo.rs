@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::output::{self, Format};
 use crate::session::Lakegate;
-use crate::{Error, Result, sql};
+use crate::{Error, Result};
 
 /// The question the demo answers, across the three tables.
 pub const NCIS_QUERY: &str = "SELECT COUNT(*) AS impressions FROM adserver_logs A
@@ -90,11 +90,11 @@ pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Re
     if let Some(url) = postgres {
         load_users_into_postgres(url, &root.join("users/part-00000.parquet")).await?;
         let location = url.replace('\'', "''");
-        let _ = sql::execute(&session, "DROP TABLE IF EXISTS users").await?;
+        let _ = session.execute("DROP TABLE IF EXISTS users").await?;
         let statement = format!(
             "CREATE EXTERNAL TABLE users STORED AS POSTGRES LOCATION '{location}' OPTIONS ('table' 'public.users', 'password' '${{env:PGPASSWORD}}')"
         );
-        let _ = sql::execute(&session, &statement).await?;
+        let _ = session.execute(&statement).await?;
         println!("users are in PostgreSQL ({url}).");
     }
     for table in ["adserver_logs", "users", "programs"] {
@@ -108,14 +108,14 @@ pub async fn run(lakegate: &Lakegate, rows: usize, postgres: Option<&str>) -> Re
             let location = root.join(table).display().to_string().replace('\'', "''");
             format!("CREATE EXTERNAL TABLE IF NOT EXISTS {table} STORED AS PARQUET LOCATION '{location}'")
         };
-        let _ = sql::execute(&session, &statement).await?;
+        let _ = session.execute(&statement).await?;
     }
     let programs_at =
         if in_cassandra { format!("programs (in Cassandra, {DEMO_KEYSPACE}.programs)") } else { "programs".to_owned() };
     println!("Tables adserver_logs ({rows} rows, partitioned by dt), users and {programs_at} are registered.\n");
     println!("{NCIS_QUERY};\n");
     let started = Instant::now();
-    let result = sql::execute(&session, NCIS_QUERY).await?;
+    let result = session.execute(NCIS_QUERY).await?;
     output::write(result, Format::Table, &mut std::io::stdout(), None).await?;
     println!("answered in {:.3} s. Explore with: lakegate repl", started.elapsed().as_secs_f64());
     Ok(())
@@ -127,7 +127,7 @@ async fn load_users_into_postgres(url: &str, users: &Path) -> Result<()> {
     use futures::SinkExt;
 
     let failed =
-        |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("demo users into PostgreSQL {url}: {what}: {e}"));
+        |what: &str, e: &dyn std::fmt::Display| Error::Remote(format!("demo users into PostgreSQL {url}: {what}: {e}"));
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| failed("not a postgres:// URL", &e))?;
     if config.get_password().is_none()
         && let Ok(password) = std::env::var("PGPASSWORD")

@@ -14,12 +14,37 @@ pub enum Error {
     DataFusion(#[from] DataFusionError),
     #[error("SQL syntax error: {0}")]
     Syntax(String),
+    /// A statement that parses but asks for something impossible: a column count or type that
+    /// does not fit the table, a PARTITION spec that does not match it.
+    #[error("{0}")]
+    Invalid(String),
     #[error("not supported: {0}")]
     Unsupported(String),
     #[error("permission denied for user '{user}': {privilege}")]
     PermissionDenied { user: String, privilege: String },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// Command-line flags that do not go together.
+    #[error("{0}")]
+    Usage(String),
+    /// The server cannot listen, or its TLS files do not load.
+    #[error("cannot serve: {0}")]
+    Listen(String),
+    /// A lakegate server cannot be reached or signed in to.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// A geodata layer does not load.
+    #[error("geodata layers: {0}")]
+    Geodata(String),
+    /// A remote system (the demo's PostgreSQL) refused or failed.
+    #[error("{0}")]
+    Remote(String),
+    /// The terminal of the REPL failed.
+    #[error("terminal: {0}")]
+    Terminal(String),
+    /// A response lakegate builds could not be built: a bug, not the caller's mistake.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{location}: {source}")]
     Statement { location: String, source: Box<Error> },
 }

@@ -1,13 +1,13 @@
 //! The `lakegate` command line.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use lakegate::output::{self, Format, Written};
-use lakegate::sql::{self, ScriptStatement};
+use lakegate::output::Format;
+use lakegate::session::Planned;
+use lakegate::session::{self as sql};
+use lakegate::sql::ddl::{self, Command as Statement};
 use lakegate::{Config, Error, Lakegate, Result};
 use tracing_subscriber::EnvFilter;
 
@@ -178,6 +178,7 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = Some(dir);
     }
+    let server = config.server.clone();
     let lakegate = Lakegate::open(config).await?;
     match cli.command {
         Command::Sql { execute, file, format, output, timing } => {
@@ -189,7 +190,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 (None, None) => unreachable!("clap requires -e or -f"),
             };
-            run_statements(&lakegate, &origin, &statements, format, output.as_deref(), timing).await
+            lakegate.session().run_statements(&origin, &statements, format, output.as_deref(), timing).await
         }
         Command::Run { script, vars, dry_run } => {
             let text = std::fs::read_to_string(&script).map_err(|e| Error::io(script.display(), e))?;
@@ -199,9 +200,9 @@ async fn run(cli: Cli) -> Result<()> {
             let statements =
                 sql::split_statements(&sql::template::render(&text, &vars).map_err(located)?).map_err(located)?;
             if dry_run {
-                return dry_run_script(&lakegate, &origin, &statements).await;
+                return lakegate.session().dry_run(&origin, &statements).await;
             }
-            run_script(&lakegate, &origin, &statements).await
+            lakegate.session().run_script(&origin, &statements).await
         }
         Command::Serve { listen, insecure_allow_remote, insecure_allow_plaintext, demo, demo_postgres } => {
             if demo {
@@ -211,11 +212,14 @@ async fn run(cli: Cli) -> Result<()> {
                 allow_remote: insecure_allow_remote,
                 allow_plaintext: insecure_allow_plaintext,
             };
-            lakegate::flight::serve(std::sync::Arc::new(lakegate), listen.as_deref(), insecure).await
+            lakegate::flight::serve(std::sync::Arc::new(lakegate), &server, listen.as_deref(), insecure).await
         }
         Command::Vacuum { table, retain_hours } => {
-            let statements = [ScriptStatement { line: 1, text: format!("VACUUM {table} RETAIN {retain_hours} HOURS") }];
-            run_statements(&lakegate, "vacuum", &statements, Format::Table, None, false).await
+            let table = ddl::parse_table_name(&table)?;
+            lakegate
+                .session()
+                .print(Planned::Command(Statement::Vacuum { table, retain_hours: Some(retain_hours) }))
+                .await
         }
         Command::HashPassword => {
             let mut password = String::new();
@@ -254,13 +258,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo { rows, postgres } => lakegate::demo::run(&lakegate, rows, postgres.as_deref()).await,
         Command::Catalog { action } => {
             let statement = match action {
-                CatalogAction::Databases => "SHOW DATABASES".to_owned(),
-                CatalogAction::Tables { database } => format!("SHOW TABLES IN {database}"),
-                CatalogAction::Describe { table } => format!("DESCRIBE {table}"),
-                CatalogAction::Show { table } => format!("SHOW CREATE TABLE {table}"),
+                CatalogAction::Databases => Statement::ShowDatabases { pattern: None },
+                CatalogAction::Tables { database } => {
+                    Statement::ShowTables { database: Some(ddl::parse_database_name(&database)?), pattern: None }
+                }
+                CatalogAction::Describe { table } => Statement::Describe { table: ddl::parse_table_name(&table)? },
+                CatalogAction::Show { table } => Statement::ShowCreateTable { table: ddl::parse_table_name(&table)? },
             };
-            let statements = [ScriptStatement { line: 1, text: statement }];
-            run_statements(&lakegate, "catalog", &statements, Format::Table, None, false).await
+            lakegate.session().print(Planned::Command(statement)).await
         }
     }
 }
@@ -270,117 +275,4 @@ fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))
-}
-
-/// Runs a batch script with a progress bar; each statement's outcome goes to stderr, and the
-/// first failure stops the run, naming its line.
-async fn run_script(lakegate: &Lakegate, origin: &str, statements: &[ScriptStatement]) -> Result<()> {
-    let session = lakegate.session();
-    let progress = indicatif::ProgressBar::new(statements.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} statements  {elapsed}  {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let started = Instant::now();
-    for statement in statements {
-        let first_line = statement.text.lines().next().unwrap_or_default();
-        let label = format!("line {}: {first_line}", statement.line);
-        progress.set_message(label.clone());
-        // Writes report rows and bytes as they go.
-        let ticker = {
-            let (progress, counters) = (progress.clone(), session.write_progress());
-            let start = counters.written();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    let (rows, bytes) = counters.written();
-                    if (rows, bytes) != start {
-                        let written = lakegate::write::human_bytes(bytes - start.1);
-                        progress.set_message(format!("{label}  [{} rows, {written} written]", rows - start.0));
-                    }
-                }
-            })
-        };
-        let outcome = run_one(&session, origin, statement, Format::Table, &mut std::io::stdout(), None).await;
-        ticker.abort();
-        let (written, seconds) = outcome?;
-        progress.suspend(|| eprintln!("{origin}:{}: {written} ({seconds:.3} s)", statement.line));
-        progress.inc(1);
-    }
-    progress.finish_and_clear();
-    eprintln!("{} statements in {:.3} s", statements.len(), started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// Prints each statement with its variables replaced and, for writes, the plan and the
-/// partitions they would replace. Nothing is run except the queries that find those partitions.
-async fn dry_run_script(lakegate: &Lakegate, origin: &str, statements: &[ScriptStatement]) -> Result<()> {
-    let session = lakegate.session();
-    for statement in statements {
-        println!("-- {origin}:{}\n{};", statement.line, statement.text);
-        let is_insert = statement.text.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("insert"));
-        if !is_insert {
-            continue;
-        }
-        match sql::execute(&session, &format!("EXPLAIN {}", statement.text)).await {
-            Ok(result) => {
-                let mut plan = Vec::new();
-                output::write(result, Format::Csv, &mut plan, None).await?;
-                for line in String::from_utf8_lossy(&plan).lines().skip(1) {
-                    println!("--   {}", line.trim_matches('"'));
-                }
-            }
-            // Tables the script creates do not exist in a dry run.
-            Err(e) => println!("--   (not planned: {e})"),
-        }
-        println!();
-    }
-    Ok(())
-}
-
-/// Runs one statement of a script and writes its rows; an error names the statement's line.
-async fn run_one(
-    session: &lakegate::Session,
-    origin: &str,
-    statement: &ScriptStatement,
-    format: Format,
-    out: &mut dyn Write,
-    path: Option<&std::path::Path>,
-) -> Result<(Written, f64)> {
-    let started = Instant::now();
-    let located =
-        |source: Error| Error::Statement { location: format!("{origin}:{}", statement.line), source: Box::new(source) };
-    let result = sql::execute(session, &statement.text).await.map_err(located)?;
-    let written = output::write(result, format, out, path).await.map_err(located)?;
-    Ok((written, started.elapsed().as_secs_f64()))
-}
-
-/// Runs statements in order; the first failure stops the run and names its line.
-async fn run_statements(
-    lakegate: &Lakegate,
-    origin: &str,
-    statements: &[ScriptStatement],
-    format: Format,
-    output: Option<&std::path::Path>,
-    timing: bool,
-) -> Result<()> {
-    let session = lakegate.session();
-    let mut file = match (output, format) {
-        (Some(path), f) if f != Format::Parquet => {
-            Some(std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?)
-        }
-        _ => None,
-    };
-    for statement in statements {
-        let mut stdout = std::io::stdout().lock();
-        let out: &mut dyn Write = match file.as_mut() {
-            Some(f) => f,
-            None => &mut stdout,
-        };
-        match run_one(&session, origin, statement, format, out, output).await? {
-            (written @ Written::Rows(_), seconds) if timing => eprintln!("({written}, {seconds:.3} s)"),
-            (written @ Written::Done(_), _) => eprintln!("{written}"),
-            (Written::Rows(_), _) => {}
-        }
-    }
-    Ok(())
 }

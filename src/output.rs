@@ -1,4 +1,6 @@
-//! Writes results as tables, CSV, JSON lines or Parquet, batch by batch where the format allows.
+//! What a statement produced, and how it is shown: tables, CSV, JSON lines or Parquet, batch by
+//! batch where the format allows, and sizes for people. Imports nothing of lakegate's but its
+//! error, so every layer may use it.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,10 +9,29 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::arrow::{csv, json};
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
-use crate::sql::Output;
 use crate::{Error, Result};
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows, streamed as they are produced.
+    Rows(SendableRecordBatchStream),
+    /// A statement that returns no rows, with what it did.
+    Done(String),
+    /// A write, with what it did and how many rows it wrote.
+    Wrote { message: String, rows: u64 },
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Rows(s) => write!(f, "Rows({})", s.schema()),
+            Output::Done(m) | Output::Wrote { message: m, .. } => write!(f, "Done({m})"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -85,7 +106,7 @@ pub async fn write(output: Output, format: Format, out: &mut dyn Write, path: Op
             writer.finish()?;
         }
         Format::Parquet => {
-            let path = path.ok_or_else(|| Error::Config("--format parquet needs --output FILE".into()))?;
+            let path = path.ok_or_else(|| Error::Usage("--format parquet needs --output FILE".into()))?;
             let file = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
             let mut writer =
                 ArrowWriter::try_new(file, schema, None).map_err(datafusion::error::DataFusionError::from)?;
@@ -98,4 +119,16 @@ pub async fn write(output: Output, format: Format, out: &mut dyn Write, path: Op
         }
     }
     Ok(Written::Rows(rows))
+}
+
+/// `bytes` in B, KiB, MiB, GiB or TiB, one decimal.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

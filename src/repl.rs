@@ -6,9 +6,10 @@ use std::time::Instant;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
+use crate::output::Output;
 use crate::output::{self, Format, Written};
-use crate::session::{Lakegate, Session};
-use crate::{Error, Result, sql};
+use crate::session::{self, Lakegate, Session};
+use crate::{Error, Result};
 
 const HELP: &str = "\
 Statements end with ';' and may span lines. Commands:
@@ -25,9 +26,9 @@ pub enum Target {
 }
 
 impl Target {
-    async fn execute(&self, statement: &str) -> Result<sql::Output> {
+    async fn execute(&self, statement: &str) -> Result<Output> {
         match self {
-            Target::Local(session) => sql::execute(session, statement).await,
+            Target::Local(session) => session.execute(statement).await,
             Target::Remote(remote) => remote.execute(statement).await,
         }
     }
@@ -45,8 +46,8 @@ impl Target {
 /// # Errors
 /// Only when the terminal cannot be used; statement errors are printed and the shell goes on.
 pub async fn run(lakegate: &Lakegate, target: Option<Target>) -> Result<()> {
-    let mut editor = DefaultEditor::new().map_err(|e| Error::Config(format!("cannot open the terminal: {e}")))?;
-    let history = lakegate.config().data_dir().join("history");
+    let mut editor = DefaultEditor::new().map_err(|e| Error::Terminal(format!("cannot open it: {e}")))?;
+    let history = lakegate.config().data_dir.join("history");
     let _ = editor.load_history(&history);
     let session = target.unwrap_or_else(|| Target::Local(lakegate.session()));
     println!("lakegate {} — type \\? for help, \\q to quit", env!("CARGO_PKG_VERSION"));
@@ -60,7 +61,7 @@ pub async fn run(lakegate: &Lakegate, target: Option<Target>) -> Result<()> {
                 continue;
             }
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(Error::Config(format!("terminal: {e}"))),
+            Err(e) => return Err(Error::Terminal(e.to_string())),
         };
         let trimmed = line.trim();
         if buffer.is_empty() && trimmed.starts_with('\\') {
@@ -83,8 +84,8 @@ pub async fn run(lakegate: &Lakegate, target: Option<Target>) -> Result<()> {
         }
         let text = std::mem::take(&mut buffer);
         // The history file keeps no secrets: literals holding them are masked.
-        let _ = editor.add_history_entry(sql::redact(text.trim()));
-        match sql::split_statements(&text) {
+        let _ = editor.add_history_entry(session::redact(text.trim()));
+        match session::split_statements(&text) {
             Ok(statements) => {
                 for statement in statements {
                     run_statement(&session, &statement.text).await;

@@ -3,7 +3,7 @@
 use datafusion::arrow::array::{Array, AsArray};
 use futures::TryStreamExt;
 use lakegate::config::{GeodataConfig, LayerConfig};
-use lakegate::sql::{self, Output};
+use lakegate::session::Output;
 use lakegate::{Config, Lakegate};
 
 const SQUARE: &str = "POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))";
@@ -14,7 +14,7 @@ fn write_layer(path: &std::path::Path, region: &str, wkt: &str) {
 
 async fn region_at(lakegate: &Lakegate) -> Result<Option<String>, lakegate::Error> {
     let session = lakegate.session();
-    let Output::Rows(stream) = sql::execute(&session, "SELECT geodata(5.0, 5.0)['region'] AS r").await? else {
+    let Output::Rows(stream) = session.execute("SELECT geodata(5.0, 5.0)['region'] AS r").await? else {
         panic!("a query returns rows");
     };
     let batches: Vec<_> = stream.try_collect().await?;

@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
 use lakegate::config::{GeodataConfig, LayerConfig};
-use lakegate::sql::{self, Output};
+use lakegate::session::Output;
 use lakegate::{Config, Lakegate, Session};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
@@ -31,7 +31,7 @@ impl AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, statement: &str) -> Result<DBOutput<DefaultColumnType>, lakegate::Error> {
-        match sql::execute(&self.session, statement).await? {
+        match self.session.execute(statement).await? {
             Output::Done(_) => Ok(DBOutput::StatementComplete(0)),
             Output::Wrote { rows, .. } => Ok(DBOutput::StatementComplete(rows)),
             Output::Rows(stream) => {

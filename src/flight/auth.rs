@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+use super::UserConfig;
 use crate::Session;
 use crate::access::{ANONYMOUS, Principal};
-use crate::config::UserConfig;
 
 /// How many sessions one user may hold at once; signing in beyond it ends that user's least
 /// recently used session, so a client that signs in on every call cannot exhaust memory.

@@ -10,7 +10,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-use crate::sql::Output;
+use crate::output::Output;
 use crate::{Error, Result};
 
 /// A signed-in connection to a lakegate (or any Flight SQL) server.
@@ -21,7 +21,7 @@ pub struct Remote {
 }
 
 fn remote_error(url: &str, e: impl std::fmt::Display) -> Error {
-    Error::Config(format!("{url}: {e}"))
+    Error::Connect(format!("{url}: {e}"))
 }
 
 impl Remote {
@@ -40,7 +40,7 @@ impl Remote {
             Some(("grpc" | "grpc+tcp", rest)) => (format!("http://{rest}"), false),
             Some(("grpc+tls", rest)) => (format!("https://{rest}"), true),
             _ => {
-                return Err(Error::Config(format!(
+                return Err(Error::Connect(format!(
                     "'{url}' is not a Flight SQL address: write grpc://host:port or grpc+tls://host:port"
                 )));
             }

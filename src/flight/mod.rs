@@ -11,17 +11,65 @@ mod service;
 mod wire;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use serde::Deserialize;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use auth::hash_password;
 pub use client::Remote;
 
+use crate::access::{Principal, Role};
 use crate::{Error, Lakegate, Result};
+
+/// `lakegate serve`: where it listens, TLS, and who may connect.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:50051`).
+    pub listen: Option<String>,
+    /// PEM certificate chain and private key: with both, clients connect with `grpc+tls://`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Users allowed to connect; without any, the server accepts everyone and listens only on
+    /// loopback (unless started with `--insecure-allow-remote`).
+    pub users: Vec<UserConfig>,
+    /// How long a session token stays valid without use, in minutes (default 480).
+    pub token_idle_minutes: Option<u64>,
+    /// Where admins may point a table's LOCATION: prefixes such as `s3://lake/` or `/data/`.
+    /// Empty (the default) allows any location.
+    pub allowed_locations: Vec<String>,
+}
+
+/// One `[[server.users]]` entry. The password is stored as an Argon2 hash
+/// (`lakegate hash-password` makes one), never in clear.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password_hash: String,
+    /// `admin`, `writer` or `reader` (the default).
+    #[serde(default)]
+    pub role: Role,
+    /// The databases this user may read (and, as a writer, INSERT into); `"*"` for all.
+    /// Admins need none.
+    #[serde(default)]
+    pub databases: Vec<String>,
+}
+
+impl UserConfig {
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user: self.name.clone(),
+            role: self.role,
+            databases: self.databases.iter().map(|d| d.to_lowercase()).collect(),
+        }
+    }
+}
 
 /// The safety checks `lakegate serve` is told to skip.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,14 +88,18 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// # Errors
 /// The address is taken or not allowed (remote without users, or remote passwords without
 /// TLS), TLS files do not load.
-pub async fn serve(lakegate: Arc<Lakegate>, listen: Option<&str>, insecure: Insecure) -> Result<()> {
-    let config = lakegate.config().server.clone();
+pub async fn serve(
+    lakegate: Arc<Lakegate>,
+    config: &ServerConfig,
+    listen: Option<&str>,
+    insecure: Insecure,
+) -> Result<()> {
     let listen = listen.map(str::to_owned).or(config.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let address: SocketAddr = tokio::net::lookup_host(&listen)
         .await
-        .map_err(|e| Error::Config(format!("cannot resolve listen address '{listen}': {e}")))?
+        .map_err(|e| Error::Listen(format!("cannot resolve listen address '{listen}': {e}")))?
         .next()
-        .ok_or_else(|| Error::Config(format!("listen address '{listen}' resolves to nothing")))?;
+        .ok_or_else(|| Error::Listen(format!("listen address '{listen}' resolves to nothing")))?;
     let idle = Duration::from_secs(60 * config.token_idle_minutes.unwrap_or(480));
     let auth = auth::Auth::new(&config.users, idle)?;
     let tls = config.tls_cert.is_some() || config.tls_key.is_some();
@@ -75,7 +127,7 @@ pub async fn serve(lakegate: Arc<Lakegate>, listen: Option<&str>, insecure: Inse
             let key = std::fs::read(key).map_err(|e| Error::io(key.display(), e))?;
             server = server
                 .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
-                .map_err(|e| Error::Config(format!("TLS certificate or key: {e}")))?;
+                .map_err(|e| Error::Listen(format!("TLS certificate or key: {e}")))?;
             "grpc+tls"
         }
         (None, None) => "grpc",
@@ -91,7 +143,7 @@ pub async fn serve(lakegate: Arc<Lakegate>, listen: Option<&str>, insecure: Inse
         // `tcp_nodelay` does not apply to a listener handed in.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown_signal())
         .await
-        .map_err(|e| Error::Config(format!("Flight SQL server: {e}")))?;
+        .map_err(|e| Error::Listen(format!("Flight SQL server: {e}")))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,7 +19,7 @@ use arrow_flight::sql::{
     CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
     CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
-    TicketStatementQuery, XdbcDataType,
+    SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint,
@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{Auth, Caller};
 use super::wire::{self, Handle};
-use crate::sql::{self, Output, Planned};
+use crate::session::{self, Output, Planned};
 use crate::{Error, Lakegate};
 
 type DoGetStream = <FlightSqlServer as FlightService>::DoGetStream;
@@ -101,7 +101,7 @@ impl FlightSqlServer {
         let values = params.as_deref().map(wire::decode_parameters).transpose()?;
         let planned = match planned {
             Some(planned) => planned,
-            None => sql::plan_with(&caller.session, &sql, values.as_ref()).await.map_err(status)?,
+            None => caller.session.plan_with(&sql, values.as_ref()).await.map_err(status)?,
         };
         let (schema, handle) = match planned {
             Planned::Query(plan) => {
@@ -110,8 +110,8 @@ impl FlightSqlServer {
                 self.keep_plan(&id, caller, plan);
                 (schema, Handle::Query { id, sql, params })
             }
-            Planned::Command => {
-                let result = sql::execute_with(&caller.session, &sql, values.as_ref()).await;
+            effects => {
+                let result = caller.session.run(effects).await;
                 self.log_statement(&caller.user, &sql, &result, started);
                 let (schema, batches) = collect(result.map_err(status)?).await?;
                 let ipc = wire::batches_to_hex(&schema, &batches).map_err(|e| status(e.into()))?;
@@ -130,7 +130,7 @@ impl FlightSqlServer {
 
     /// Logs a statement that ran at once (not streamed) and keeps it in `system.queries`.
     fn log_statement<T, E: std::fmt::Display>(&self, user: &str, sql: &str, result: &Result<T, E>, started: Instant) {
-        let sql = &sql::redact(sql);
+        let sql = &session::redact(sql);
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
         let outcome = match result {
@@ -218,24 +218,23 @@ impl FlightSqlServer {
         let values = params.as_deref().map(wire::decode_parameters).transpose()?;
         let planned = match self.cached_plan(&id, &caller, true) {
             Some(plan) => Planned::Query(plan),
-            None => sql::plan_with(&caller.session, &sql, values.as_ref()).await.map_err(failed)?,
+            None => caller.session.plan_with(&sql, values.as_ref()).await.map_err(failed)?,
         };
         let plan = match planned {
             Planned::Query(plan) => plan,
             // The catalog changed since the ticket was made: run it as it is now.
-            Planned::Command => {
-                let (schema, batches) =
-                    collect(sql::execute_with(&caller.session, &sql, values.as_ref()).await.map_err(failed)?).await?;
+            effects => {
+                let (schema, batches) = collect(caller.session.run(effects).await.map_err(failed)?).await?;
                 return Ok(rows(schema, batches));
             }
         };
         // The schema announced in the FlightInfo: the logical plan's, whose nullability clients
         // compare with what they receive.
         let schema = wire::wire_schema(plan.schema().as_arrow());
-        let stream = sql::run_query(&caller.session, plan).await.map_err(failed)?;
+        let stream = caller.session.run_query(plan).await.map_err(failed)?;
         let log = QueryLog {
             user: caller.user,
-            sql: sql::redact(&sql),
+            sql: session::redact(&sql),
             id,
             started,
             wall_clock: std::time::SystemTime::now(),
@@ -370,7 +369,7 @@ impl Drop for QueryLog {
 }
 
 fn new_id() -> String {
-    crate::write::commit::new_commit_id()
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// The rows of a statement that ran, in wire types; a statement without rows gives one row
@@ -444,7 +443,9 @@ pub(crate) fn status(error: Error) -> Status {
 
 fn code(error: &Error) -> tonic::Code {
     match error {
-        Error::Syntax(_) | Error::Unsupported(_) | Error::Catalog(_) => tonic::Code::InvalidArgument,
+        Error::Syntax(_) | Error::Invalid(_) | Error::Unsupported(_) | Error::Catalog(_) | Error::Usage(_) => {
+            tonic::Code::InvalidArgument
+        }
         Error::DataFusion(e) => match e.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -454,21 +455,11 @@ fn code(error: &Error) -> tonic::Code {
             _ => tonic::Code::Internal,
         },
         Error::Statement { source, .. } => code(source),
-        Error::Config(_) => tonic::Code::FailedPrecondition,
+        Error::Config(_) | Error::Geodata(_) | Error::Listen(_) | Error::Terminal(_) => tonic::Code::FailedPrecondition,
+        Error::Connect(_) | Error::Remote(_) => tonic::Code::Unavailable,
         Error::PermissionDenied { .. } => tonic::Code::PermissionDenied,
-        Error::Io { .. } => tonic::Code::Internal,
+        Error::Io { .. } | Error::Internal(_) => tonic::Code::Internal,
     }
-}
-
-/// The databases of the caller's session (stored ones and `system`) it may read.
-fn readable_databases(caller: &Caller) -> Vec<String> {
-    use datafusion::catalog::CatalogProvider;
-    let principal = caller.session.principal();
-    let mut names: Vec<String> =
-        caller.session.catalog.schema_names().into_iter().filter(|d| principal.may_read(d)).collect();
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// Reads the parameter batches of a DoPut.
@@ -548,7 +539,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<i64, Status> {
         let caller = self.caller(&request)?;
         let started = Instant::now();
-        let result = sql::execute(&caller.session, &command.query).await;
+        let result = caller.session.execute(&command.query).await;
         self.log_statement(&caller.user, &command.query, &result, started);
         affected_rows(result.map_err(status)?).await
     }
@@ -559,10 +550,10 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = self.caller(&request)?;
-        let sql = sql::number_placeholders(&query.query).map_err(status)?;
+        let sql = session::number_placeholders(&query.query).map_err(status)?;
         // Statements with effects have an empty result schema: JDBC then runs them as updates.
         let id = new_id();
-        let (dataset, parameters) = match sql::plan(&caller.session, &sql).await.map_err(status)? {
+        let (dataset, parameters) = match caller.session.plan(&sql).await.map_err(status)? {
             Planned::Query(plan) => {
                 let types = plan.get_parameter_types().map_err(|e| status(e.into()))?;
                 let schemas = (wire::wire_schema(plan.schema().as_arrow()), wire::parameter_schema(&types));
@@ -571,9 +562,9 @@ impl FlightSqlService for FlightSqlServer {
                 }
                 schemas
             }
-            Planned::Command => {
+            _ => {
                 // An INSERT's placeholders take the types of the table's columns.
-                let types = sql::parameter_types(&caller.session, &sql).await.unwrap_or_default();
+                let types = caller.session.parameter_types(&sql).await.unwrap_or_default();
                 (Arc::new(Schema::empty()), wire::parameter_schema(&types))
             }
         };
@@ -636,7 +627,7 @@ impl FlightSqlService for FlightSqlServer {
         let mut affected = 0;
         for values in runs {
             let started = Instant::now();
-            let result = sql::execute_with(&caller.session, &sql, values.as_ref()).await;
+            let result = caller.session.execute_with(&sql, values.as_ref()).await;
             self.log_statement(&caller.user, &sql, &result, started);
             affected += affected_rows(result.map_err(status)?).await?;
         }
@@ -711,7 +702,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<DoGetStream>, Status> {
         self.caller(&request)?;
         let mut builder = query.into_builder();
-        builder.append(crate::session::CATALOG);
+        builder.append(session::CATALOG);
         one_batch(builder.build())
     }
 
@@ -732,8 +723,8 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
         let mut builder = query.into_builder();
-        for database in readable_databases(&caller) {
-            builder.append(crate::session::CATALOG, database);
+        for database in caller.session.readable_databases() {
+            builder.append(session::CATALOG, database);
         }
         one_batch(builder.build())
     }
@@ -756,22 +747,10 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        use datafusion::catalog::CatalogProvider;
         let caller = self.caller(&request)?;
         let mut builder = query.into_builder();
-        let stored = self.lakegate.catalog();
-        for database in readable_databases(&caller) {
-            let Some(schema_provider) = caller.session.catalog.schema(&database) else { continue };
-            for name in schema_provider.table_names() {
-                // The stored schema where there is one: listing never reaches out to a source.
-                let schema = match stored.table(&database, &name) {
-                    Ok(spec) => spec.schema().map_err(Error::from),
-                    Err(_) => match schema_provider.table(&name).await {
-                        Ok(Some(provider)) => Ok(provider.schema()),
-                        Ok(None) => continue,
-                        Err(e) => Err(e.into()),
-                    },
-                };
+        for database in caller.session.readable_databases() {
+            for (name, schema) in caller.session.tables(&database).await {
                 let schema = match schema {
                     Ok(schema) => schema,
                     Err(e) => {
@@ -780,7 +759,7 @@ impl FlightSqlService for FlightSqlServer {
                     }
                 };
                 builder
-                    .append(crate::session::CATALOG, &database, &name, "TABLE", &wire::wire_schema(&schema))
+                    .append(session::CATALOG, &database, &name, "TABLE", &wire::wire_schema(&schema))
                     .map_err(|e| Status::internal(e.to_string()))?;
             }
         }
@@ -887,8 +866,7 @@ fn sql_info() -> crate::Result<SqlInfoData> {
     info.append(SqlInfo::FlightSqlServerReadOnly, false);
     info.append(SqlInfo::FlightSqlServerSql, true);
     info.append(SqlInfo::FlightSqlServerSubstrait, false);
-    // 0 = no transactions.
-    info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    info.append(SqlInfo::FlightSqlServerTransaction, SqlSupportedTransaction::None as i32);
     info.append(SqlInfo::FlightSqlServerCancel, true);
     info.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     info.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
@@ -896,11 +874,11 @@ fn sql_info() -> crate::Result<SqlInfoData> {
     info.append(SqlInfo::SqlDdlSchema, true);
     info.append(SqlInfo::SqlDdlTable, true);
     info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    // 1 = case insensitive: unquoted names are stored lower case.
-    info.append(SqlInfo::SqlIdentifierCase, 1i32);
-    info.append(SqlInfo::SqlQuotedIdentifierCase, 3i32);
+    // Unquoted names are case-insensitive: they are stored lower case.
+    info.append(SqlInfo::SqlIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32);
+    info.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32);
     info.append(SqlInfo::SqlAllTablesAreSelectable, true);
-    info.append(SqlInfo::SqlNullOrdering, 2i32);
+    info.append(SqlInfo::SqlNullOrdering, SqlNullOrdering::SqlNullsSortedAtStart as i32);
     info.append(SqlInfo::SqlTransactionsSupported, false);
     info.append(SqlInfo::SqlSchemaTerm, "database");
     info.append(SqlInfo::SqlCatalogTerm, "catalog");
@@ -908,7 +886,7 @@ fn sql_info() -> crate::Result<SqlInfoData> {
     info.append(SqlInfo::SqlSearchStringEscape, "\\");
     info.append(SqlInfo::SqlExtraNameCharacters, "");
     info.append(SqlInfo::SqlMaxColumnNameLength, 0i64);
-    info.build().map_err(|e| Error::Config(e.to_string()))
+    info.build().map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn type_info() -> crate::Result<XdbcTypeInfoData> {
@@ -951,5 +929,5 @@ fn type_info() -> crate::Result<XdbcTypeInfoData> {
     ] {
         types.append(info);
     }
-    types.build().map_err(|e| Error::Config(e.to_string()))
+    types.build().map_err(|e| Error::Internal(e.to_string()))
 }

@@ -14,7 +14,6 @@ use datafusion::physical_plan::{Partitioning, PlanProperties};
 use lakegate_catalog::Sources;
 
 use self::postgres::{Dialect, Pools, RemoteSource};
-use crate::config::Config;
 use crate::storage::ObjectStores;
 
 /// The plan properties of a remote scan: `partitions` independent, bounded, unordered streams.
@@ -28,13 +27,13 @@ pub(crate) fn scan_properties(schema: &SchemaRef, partitions: usize) -> Arc<Plan
 }
 
 /// Every source kind this build of lakegate can read.
-pub fn all(stores: &Arc<ObjectStores>, config: &Config) -> Sources {
+pub fn all(stores: &Arc<ObjectStores>, cassandra: &cassandra::CassandraConfig) -> Sources {
     // PostgreSQL and Redshift tables on the same server share connections.
     let pools = Arc::new(Pools::default());
     Sources::new(vec![
         Arc::new(parquet::ParquetSource::new(Arc::clone(stores))),
         Arc::new(RemoteSource::new(Dialect::Postgres, Arc::clone(&pools), Arc::clone(stores))),
         Arc::new(RemoteSource::new(Dialect::Redshift, pools, Arc::clone(stores))),
-        Arc::new(cassandra::CassandraSource::new(config.cassandra.clone())),
+        Arc::new(cassandra::CassandraSource::new(cassandra.clone())),
     ])
 }

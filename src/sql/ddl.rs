@@ -209,6 +209,31 @@ fn ident(i: &Ident) -> String {
     if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
 }
 
+/// A table name as a user gives it outside SQL (`lakegate catalog describe db.t`), with SQL's
+/// rules for quotes and case.
+///
+/// # Errors
+/// [`Error::Syntax`] when `text` is not one name.
+pub fn parse_table_name(text: &str) -> Result<TableName> {
+    let dialect = GenericDialect {};
+    let mut p = Parser::new(&dialect).try_with_sql(text)?;
+    let name = table_name(&p.parse_object_name(false)?)?;
+    p.expect_token(&sqlparser::tokenizer::Token::EOF)
+        .map_err(|_| Error::Syntax(format!("'{text}' is not one table name")))?;
+    Ok(name)
+}
+
+/// A database name as a user gives it outside SQL, with SQL's rules for quotes and case.
+///
+/// # Errors
+/// [`Error::Syntax`] when `text` is not one name.
+pub fn parse_database_name(text: &str) -> Result<String> {
+    match parse_table_name(text)? {
+        TableName { database: None, name } => Ok(name),
+        _ => Err(Error::Syntax(format!("'{text}' is not a database name"))),
+    }
+}
+
 pub(crate) fn table_name(name: &ObjectName) -> Result<TableName> {
     let parts = name
         .0
@@ -218,7 +243,7 @@ pub(crate) fn table_name(name: &ObjectName) -> Result<TableName> {
     match parts.as_slice() {
         [table] => Ok(TableName { database: None, name: table.clone() }),
         [db, table] => Ok(TableName { database: Some(db.clone()), name: table.clone() }),
-        [catalog, db, table] if catalog == crate::session::CATALOG => {
+        [catalog, db, table] if catalog == super::CATALOG => {
             Ok(TableName { database: Some(db.clone()), name: table.clone() })
         }
         _ => Err(Error::Syntax(format!("'{name}' is not a table name: write table or database.table"))),

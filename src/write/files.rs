@@ -17,8 +17,9 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use tokio::task::JoinSet;
 
-use super::{Progress, commit, partition_dir_of_row};
+use super::partition_dir_of_row;
 use crate::Result;
+use crate::storage::commit;
 
 /// How the writers turn rows into files.
 #[derive(Debug)]
@@ -51,7 +52,7 @@ pub(super) async fn write_all(
     layout: Arc<Layout>,
     store: &Arc<dyn ObjectStore>,
     staging: &Path,
-    progress: &Arc<Progress>,
+    on_written: &Arc<dyn Fn(u64, u64) + Send + Sync>,
 ) -> Result<Vec<WrittenFile>> {
     let mut writers = JoinSet::new();
     for index in 0..plan.output_partitioning().partition_count() {
@@ -61,7 +62,7 @@ pub(super) async fn write_all(
             layout: Arc::clone(&layout),
             store: Arc::clone(store),
             staging: staging.clone(),
-            progress: Arc::clone(progress),
+            on_written: Arc::clone(on_written),
             open: None,
             sequence: 0,
             written: Vec::new(),
@@ -90,7 +91,8 @@ struct Writer {
     layout: Arc<Layout>,
     store: Arc<dyn ObjectStore>,
     staging: Path,
-    progress: Arc<Progress>,
+    /// Told the rows and bytes written, for progress bars.
+    on_written: Arc<dyn Fn(u64, u64) + Send + Sync>,
     open: Option<OpenFile>,
     sequence: usize,
     written: Vec<WrittenFile>,
@@ -141,7 +143,7 @@ impl Writer {
         let Some(file) = self.open.as_mut() else { unreachable!("opened above") };
         file.writer.write(&data).await?;
         file.rows += data.num_rows() as u64;
-        self.progress.add(data.num_rows() as u64, 0);
+        (self.on_written)(data.num_rows() as u64, 0);
         if file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64 >= self.layout.target_file_bytes {
             self.close().await?;
         }
@@ -153,7 +155,7 @@ impl Writer {
         let OpenFile { partition, name, path, mut writer, rows } = file;
         writer.finish().await?;
         let bytes = writer.bytes_written() as u64;
-        self.progress.add(0, bytes);
+        (self.on_written)(0, bytes);
         self.written.push(WrittenFile { partition, name, staged: path, rows, bytes });
         Ok(())
     }

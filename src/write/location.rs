@@ -10,8 +10,8 @@ use datafusion::datasource::listing::ListingTableUrl;
 use lakegate_catalog::TableSpec;
 use url::Url;
 
-use crate::session::Session;
-use crate::sources::parquet::listing_location;
+use super::Context;
+use crate::storage::listing::listing_location;
 use crate::{Error, Result};
 
 /// `location` as a comparable directory URL ending in `/`: local paths absolute, with `..`
@@ -68,13 +68,13 @@ fn sharing_reason(
 ///
 /// # Errors
 /// [`Error::Unsupported`] naming the reason, or the catalog cannot be read.
-pub(super) fn refuse_shared(session: &Session, spec: &TableSpec, statement: &str) -> Result<()> {
+pub(super) fn refuse_shared(context: &Context<'_>, spec: &TableSpec, statement: &str) -> Result<()> {
     // A location that does not parse fails later, with the parser's message.
     let Some(own) = directory_key(&spec.location) else { return Ok(()) };
     let key_of_dir = |dir: &std::path::Path| directory_key(&dir.display().to_string());
-    let data_dir = session.warehouse.parent().and_then(key_of_dir);
-    let warehouse = key_of_dir(&session.warehouse);
-    let catalog = session.catalog.catalog();
+    let data_dir = context.warehouse.parent().and_then(key_of_dir);
+    let warehouse = key_of_dir(context.warehouse);
+    let catalog = context.catalog;
     let mut others = Vec::new();
     for database in catalog.databases()? {
         for other in catalog.tables(&database)? {

@@ -6,19 +6,17 @@
 //! not one per thread), sorted within each writer by the partition columns and then `SORT BY`,
 //! so each writer has one file open at a time. Files roll over at a target size.
 
-pub(crate) mod commit;
 mod files;
 mod location;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
 use datafusion::datasource::listing::ListingTableUrl;
-use datafusion::logical_expr::{Expr, ExprSchemable, SortExpr, col, lit};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, SortExpr, col, lit};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -26,46 +24,54 @@ use datafusion::physical_plan::expressions::col as physical_col;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, displayable};
-use datafusion::prelude::DataFrame;
+use datafusion::prelude::{DataFrame, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use lakegate_catalog::TableSpec;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Insert, OrderByExpr, SetExpr, TableObject, Value};
 
-use crate::session::Session;
+use crate::storage::ObjectStores;
+use crate::storage::commit::{self, Mode};
 use crate::{Error, Result};
-
-pub(crate) use commit::Mode;
-
-/// Rows and bytes written so far by a session, for progress bars.
-#[derive(Debug, Default)]
-pub struct Progress {
-    rows: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Progress {
-    /// (rows, bytes) written since the session started.
-    pub fn written(&self) -> (u64, u64) {
-        (self.rows.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
-    }
-
-    fn add(&self, rows: u64, bytes: u64) {
-        self.rows.fetch_add(rows, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-}
 
 /// Files roll over at this size unless the table sets `write.target_file_size`.
 const TARGET_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// A planned write, before anything is written.
-pub(crate) struct WritePlan {
+/// What a write needs of the session that runs it.
+pub(crate) struct Context<'a> {
+    pub(crate) ctx: &'a SessionContext,
+    pub(crate) stores: &'a ObjectStores,
+    /// The other tables, whose locations an overwrite must not delete from.
+    pub(crate) catalog: &'a lakegate_catalog::Catalog,
+    /// Where managed tables live; it and its parent (the data dir) are no table's own location.
+    pub(crate) warehouse: &'a std::path::Path,
+    /// Told the rows and bytes written as they are written, for progress bars.
+    pub(crate) on_written: Arc<dyn Fn(u64, u64) + Send + Sync>,
+}
+
+/// An INSERT into a Parquet table of the catalog, parsed and resolved by the SQL front.
+pub(crate) struct Request {
+    pub(crate) table: TableSpec,
+    pub(crate) overwrite: bool,
+    /// The `PARTITION (...)` spec in the table's order: `dt='2018-03-05'` is static
+    /// (`Some`), `dt` dynamic (`None`); every partition column is dynamic without the clause.
+    pub(crate) partitions: Vec<(String, Option<String>)>,
+    /// `DISTRIBUTE BY` expressions, and `SORT BY` expressions with their order, as SQL over
+    /// the query's columns.
+    pub(crate) distribute_by: Vec<String>,
+    pub(crate) sort_by: Vec<(String, SortOptions)>,
+}
+
+/// A planned write, before anything is written: the rows it writes are a logical plan, so a
+/// write with placeholders plans (for prepared statements) and binds later.
+pub struct WritePlan {
     spec: TableSpec,
     mode: Mode,
-    /// Rows laid out for the writers: data columns, then partition columns, then sort keys.
-    plan: Arc<dyn ExecutionPlan>,
+    /// Rows laid out for the writers: data columns, then partition columns, then sort keys,
+    /// then distribution keys.
+    rows: DataFrame,
+    sort_keys: Vec<SortOptions>,
+    distribute_keys: usize,
     data_columns: usize,
     partition_names: Vec<String>,
     /// Partitions replaced even when the query yields no rows (a fully static spec).
@@ -75,89 +81,10 @@ pub(crate) struct WritePlan {
     target_file_bytes: u64,
 }
 
-/// The table an INSERT names, when it is a Parquet table of the catalog (other targets are
-/// left to DataFusion, or refused).
-///
-/// # Errors
-/// The table is a remote source, which lakegate does not write.
-pub(crate) fn target(session: &Session, insert: &Insert) -> Result<Option<TableSpec>> {
-    let TableObject::TableName(name) = &insert.table else { return Ok(None) };
-    let name = crate::sql::ddl::table_name(name)?;
-    let database = name.database.unwrap_or_else(|| session.current_database());
-    let table = name.name;
-    if session.catalog.temporary_names(&database).contains(&table) {
-        return Ok(None);
+impl std::fmt::Debug for WritePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WritePlan").field("table", &self.spec.qualified_name()).field("mode", &self.mode).finish()
     }
-    let spec = session.catalog.catalog().table(&database, &table)?;
-    if spec.kind != "parquet" {
-        return Err(Error::Unsupported(format!(
-            "INSERT into {} ({} table): lakegate writes Parquet tables only",
-            spec.qualified_name(),
-            spec.kind
-        )));
-    }
-    Ok(Some(spec))
-}
-
-/// One entry of a `PARTITION (...)` spec: `dt='2018-03-05'` (static) or `dt` (dynamic).
-fn partition_spec(spec: &TableSpec, clause: Option<&[SqlExpr]>) -> Result<Vec<(String, Option<String>)>> {
-    let names: Vec<&str> = spec.partition_columns.iter().map(|c| c.name.as_str()).collect();
-    let Some(clause) = clause else { return Ok(names.iter().map(|n| ((*n).to_owned(), None)).collect()) };
-    if names.is_empty() {
-        return Err(Error::Syntax(format!("{} is not partitioned; drop the PARTITION clause", spec.qualified_name())));
-    }
-    let mut entries = Vec::new();
-    for expr in clause {
-        let (column, value) = match expr {
-            SqlExpr::Identifier(column) => (column.value.clone(), None),
-            SqlExpr::BinaryOp { left, op: BinaryOperator::Eq, right } => match (left.as_ref(), right.as_ref()) {
-                (SqlExpr::Identifier(column), SqlExpr::Value(value)) => {
-                    let text = match &value.value {
-                        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::Number(s, _) => s.clone(),
-                        other => {
-                            return Err(Error::Syntax(format!(
-                                "partition value {other} for '{}': give a string or a number",
-                                column.value
-                            )));
-                        }
-                    };
-                    (column.value.clone(), Some(text))
-                }
-                _ => return Err(Error::Syntax(format!("PARTITION entry '{expr}': write column='value' or column"))),
-            },
-            other => return Err(Error::Syntax(format!("PARTITION entry '{other}': write column='value' or column"))),
-        };
-        if !names.contains(&column.as_str()) {
-            return Err(Error::Syntax(format!(
-                "'{column}' is not a partition column of {}; its partition columns are {}",
-                spec.qualified_name(),
-                names.join(", ")
-            )));
-        }
-        if entries.iter().any(|(c, _)| *c == column) {
-            return Err(Error::Syntax(format!("partition column '{column}' is given twice")));
-        }
-        entries.push((column, value));
-    }
-    // Hive's order: the spec lists the partition columns in the table's order, static first.
-    let ordered: Vec<(String, Option<String>)> =
-        names.iter().filter_map(|n| entries.iter().find(|(c, _)| c == n).cloned()).collect();
-    if let Some(missing) = names.iter().find(|n| !entries.iter().any(|(c, _)| c == *n)) {
-        return Err(Error::Syntax(format!(
-            "PARTITION clause of {} misses partition column '{missing}'; list every partition column ({})",
-            spec.qualified_name(),
-            names.join(", ")
-        )));
-    }
-    if let Some(first_dynamic) = ordered.iter().position(|(_, v)| v.is_none())
-        && let Some((column, _)) = ordered[first_dynamic..].iter().find(|(_, v)| v.is_some())
-    {
-        return Err(Error::Syntax(format!(
-            "static partition '{column}' comes after dynamic partition '{}'; static partitions must come first, as in Hive",
-            ordered[first_dynamic].0
-        )));
-    }
-    Ok(ordered)
 }
 
 /// Whether Hive/Spark would store a `from` value into a `to` column (then cast).
@@ -171,39 +98,19 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
         || matches!((from, to), (DataType::Dictionary(_, v), t) if assignable(v, t))
 }
 
-/// Plans an INSERT into a Parquet table of the catalog.
+/// Plans an INSERT into a Parquet table of the catalog, whose rows are `query`'s.
 ///
 /// # Errors
-/// A column count or type that does not fit the table (naming the column), a bad PARTITION
-/// spec, or the query's own errors.
-pub(crate) async fn plan(
-    session: &Session,
-    spec: TableSpec,
-    mut insert: Insert,
-    params: Option<&datafusion::common::ParamValues>,
-) -> Result<WritePlan> {
+/// A column count or type that does not fit the table (naming the column), a bad layout
+/// expression, or an overwrite of a location that is not the table's own.
+pub(crate) fn plan(context: &Context<'_>, request: Request, query: LogicalPlan) -> Result<WritePlan> {
+    let Request { table: spec, overwrite, partitions, distribute_by, sort_by } = request;
     let table = spec.qualified_name();
-    if !insert.columns.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "INSERT with a column list into {table}: select the columns in the table's order"
-        )));
-    }
-    let Some(mut query) = insert.source.take() else {
-        return Err(Error::Syntax(format!("INSERT into {table} needs a SELECT or VALUES")));
-    };
-    let (distribute_by, sort_by) = take_layout_clauses(&mut query);
-    let partitions = partition_spec(&spec, insert.partitioned.as_deref())?;
-    let mode = if insert.overwrite { Mode::Overwrite } else { Mode::Append };
+    let mode = if overwrite { Mode::Overwrite } else { Mode::Append };
     if mode == Mode::Overwrite {
-        location::refuse_shared(session, &spec, "INSERT OVERWRITE")?;
+        location::refuse_shared(context, &spec, "INSERT OVERWRITE")?;
     }
-
-    let state = session.ctx.state();
-    let mut statement =
-        datafusion::sql::parser::Statement::Statement(Box::new(sqlparser::ast::Statement::Query(query)));
-    crate::sql::rewrite::struct_field_access(&mut statement);
-    let logical = crate::sql::bind(state.statement_to_plan(statement).await?, params)?;
-    let frame = DataFrame::new(state, logical);
+    let frame = DataFrame::new(context.ctx.state(), query);
 
     // The query gives the data columns, then the dynamic partition columns, by position.
     let data_fields = spec.data_schema()?.fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<_>>();
@@ -219,7 +126,7 @@ pub(crate) async fn plan(
         } else {
             format!("; the dynamic partition columns ({}) come last, in that order", dynamic.join(", "))
         };
-        return Err(Error::Syntax(format!(
+        return Err(Error::Invalid(format!(
             "INSERT into {table} needs {} columns ({}) but the query gives {given}{hint}",
             expected.len(),
             expected.join(", ")
@@ -238,7 +145,7 @@ pub(crate) async fn plan(
             }
         };
         if !assignable(&from, field.data_type()) {
-            return Err(Error::Syntax(format!(
+            return Err(Error::Invalid(format!(
                 "column '{}' of {table} is {} but the query gives {from}",
                 field.name(),
                 field.data_type()
@@ -248,36 +155,23 @@ pub(crate) async fn plan(
     }
     let partition_names: Vec<String> = partition_fields.iter().map(|f| f.name().clone()).collect();
     let mut sort_keys = Vec::new();
-    for (i, order) in sort_by.iter().enumerate() {
-        let expr = frame.parse_sql_expr(&order.expr.to_string())?;
-        outputs.push(expr.alias(format!("__sort_{i}")));
-        sort_keys.push(SortOptions {
-            descending: order.options.asc == Some(false),
-            nulls_first: order.options.nulls_first.unwrap_or(order.options.asc != Some(false)),
-        });
+    for (i, (expr, options)) in sort_by.iter().enumerate() {
+        outputs.push(frame.parse_sql_expr(expr)?.alias(format!("__sort_{i}")));
+        sort_keys.push(*options);
     }
     for (i, expr) in distribute_by.iter().enumerate() {
-        outputs.push(frame.parse_sql_expr(&expr.to_string())?.alias(format!("__distribute_{i}")));
+        outputs.push(frame.parse_sql_expr(expr)?.alias(format!("__distribute_{i}")));
     }
-    let laid_out = frame.select(outputs)?;
+    let rows = frame.select(outputs)?;
     let partitions_frame = match dynamic.is_empty() {
         true => None,
         false => Some(
-            laid_out
-                .clone()
+            rows.clone()
                 .select(partition_names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())?
                 .distinct()?
                 .sort(partition_names.iter().map(|n| SortExpr::new(col(n.as_str()), true, true)).collect())?,
         ),
     };
-    let physical = laid_out.create_physical_plan().await?;
-    let plan = lay_out(
-        physical,
-        &partition_names,
-        sort_keys,
-        distribute_by.len(),
-        session.ctx.state().config().target_partitions(),
-    )?;
     let static_partition = (!partitions.is_empty() && dynamic.is_empty())
         .then(|| partition_dir(partitions.iter().map(|(c, v)| (c.as_str(), v.as_deref()))));
     let target_file_bytes = match spec.options.get("write.target_file_size") {
@@ -287,7 +181,9 @@ pub(crate) async fn plan(
     Ok(WritePlan {
         spec,
         mode,
-        plan,
+        rows,
+        sort_keys,
+        distribute_keys: distribute_by.len(),
         data_columns: data_fields.len(),
         partition_names,
         static_partition,
@@ -296,19 +192,16 @@ pub(crate) async fn plan(
     })
 }
 
-/// Hive's clauses of the SELECT that lay rows out, taken out of it: `DISTRIBUTE BY` and
-/// `SORT BY`, or `CLUSTER BY x` for both.
-fn take_layout_clauses(query: &mut sqlparser::ast::Query) -> (Vec<SqlExpr>, Vec<OrderByExpr>) {
-    let SetExpr::Select(select) = query.body.as_mut() else { return (Vec::new(), Vec::new()) };
-    let cluster_by = std::mem::take(&mut select.cluster_by);
-    if !cluster_by.is_empty() {
-        let sort_by = cluster_by
-            .iter()
-            .map(|e| OrderByExpr { expr: e.clone(), options: Default::default(), with_fill: None })
-            .collect();
-        return (cluster_by, sort_by);
-    }
-    (std::mem::take(&mut select.distribute_by), std::mem::take(&mut select.sort_by))
+/// The physical plan of a write: the rows, laid out for the writers.
+async fn physical(context: &Context<'_>, plan: &WritePlan) -> Result<Arc<dyn ExecutionPlan>> {
+    let rows = plan.rows.clone().create_physical_plan().await?;
+    lay_out(
+        rows,
+        &plan.partition_names,
+        plan.sort_keys.clone(),
+        plan.distribute_keys,
+        context.ctx.state().config().target_partitions(),
+    )
 }
 
 /// Hash-partitions the rows to writers and sorts each writer's rows by partition, then by the
@@ -396,17 +289,17 @@ fn parse_size(text: &str) -> Result<u64> {
     }
 }
 
-fn writer_properties(session: &Session) -> Result<WriterProperties> {
-    let mut options = session.ctx.state().table_options().parquet.clone();
+fn writer_properties(context: &Context<'_>) -> Result<WriterProperties> {
+    let mut options = context.ctx.state().table_options().parquet.clone();
     // The Arrow writer embeds the schema itself; this flag is only about DataFusion's own sink.
     options.global.skip_arrow_metadata = true;
     Ok(ParquetWriterOptions::try_from(&options)?.writer_options().clone())
 }
 
 /// The table's root as the store sees it, and the store (unfiltered).
-fn table_root(session: &Session, spec: &TableSpec) -> Result<(Arc<dyn ObjectStore>, Path)> {
-    let url = crate::sources::parquet::table_url(&session.stores, spec)?;
-    let store = session.stores.raw_store(url.as_ref())?;
+fn table_root(context: &Context<'_>, spec: &TableSpec) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    let url = crate::sources::parquet::table_url(context.stores, spec)?;
+    let store = context.stores.raw_store(url.as_ref())?;
     Ok((store, url.prefix().clone()))
 }
 
@@ -418,11 +311,11 @@ fn table_root(session: &Session, spec: &TableSpec) -> Result<(Arc<dyn ObjectStor
 /// # Errors
 /// A value that would leave the table's directory, or the store fails.
 pub(crate) async fn add_partitions(
-    session: &Session,
+    context: &Context<'_>,
     spec: &TableSpec,
     partitions: &[Vec<(String, String)>],
 ) -> Result<usize> {
-    let (store, root) = table_root(session, spec)?;
+    let (store, root) = table_root(context, spec)?;
     let schema = spec.data_schema()?;
     let mut added = 0;
     for partition in partitions {
@@ -443,7 +336,7 @@ pub(crate) async fn add_partitions(
             .map_err(|e| Error::io(&dir, e.into()))?;
         added += 1;
     }
-    if let Some(listings) = session.ctx.runtime_env().cache_manager.get_list_files_cache() {
+    if let Some(listings) = context.ctx.runtime_env().cache_manager.get_list_files_cache() {
         listings.clear();
     }
     Ok(added)
@@ -451,7 +344,7 @@ pub(crate) async fn add_partitions(
 
 /// The table's directory when it is on local disk.
 fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
-    let url = ListingTableUrl::parse(crate::sources::parquet::listing_location(&spec.location)).ok()?;
+    let url = ListingTableUrl::parse(crate::storage::listing::listing_location(&spec.location)).ok()?;
     let url: &url::Url = url.as_ref();
     if url.scheme() == "file" { url.to_file_path().ok() } else { None }
 }
@@ -460,38 +353,31 @@ fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
 ///
 /// # Errors
 /// The query or a write fails: nothing is published, and the staged files are removed.
-pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(String, u64)> {
+pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan) -> Result<(String, u64)> {
     let table = plan.spec.qualified_name();
-    let (store, root) = table_root(session, &plan.spec)?;
+    let (store, root) = table_root(context, &plan.spec)?;
+    let physical = physical(context, &plan).await?;
     let commit = commit::new_commit_id();
     let staging = commit::staging_dir(&root, &commit);
     let layout = Arc::new(files::Layout {
         data_columns: plan.data_columns,
         partition_names: plan.partition_names.clone(),
         target_file_bytes: plan.target_file_bytes,
-        properties: writer_properties(session)?,
+        properties: writer_properties(context)?,
         commit: commit.clone(),
     });
-    let written = match files::write_all(
-        Arc::clone(&plan.plan),
-        session.ctx.task_ctx(),
-        layout,
-        &store,
-        &staging,
-        &session.progress,
-    )
-    .await
-    {
-        Ok(written) => written,
-        Err(e) => {
-            let staged: Vec<Path> =
-                store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
-            if let Err(cleanup) = commit::delete(store.as_ref(), staged).await {
-                tracing::warn!(%table, error = %cleanup, "staged files of a failed write left for vacuum");
+    let written =
+        match files::write_all(physical, context.ctx.task_ctx(), layout, &store, &staging, &context.on_written).await {
+            Ok(written) => written,
+            Err(e) => {
+                let staged: Vec<Path> =
+                    store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
+                if let Err(cleanup) = commit::delete(store.as_ref(), staged).await {
+                    tracing::warn!(%table, error = %cleanup, "staged files of a failed write left for vacuum");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
     let mut partitions: BTreeMap<String, Vec<&files::WrittenFile>> = BTreeMap::new();
     for file in &written {
         partitions.entry(file.partition.clone()).or_default().push(file);
@@ -524,7 +410,7 @@ pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(Strin
             failpoint("published-one");
         }
     }
-    if let Some(listings) = session.ctx.runtime_env().cache_manager.get_list_files_cache() {
+    if let Some(listings) = context.ctx.runtime_env().cache_manager.get_list_files_cache() {
         listings.clear();
     }
     failpoint("published");
@@ -544,7 +430,7 @@ pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(Strin
         "wrote {rows} row{} in {} files ({}) into {table}",
         if rows == 1 { "" } else { "s" },
         written.len(),
-        human_bytes(bytes)
+        crate::output::human_bytes(bytes)
     );
     let named: Vec<&String> = partitions.keys().filter(|k| !k.is_empty()).collect();
     if !named.is_empty() {
@@ -557,15 +443,16 @@ pub(crate) async fn execute(session: &Session, plan: WritePlan) -> Result<(Strin
 ///
 /// # Errors
 /// The query fails (it runs, to find the dynamic partitions).
-pub(crate) async fn explain(plan: WritePlan) -> Result<Vec<String>> {
+pub(crate) async fn explain(context: &Context<'_>, plan: WritePlan) -> Result<Vec<String>> {
+    let physical = physical(context, &plan).await?;
     let mut lines = vec![format!(
         "{} {} ({} writers, files up to {})",
         if plan.mode == Mode::Overwrite { "INSERT OVERWRITE" } else { "INSERT INTO" },
         plan.spec.qualified_name(),
-        plan.plan.output_partitioning().partition_count(),
-        human_bytes(plan.target_file_bytes)
+        physical.output_partitioning().partition_count(),
+        crate::output::human_bytes(plan.target_file_bytes)
     )];
-    lines.extend(displayable(plan.plan.as_ref()).indent(false).to_string().lines().map(str::to_owned));
+    lines.extend(displayable(physical.as_ref()).indent(false).to_string().lines().map(str::to_owned));
     let verb = if plan.mode == Mode::Overwrite { "replaces" } else { "adds to" };
     if let Some(dir) = &plan.static_partition {
         lines.push(format!("{verb} partition {dir}"));
@@ -588,12 +475,12 @@ pub(crate) async fn explain(plan: WritePlan) -> Result<Vec<String>> {
 /// # Errors
 /// Listing or deleting fails.
 pub(crate) async fn vacuum(
-    session: &Session,
+    context: &Context<'_>,
     spec: &TableSpec,
     abandoned_after: std::time::Duration,
 ) -> Result<String> {
-    location::refuse_shared(session, spec, "VACUUM")?;
-    let (store, root) = table_root(session, spec)?;
+    location::refuse_shared(context, spec, "VACUUM")?;
+    let (store, root) = table_root(context, spec)?;
     let collected = commit::collect_garbage(store.as_ref(), &root, None, Some(abandoned_after))
         .await
         .map_err(|e| datafusion::error::DataFusionError::ObjectStore(Box::new(e)))?;
@@ -624,17 +511,6 @@ fn abbreviate(names: &[&String]) -> String {
         [first, .., last] if names.len() > 6 => format!("{first} … {last}"),
         all => all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
     }
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]

@@ -27,8 +27,18 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::cluster::metadata::Table;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
+use serde::Deserialize;
 
-use crate::config::CassandraConfig;
+/// `[cassandra]`: the cluster that Cassandra tables without contact points of their own read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CassandraConfig {
+    /// `host:port` of one or more nodes; the driver discovers the rest of the cluster.
+    pub contact_points: Vec<String>,
+    pub username: Option<String>,
+    /// A `${env:NAME}` reference (or a literal).
+    pub password: Option<String>,
+}
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -18,8 +18,8 @@ use futures::TryStreamExt;
 use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec, resolve_reference};
 use url::Url;
 
-use crate::config::S3Config;
-use crate::storage::{ObjectStores, is_s3};
+use crate::storage::listing::{hive_directories, hive_partitions, listing_location};
+use crate::storage::{ObjectStores, S3Config, is_s3};
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::new("s3.endpoint", "S3 endpoint URL, e.g. http://127.0.0.1:9000 for an S3-compatible server"),
@@ -86,11 +86,6 @@ fn listing_options(partitions: &[ColumnSpec]) -> DFResult<ListingOptions> {
         .with_table_partition_cols(partition_cols))
 }
 
-/// A location is one file when it names a `.parquet` file, else a directory (prefix).
-pub(crate) fn listing_location(location: &str) -> String {
-    if location.ends_with(".parquet") || location.ends_with('/') { location.to_owned() } else { format!("{location}/") }
-}
-
 /// The S3 settings of a table's OPTIONS, with secret references resolved: a label of the
 /// values, not of the references, changes when a referenced secret does.
 fn s3_overrides(options: &BTreeMap<String, String>) -> DFResult<S3Config> {
@@ -119,14 +114,6 @@ fn located(location: &str, e: DataFusionError) -> DataFusionError {
     e.context(format!("cannot read Parquet table location '{location}'"))
 }
 
-/// The leading `key=value` directories of `file` under the table's location, as (key, value).
-fn hive_directories(url: &ListingTableUrl, file: &object_store::path::Path) -> Vec<(String, String)> {
-    let Some(parts) = url.strip_prefix(file) else { return Vec::new() };
-    let parts: Vec<&str> = parts.collect();
-    let directories = &parts[..parts.len().saturating_sub(1)];
-    directories.iter().map_while(|part| part.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))).collect()
-}
-
 /// The Hive partitions (`dt=2018-03-05/...`) that hold files of a partitioned table, sorted.
 ///
 /// # Errors
@@ -136,20 +123,7 @@ pub async fn partitions(session: &dyn Session, stores: &ObjectStores, spec: &Tab
     let store = session.runtime_env().object_store(&url)?;
     let files: Vec<_> = url.list_all_files(session, store.as_ref(), ".parquet").await?.try_collect().await?;
     let names: Vec<&str> = spec.partition_columns.iter().map(|c| c.name.as_str()).collect();
-    let mut partitions: Vec<String> = files
-        .iter()
-        .filter_map(|file| {
-            let directories = hive_directories(&url, &file.location);
-            let matches =
-                directories.len() >= names.len() && directories.iter().zip(&names).all(|((k, _), name)| k == name);
-            matches.then(|| {
-                directories[..names.len()].iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("/")
-            })
-        })
-        .collect();
-    partitions.sort();
-    partitions.dedup();
-    Ok(partitions)
+    Ok(hive_partitions(&url, &files, &names))
 }
 
 #[async_trait]
@@ -230,13 +204,6 @@ impl SourceFactory for ParquetSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn directories_get_a_trailing_slash_and_files_do_not() {
-        assert_eq!(listing_location("s3a://b/db/t"), "s3a://b/db/t/");
-        assert_eq!(listing_location("/data/t/"), "/data/t/");
-        assert_eq!(listing_location("/data/lineitem.parquet"), "/data/lineitem.parquet");
-    }
 
     fn spec(location: &str, options: &[(&str, &str)]) -> TableSpec {
         TableSpec {

@@ -7,7 +7,7 @@
 //! (or one session's view's) settings cannot redirect the reads and writes of any other.
 //!
 //! Every store DataFusion gets is wrapped in [`CommittedView`], so table scans list only the
-//! files of published commits (see `write::commit`).
+//! files of published commits (see [`commit`]).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -25,10 +25,42 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult,
 };
+use serde::Deserialize;
 use url::Url;
 
-use crate::config::S3Config;
-use crate::write::commit;
+pub mod commit;
+pub mod listing;
+
+/// S3 access, used for every `s3://`, `s3a://` and `s3n://` location unless a table's OPTIONS
+/// override it. Unset fields fall back to the standard `AWS_*` variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    /// A literal or a `${env:NAME}` reference.
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub allow_http: Option<bool>,
+    /// Path-style requests (`endpoint/bucket/key`), needed by most S3-compatible servers.
+    pub path_style: Option<bool>,
+}
+
+impl S3Config {
+    /// `self`, with every field that `other` sets taken from `other`.
+    pub fn overlaid_with(&self, other: &S3Config) -> S3Config {
+        S3Config {
+            endpoint: other.endpoint.clone().or_else(|| self.endpoint.clone()),
+            region: other.region.clone().or_else(|| self.region.clone()),
+            access_key_id: other.access_key_id.clone().or_else(|| self.access_key_id.clone()),
+            secret_access_key: other.secret_access_key.clone().or_else(|| self.secret_access_key.clone()),
+            session_token: other.session_token.clone().or_else(|| self.session_token.clone()),
+            allow_http: other.allow_http.or(self.allow_http),
+            path_style: other.path_style.or(self.path_style),
+        }
+    }
+}
 
 /// The scheme of a table's own S3 store is this prefix and the label of its settings.
 const OWN_S3_SCHEME: &str = "s3-";

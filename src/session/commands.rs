@@ -1,4 +1,4 @@
-//! Runs lakegate's own statements against the catalog.
+//! Runs lakegate's own statements (parsed by the SQL front) against the catalog.
 
 use std::sync::Arc;
 
@@ -7,10 +7,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use lakegate_catalog::{ColumnSpec, TableSpec, mask_secrets};
 
-use super::Output;
-use super::ddl::{Command, CreateTable, TableName, matches_pattern};
-use super::types;
-use crate::session::Session;
+use super::Session;
+use crate::output::Output;
+use crate::sql::ddl::{Command, CreateTable, TableName, matches_pattern};
+use crate::sql::types;
 use crate::{Error, Result};
 
 pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
@@ -107,7 +107,7 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 )));
             }
             let retain = std::time::Duration::from_secs_f64(retain_hours.unwrap_or(1.0).max(0.0) * 3600.0);
-            Ok(Output::Done(crate::write::vacuum(session, &spec, retain).await?))
+            Ok(Output::Done(crate::write::vacuum(&session.write_context(), &spec, retain).await?))
         }
         Command::AddPartitions { table, partitions } => {
             let spec = catalog.table(&database_of(session, &table), &table.name)?;
@@ -115,7 +115,7 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             for partition in &partitions {
                 let given: Vec<&str> = partition.iter().map(|(k, _)| k.as_str()).collect();
                 if given != names {
-                    return Err(Error::Syntax(format!(
+                    return Err(Error::Invalid(format!(
                         "ADD PARTITION ({}) does not match the partition columns of {} ({})",
                         given.join(", "),
                         spec.qualified_name(),
@@ -123,7 +123,7 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                     )));
                 }
             }
-            let added = crate::write::add_partitions(session, &spec, &partitions).await?;
+            let added = crate::write::add_partitions(&session.write_context(), &spec, &partitions).await?;
             Ok(Output::Done(format!(
                 "added {added} of {} partitions to {} (the others hold data already)",
                 partitions.len(),
@@ -186,7 +186,7 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
         let declared = columns.iter().position(|(n, _)| *n == column).map(|i| columns.remove(i).1);
         let data_type = match (data_type, declared) {
             (Some(_), Some(_)) => {
-                return Err(Error::Syntax(format!(
+                return Err(Error::Invalid(format!(
                     "partition column '{column}' is declared twice: give its type either in the column list or in PARTITIONED BY"
                 )));
             }
@@ -195,7 +195,7 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
             (None, Some(t)) => t,
             (None, None) if columns.is_empty() => DataType::Utf8,
             (None, None) => {
-                return Err(Error::Syntax(format!(
+                return Err(Error::Invalid(format!(
                     "partition column '{column}' is not among the declared columns; declare it, or give its type: PARTITIONED BY ({column} STRING)"
                 )));
             }

@@ -1,0 +1,166 @@
+//! A statement is planned once, into what it will do, and then run: `execute` is `plan` then
+//! `run`, with no second parse.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::sql::parser::Statement;
+
+use super::{Session, commands};
+use crate::output::Output;
+use crate::sql::ddl::{self, Command};
+use crate::sql::{self, CATALOG, rewrite};
+use crate::write::WritePlan;
+use crate::{Error, Result};
+
+/// A statement, planned: what it will do when run.
+#[derive(Debug)]
+pub enum Planned {
+    /// A query: its rows are computed as they are streamed.
+    Query(LogicalPlan),
+    /// One of lakegate's own statements (Hive/Spark DDL, catalog browsing, VACUUM...).
+    Command(Command),
+    /// An INSERT into a Parquet table of the catalog, which lakegate writes itself; with
+    /// `explain`, its plan is shown instead.
+    Write { plan: Box<WritePlan>, explain: bool },
+    /// DataFusion's own statements with effects: CREATE VIEW, SET, an INSERT into a temporary
+    /// table.
+    Statement(LogicalPlan),
+}
+
+impl Session {
+    /// Plans `sql` without running anything.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown tables or databases (with close matches), a privilege the
+    /// session's user lacks.
+    pub async fn plan(&self, sql: &str) -> Result<Planned> {
+        self.plan_with(sql, None).await
+    }
+
+    /// [`Session::plan`] with `params` bound to the placeholders (`$1`, `$2`...) as typed
+    /// values.
+    ///
+    /// # Errors
+    /// As [`Session::plan`]; a value whose type does not fit its placeholder; parameters given
+    /// to a statement that takes none (lakegate's DDL).
+    pub async fn plan_with(&self, sql: &str, params: Option<&ParamValues>) -> Result<Planned> {
+        if let Some(command) = ddl::parse(sql)? {
+            if params.is_some() {
+                return Err(Error::Unsupported(
+                    "parameters in this statement: only queries and INSERTs take bound values".into(),
+                ));
+            }
+            return Ok(Planned::Command(command));
+        }
+        let state = self.ctx.state();
+        let mut statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+        if let Some(insert) = sql::catalog_insert(&self.catalog, &self.current_database(), &statement)? {
+            self.principal.require_write(&insert.request.table.database)?;
+            let mut query = Statement::Statement(Box::new(sqlparser::ast::Statement::Query(insert.query)));
+            rewrite::struct_field_access(&mut query);
+            let rows = sql::bind(state.statement_to_plan(query).await?, params)?;
+            let plan = crate::write::plan(&self.write_context(), insert.request, rows)?;
+            return Ok(Planned::Write { plan: Box::new(plan), explain: insert.explain });
+        }
+        rewrite::struct_field_access(&mut statement);
+        rewrite::layout_clauses_in_queries(&mut statement);
+        let plan = state.statement_to_plan(statement).await.map_err(|e| self.name_missing_table(e))?;
+        let plan = sql::bind(plan, params)?;
+        self.principal.check_plan(&plan, CATALOG, &self.current_database())?;
+        let effects = matches!(
+            plan,
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
+        );
+        Ok(if effects { Planned::Statement(plan) } else { Planned::Query(plan) })
+    }
+
+    /// Runs what [`Session::plan`] planned.
+    ///
+    /// # Errors
+    /// A privilege the session's user lacks, source failures, a write that fails (nothing of
+    /// it is published).
+    pub async fn run(&self, planned: Planned) -> Result<Output> {
+        match planned {
+            Planned::Query(plan) | Planned::Statement(plan) => Ok(Output::Rows(self.run_query(plan).await?)),
+            Planned::Command(command) => {
+                self.principal.check_command(&command, &self.current_database())?;
+                commands::run(self, command).await
+            }
+            Planned::Write { plan, explain: true } => {
+                commands::lines("plan", crate::write::explain(&self.write_context(), *plan).await?)
+            }
+            Planned::Write { plan, explain: false } => {
+                let (message, rows) = crate::write::execute(&self.write_context(), *plan).await?;
+                Ok(Output::Wrote { message, rows })
+            }
+        }
+    }
+
+    /// Runs one statement.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown tables or databases (with close matches), source failures.
+    pub async fn execute(&self, sql: &str) -> Result<Output> {
+        self.execute_with(sql, None).await
+    }
+
+    /// [`Session::execute`] with `params` bound to the placeholders (`$1`, `$2`...) as typed
+    /// values.
+    ///
+    /// # Errors
+    /// As [`Session::execute`] and [`Session::plan_with`].
+    pub async fn execute_with(&self, sql: &str, params: Option<&ParamValues>) -> Result<Output> {
+        let planned = self.plan_with(sql, params).await?;
+        self.run(planned).await
+    }
+
+    /// Streams the rows of a planned query.
+    ///
+    /// # Errors
+    /// Physical planning fails.
+    pub async fn run_query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        Ok(self.ctx.execute_logical_plan(plan).await?.execute_stream().await?)
+    }
+
+    /// The placeholders of `sql` (`$1`, `$2`...) and the types DataFusion infers for them (for
+    /// an INSERT, from the table's columns), without running anything.
+    ///
+    /// # Errors
+    /// `sql` does not parse or plan.
+    pub async fn parameter_types(&self, sql: &str) -> Result<HashMap<String, Option<DataType>>> {
+        if ddl::parse(sql)?.is_some() {
+            return Ok(HashMap::new());
+        }
+        let state = self.ctx.state();
+        let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+        Ok(state.statement_to_plan(statement).await?.get_parameter_types()?)
+    }
+
+    /// DataFusion says "table 'lakegate.db.t' not found"; the catalog can say which names
+    /// are close.
+    fn name_missing_table(&self, error: DataFusionError) -> Error {
+        let DataFusionError::Plan(message) = error.find_root() else { return error.into() };
+        let Some(name) = message.strip_prefix("table '").and_then(|rest| rest.strip_suffix("' not found")) else {
+            return error.into();
+        };
+        // Files named by path or URL are tables only for admins (see `Lakegate::session_as`).
+        if name.contains('/') && !self.principal.is_admin() {
+            return self.principal.deny("reading files by path or URL needs the admin role");
+        }
+        let parts: Vec<&str> = name.split('.').collect();
+        let (database, table) = match parts.as_slice() {
+            [_, database, table] | [database, table] => (database.to_string(), table.to_string()),
+            [table] => (self.current_database(), table.to_string()),
+            _ => return error.into(),
+        };
+        match self.catalog.catalog().table(&database, &table) {
+            Err(e) => e.into(),
+            Ok(_) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The session: the one entry point through which every front end (the CLI, the REPL, batch
+//! scripts, the Flight SQL server, the demo) plans and runs statements.
+//!
+//! [`Lakegate`] is one process: its catalog, object stores, runtime and geodata layers.
+//! [`Session`] is one user's: a DataFusion context over the shared catalog, with its own
+//! settings and temporary tables, and only what its role allows. Everything a session needs is
+//! set on its `SessionConfig`/`RuntimeEnv`, so the same configuration can be handed to a
+//! distributed engine unchanged.
+
+mod batch;
+mod commands;
+mod execute;
+mod layers;
+mod progress;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use lakegate_catalog::{Catalog, SessionCatalog};
+use serde::Deserialize;
+
+pub use self::execute::Planned;
+pub use self::layers::{GeodataConfig, LayerConfig};
+use self::layers::{Layers, fetch_remote_layers};
+pub use self::progress::Progress;
+use crate::access::Principal;
+use crate::history::QueryHistory;
+pub use crate::output::Output;
+use crate::sources::cassandra::CassandraConfig;
+pub use crate::sql::{CATALOG, ScriptStatement, number_placeholders, redact, split_statements, template};
+use crate::storage::{ObjectStores, S3Config};
+use crate::{Error, Result, sources};
+
+/// `[execution]`: how queries run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutionConfig {
+    /// Parallelism of a query; default: the number of cores.
+    pub target_partitions: Option<usize>,
+    pub batch_size: Option<usize>,
+    /// Memory a process may use for query execution, in MiB; queries that need more spill
+    /// or fail instead of taking the machine down. Default: unlimited.
+    pub memory_limit_mb: Option<usize>,
+    /// How long a listing of a table's files is reused, in seconds (default 10): files that
+    /// other writers add appear within this time, or at once after `MSCK REPAIR TABLE` or
+    /// `REFRESH TABLE`.
+    pub listing_cache_seconds: Option<u64>,
+}
+
+/// What a lakegate process is opened with: each part's own section, composed by
+/// [`crate::Config`] from the configuration file, the environment and flags.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Where the embedded catalog and the default warehouse live.
+    pub data_dir: PathBuf,
+    pub s3: S3Config,
+    pub cassandra: CassandraConfig,
+    pub execution: ExecutionConfig,
+    pub geodata: GeodataConfig,
+    /// `[server] allowed_locations`: where tables may be located (anywhere when empty).
+    pub allowed_locations: Vec<String>,
+}
+
+/// One lakegate process: its configuration, catalog and execution runtime.
+#[derive(Debug)]
+pub struct Lakegate {
+    config: EngineConfig,
+    catalog: Arc<Catalog>,
+    runtime: Arc<RuntimeEnv>,
+    stores: Arc<ObjectStores>,
+    layers: Layers,
+    history: Arc<QueryHistory>,
+}
+
+impl Lakegate {
+    /// Opens the data directory (creating it), its catalog and the object stores, and loads
+    /// the geodata layers.
+    ///
+    /// # Errors
+    /// The data directory cannot be created, the catalog cannot be opened, or a layer does
+    /// not load.
+    pub async fn open(config: impl Into<EngineConfig>) -> Result<Self> {
+        let config = config.into();
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
+        let stores = Arc::new(ObjectStores::new(config.s3.clone()));
+        // DataFusion keeps file listings forever by default; a gateway must see new partitions.
+        let listing_ttl = std::time::Duration::from_secs(config.execution.listing_cache_seconds.unwrap_or(10));
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::clone(&stores) as _)
+            .with_object_list_cache_ttl(Some(listing_ttl));
+        if let Some(mb) = config.execution.memory_limit_mb {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(mb * 1024 * 1024)));
+        }
+        let runtime = runtime.build_arc()?;
+        let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores, &config.cassandra))?;
+        let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
+        let layers = Layers::load(&geodata)?;
+        Ok(Self { config, catalog, runtime, stores, layers, history: Arc::default() })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Statements served by this process, newest last (`system.queries`).
+    pub fn history(&self) -> &QueryHistory {
+        &self.history
+    }
+
+    /// Where managed tables (created without LOCATION) are stored.
+    pub fn warehouse_dir(&self) -> PathBuf {
+        self.config.data_dir.join("warehouse")
+    }
+
+    /// A new session of this process's own user (the CLI, the REPL, a server without
+    /// configured users): an admin.
+    pub fn session(&self) -> Session {
+        self.session_as(Principal::local(crate::access::ANONYMOUS))
+    }
+
+    /// A new session of `principal`: its own settings and temporary tables over the shared
+    /// catalog, and only what its role allows.
+    pub fn session_as(&self, principal: Principal) -> Session {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG, Catalog::default_database());
+        if let Some(n) = self.config.execution.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        if let Some(n) = self.config.execution.batch_size {
+            config = config.with_batch_size(n);
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features()
+            .build();
+        // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them: any
+        // file the server can reach, so for admins only.
+        let ctx = SessionContext::new_with_state(state);
+        let ctx = if principal.is_admin() { ctx.enable_url_table() } else { ctx };
+        let viewer = (!principal.is_admin()).then(|| principal.user.clone());
+        let catalog = self.catalog.session(vec![("system".to_owned(), self.history.system_database(viewer))]);
+        ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
+        lakegate_udfs::register_all(&ctx, self.layers.current());
+        Session {
+            ctx,
+            catalog,
+            warehouse: self.warehouse_dir(),
+            stores: Arc::clone(&self.stores),
+            progress: Arc::default(),
+            principal: Arc::new(principal),
+            allowed_locations: self.config.allowed_locations.clone().into(),
+        }
+    }
+}
+
+/// One user's session: a DataFusion context over the shared catalog.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) ctx: SessionContext,
+    pub(crate) catalog: Arc<SessionCatalog>,
+    pub(crate) warehouse: PathBuf,
+    pub(crate) stores: Arc<ObjectStores>,
+    pub(crate) progress: Arc<Progress>,
+    /// Who runs this session's statements.
+    pub(crate) principal: Arc<Principal>,
+    /// `[server] allowed_locations`: where tables may be located (anywhere when empty).
+    pub(crate) allowed_locations: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.ctx.session_id()).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Rows and bytes this session's writes have written so far.
+    pub fn write_progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// What the writer needs of this session.
+    pub(crate) fn write_context(&self) -> crate::write::Context<'_> {
+        let progress = Arc::clone(&self.progress);
+        crate::write::Context {
+            ctx: &self.ctx,
+            stores: &self.stores,
+            catalog: self.catalog.catalog(),
+            warehouse: &self.warehouse,
+            on_written: Arc::new(move |rows, bytes| progress.add(rows, bytes)),
+        }
+    }
+
+    /// The databases this session sees (stored ones and `system`) that its user may read,
+    /// sorted.
+    pub fn readable_databases(&self) -> Vec<String> {
+        use datafusion::catalog::CatalogProvider;
+        let mut names: Vec<String> =
+            self.catalog.schema_names().into_iter().filter(|d| self.principal.may_read(d)).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The tables this session sees in `database` (stored ones, `system`'s, its temporary
+    /// views) with their schemas: the stored schema where there is one, so listing never
+    /// reaches out to a source. A table whose schema cannot be had comes with its error, so
+    /// one broken table never hides the others.
+    pub async fn tables(&self, database: &str) -> Vec<(String, Result<SchemaRef>)> {
+        use datafusion::catalog::CatalogProvider;
+        let Some(schema_provider) = self.catalog.schema(database) else { return Vec::new() };
+        let stored = self.catalog.catalog();
+        let mut tables = Vec::new();
+        for name in schema_provider.table_names() {
+            let schema = match stored.table(database, &name) {
+                Ok(spec) => spec.schema().map_err(Error::from),
+                Err(_) => match schema_provider.table(&name).await {
+                    Ok(Some(provider)) => Ok(provider.schema()),
+                    Ok(None) => continue,
+                    Err(e) => Err(e.into()),
+                },
+            };
+            tables.push((name, schema));
+        }
+        tables
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The database unqualified names resolve to.
+    pub fn current_database(&self) -> String {
+        self.ctx.state().config().options().catalog.default_schema.clone()
+    }
+}
