@@ -522,3 +522,91 @@ fn columns_named_with_quotes_backslashes_spaces_and_unicode_read_as_themselves()
         assert_eq!(flight_json(client, &count).await, [json!({"n": 8})]);
     });
 }
+
+/// Runs one statement on a server, its rows read to the end; the error text on failure.
+async fn on_server(server: &Server, sql: &str) -> Result<Vec<datafusion::arrow::array::RecordBatch>, String> {
+    let mut client = server.signed_in().await;
+    let info = client.execute(sql.into(), None).await.map_err(|e| e.to_string())?;
+    let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
+    client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())
+}
+
+/// A node with `PasswordAuthenticator` (`cassandra.sh start --auth`): the right user and password
+/// read, a wrong password is refused even after the right one has a cached session, and no
+/// password shows in an error or the server's log.
+///
+/// The node is this test's own: the shared test node stays without authentication, since every
+/// other test, the demo and a node given in `LAKEGATE_TEST_CASSANDRA` connect without
+/// credentials. It costs ~20-30 s of this test's wall time (other tests run meanwhile) and a
+/// 512 MiB heap.
+#[test]
+fn a_password_protected_node_reads_with_the_right_password_and_refuses_a_wrong_one() {
+    const RIGHT: &str = "right-Pa55word";
+    const WRONG: &str = "wrong-Pa55word";
+    const LITERAL_WRONG: &str = "literal-Wr0ng-secret";
+    let node = OwnCassandra::start_with_auth();
+    let admin = Cql::connect_as(node.contact_point.clone(), Some(("cassandra", "cassandra")));
+    admin.keyspace("lg_auth");
+    admin.run(&[
+        "CREATE TABLE lg_auth.t (id int PRIMARY KEY, v text)",
+        "INSERT INTO lg_auth.t (id, v) VALUES (1, 'one')",
+        "INSERT INTO lg_auth.t (id, v) VALUES (2, 'two')",
+        &format!("CREATE ROLE lg_reader WITH PASSWORD = '{RIGHT}' AND LOGIN = true"),
+        "GRANT SELECT ON KEYSPACE lg_auth TO lg_reader",
+    ]);
+    let location = format!("cassandra://{}/lg_auth/t", node.contact_point);
+    let lakegate =
+        Lakegate::new().with_env("LG_TEST_CASSANDRA_RIGHT", RIGHT).with_env("LG_TEST_CASSANDRA_WRONG", WRONG);
+    // One server, so both tables go through one process's session cache.
+    let server = Server::start_with(lakegate, &["--listen", "127.0.0.1:0"]).expect("the server starts");
+    let table = |name: &str, options: &str| {
+        format!("CREATE EXTERNAL TABLE {name} STORED AS CASSANDRA LOCATION '{location}' OPTIONS ({options})")
+    };
+    let count =
+        |batches: Vec<datafusion::arrow::array::RecordBatch>| batches[0].column(0).as_primitive::<Int64Type>().value(0);
+    admin.block_on(async {
+        on_server(&server, &table("good", "'username' 'lg_reader', 'password' '${env:LG_TEST_CASSANDRA_RIGHT}'"))
+            .await
+            .expect("the right password registers");
+        let rows = on_server(&server, "SELECT count(*) FROM good").await.expect("the right password reads");
+        assert_eq!(count(rows), 2);
+
+        // The right password's session is cached now; the wrong one must not ride on it.
+        let refusals = [
+            ("bad", table("bad", "'username' 'lg_reader', 'password' '${env:LG_TEST_CASSANDRA_WRONG}'")),
+            (
+                "bad_view",
+                format!(
+                    "CREATE TEMPORARY VIEW bad_view USING org.apache.spark.sql.cassandra OPTIONS \
+                     (contact_points '{}', keyspace 'lg_auth', table 't', username 'lg_reader', password '{LITERAL_WRONG}')",
+                    node.contact_point
+                ),
+            ),
+            ("anonymous", table("anonymous", "'splits' '0'")),
+        ];
+        for (name, sql) in refusals {
+            let err = on_server(&server, &sql).await.expect_err(&format!("{name} is refused"));
+            println!("{name}: {err}");
+            assert!(
+                err.contains("cannot connect to Cassandra") && err.contains(&node.contact_point),
+                "{name}: the error names the node: {err}"
+            );
+            assert!(
+                err.to_lowercase().contains("authentication") || err.to_lowercase().contains("credentials"),
+                "{name}: the error says the sign-in failed: {err}"
+            );
+            for secret in [RIGHT, WRONG, LITERAL_WRONG] {
+                assert!(!err.contains(secret), "{name}: the error shows a password: {err}");
+            }
+            let missing = on_server(&server, &format!("SELECT count(*) FROM {name}")).await.expect_err("not registered");
+            assert!(missing.contains(name), "{missing}");
+        }
+        // The right password still reads, through its cached session.
+        let rows = on_server(&server, "SELECT count(*) FROM good").await.expect("still reads");
+        assert_eq!(count(rows), 2);
+    });
+    let log = server.stop();
+    for secret in [RIGHT, WRONG, LITERAL_WRONG] {
+        assert!(!log.contains(secret), "the server's log shows a password: {log}");
+    }
+}

@@ -153,6 +153,11 @@ impl Server {
         &self.url
     }
 
+    /// The server's process id, for reading its `/proc` entries.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");

@@ -9,6 +9,7 @@ mod faults;
 mod flight;
 mod fuzz;
 mod geodata;
+mod memory;
 mod postgres;
 mod s3;
 mod sql_text;

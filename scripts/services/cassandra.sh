@@ -13,6 +13,14 @@
 #                                          dir; waits until CQL answers, then prints
 #                                          CASSANDRA_CONTACT_POINT=127.0.0.1:PORT,
 #                                          CASSANDRA_PID=... and CASSANDRA_DIR=...
+#   scripts/services/cassandra.sh start --auth
+#                                          the same, with password authentication and
+#                                          authorization on (PasswordAuthenticator,
+#                                          CassandraAuthorizer): waits until the default
+#                                          superuser can sign in, then also prints
+#                                          CASSANDRA_USER=cassandra and
+#                                          CASSANDRA_PASSWORD=cassandra (create your own roles
+#                                          with it)
 #   scripts/services/cassandra.sh stop     stop it (by its pid) and remove the temp dir
 #   scripts/services/cassandra.sh status
 #
@@ -110,8 +118,44 @@ sys.exit(0 if len(header) >= 5 and header[0] == 0x84 and header[4] == 0x06 else 
 EOF
 }
 
+# True once user $2 with password $3 can sign in over CQL (SASL PLAIN, protocol v4): with
+# PasswordAuthenticator the default superuser is created a moment after CQL answers.
+cql_login_ready() {
+    python3 - "$1" "$2" "$3" <<'EOF' 2>/dev/null
+import socket, struct, sys
+port, user, password = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode()
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+def request(opcode, body):
+    s.sendall(struct.pack(">BBhBi", 0x04, 0, 0, opcode, len(body)) + body)
+    header = b""
+    while len(header) < 9:
+        chunk = s.recv(9 - len(header))
+        if not chunk:
+            sys.exit(1)
+        header += chunk
+    _, _, _, op, length = struct.unpack(">BBhBi", header)
+    while length > 0:
+        chunk = s.recv(length)
+        if not chunk:
+            sys.exit(1)
+        length -= len(chunk)
+    return op
+string = lambda b: struct.pack(">H", len(b)) + b
+# STARTUP -> AUTHENTICATE (0x03), then AUTH_RESPONSE -> AUTH_SUCCESS (0x10).
+if request(0x01, struct.pack(">H", 1) + string(b"CQL_VERSION") + string(b"3.0.0")) != 0x03:
+    sys.exit(1)
+token = b"\0" + user + b"\0" + password
+sys.exit(0 if request(0x0F, struct.pack(">i", len(token)) + token) == 0x10 else 1)
+EOF
+}
+
 write_config() {
-    local dir=$1 cql_port=$2 storage_port=$3
+    local dir=$1 cql_port=$2 storage_port=$3 auth=$4
+    local authenticator=AllowAllAuthenticator authorizer=AllowAllAuthorizer
+    if [[ $auth == true ]]; then
+        authenticator=PasswordAuthenticator
+        authorizer=CassandraAuthorizer
+    fi
     cat >"$dir/cassandra.yaml" <<EOF
 cluster_name: lakegate-test
 num_tokens: 16
@@ -140,8 +184,8 @@ memtable_offheap_space: 128MiB
 concurrent_reads: 8
 concurrent_writes: 8
 concurrent_compactors: 1
-authenticator: AllowAllAuthenticator
-authorizer: AllowAllAuthorizer
+authenticator: $authenticator
+authorizer: $authorizer
 disk_access_mode: mmap_index_only
 storage_compatibility_mode: NONE
 read_request_timeout: 20000ms
@@ -160,6 +204,12 @@ EOF
 }
 
 start() {
+    local auth=false
+    case "${1:-}" in
+        --auth) auth=true ;;
+        "") ;;
+        *) die "unknown option to start: $1 (known: --auth)" ;;
+    esac
     if pid="$(running_pid)"; then die "already running (pid $pid, $(cat "$state")): stop it first"; fi
     check_java
     install
@@ -168,7 +218,7 @@ start() {
     cql_port="$(free_port)"
     storage_port="$(free_port)"
     while [[ $storage_port == "$cql_port" ]]; do storage_port="$(free_port)"; done
-    write_config "$dir" "$cql_port" "$storage_port"
+    write_config "$dir" "$cql_port" "$storage_port" "$auth"
     jamm="$(ls "$home"/lib/jamm-*.jar | head -n 1)"
     # The JDK 17 flags are those of Cassandra's own conf/jvm17-server.options;
     # without the module exports and the jamm agent the JVM exits at start-up.
@@ -219,7 +269,10 @@ start() {
     echo "$pid" >"$dir/cassandra.pid"
     echo "$cql_port" >"$dir/cql.port"
     echo "$dir" >"$state"
-    until cql_ready "$cql_port"; do
+    ready() {
+        if [[ $auth == true ]]; then cql_login_ready "$cql_port" cassandra cassandra; else cql_ready "$cql_port"; fi
+    }
+    until ready; do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 30 "$dir/stdout.log" "$dir/cassandra.log" >&2 2>/dev/null || true
             rm -f "$state"
@@ -234,6 +287,9 @@ start() {
     done
     echo "cassandra $version ready in $((SECONDS - t0)) s on 127.0.0.1:$cql_port (logs: $dir)" >&2
     printf 'CASSANDRA_CONTACT_POINT=127.0.0.1:%s\nCASSANDRA_PID=%s\nCASSANDRA_DIR=%s\n' "$cql_port" "$pid" "$dir"
+    if [[ $auth == true ]]; then
+        printf 'CASSANDRA_USER=cassandra\nCASSANDRA_PASSWORD=cassandra\n'
+    fi
 }
 
 stop() {
@@ -250,7 +306,7 @@ stop() {
 
 case "${1:-}" in
     install) install ;;
-    start) start ;;
+    start) start "${2:-}" ;;
     stop) stop ;;
     status)
         if pid="$(running_pid)"; then
@@ -258,5 +314,5 @@ case "${1:-}" in
         else
             echo "not running"; exit 1
         fi ;;
-    *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start [--auth]|stop|status" >&2; exit 2 ;;
 esac

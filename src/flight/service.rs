@@ -420,7 +420,9 @@ fn encode(
     Box::pin(
         FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(batches.map_err(|e| FlightError::ExternalError(Box::new(e))))
+            // A failure mid-stream gets the status it would have had before the first batch
+            // (`ResourceExhausted` for a query over the memory limit), not a generic one.
+            .build(batches.map_err(|e| FlightError::Tonic(Box::new(status(Error::from(e))))))
             .map_err(Status::from),
     )
 }

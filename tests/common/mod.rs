@@ -207,10 +207,19 @@ impl Cql {
     }
 
     pub(crate) fn connect_to(contact_point: String) -> Self {
+        Self::connect_as(contact_point, None)
+    }
+
+    /// A session signed in as `(user, password)`, when given.
+    pub(crate) fn connect_as(contact_point: String, credentials: Option<(&str, &str)>) -> Self {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let mut builder = scylla::client::session_builder::SessionBuilder::new().known_node(&contact_point);
+        if let Some((user, password)) = credentials {
+            builder = builder.user(user, password);
+        }
         let session = runtime
-            .block_on(scylla::client::session_builder::SessionBuilder::new().known_node(&contact_point).build())
+            .block_on(builder.build())
             .unwrap_or_else(|e| panic!("connecting to Cassandra at {contact_point}: {e}"));
         Self { session, contact_point, runtime }
     }
@@ -286,8 +295,18 @@ pub(crate) struct OwnCassandra {
 
 impl OwnCassandra {
     pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A node started with `cassandra.sh start --auth`: password authentication and
+    /// authorization on, superuser `cassandra`/`cassandra`.
+    pub(crate) fn start_with_auth() -> Self {
+        Self::start_with(&["--auth"])
+    }
+
+    fn start_with(options: &[&str]) -> Self {
         let state = tempfile::tempdir().expect("temp dir");
-        let output = Self::script(&state, "start").output().expect("cassandra.sh runs");
+        let output = Self::script(&state, "start").args(options).output().expect("cassandra.sh runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
