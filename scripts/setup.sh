@@ -151,6 +151,12 @@ lakegate_ensure_venv() {
 lakegate_ensure_rust() {
     command -v cargo >/dev/null 2>&1 ||
         lakegate_die "cargo not found: install Rust (rustup) and put ~/.cargo/bin on PATH"
+    # The test command checks formatting and lints; minimal rustup profiles lack both tools.
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 ||
+            lakegate_die "cargo fmt / cargo clippy missing and no rustup to add them: install rustfmt and clippy"
+        rustup component add rustfmt clippy
+    fi
     echo "rust: $(rustc --version)"
 }
 

@@ -10,6 +10,8 @@
 #       e.g. `bash scripts/test.sh --test integration flight_sql`
 #       or   `bash scripts/test.sh -- --nocapture`
 #
+# Before the tests it checks the formatting (cargo fmt --check) and clippy (-D warnings).
+#
 # The fixtures start their own services (PostgreSQL, moto's S3, ...) on free
 # loopback ports and stop them afterwards. Cassandra is the exception: it takes
 # ~20 s to start, so this script starts one node for the whole run
@@ -74,6 +76,17 @@ if ! cargo build --workspace --all-targets; then
     exit 1
 fi
 echo "built in $((SECONDS - build_started)) s"
+
+# The project's habits, enforced: one format (rustfmt.toml) and no clippy warnings.
+lakegate_section "cargo fmt --check; cargo clippy -D warnings"
+if ! cargo fmt --all --check; then
+    lakegate_section "NOT FORMATTED: run cargo fmt --all"
+    exit 1
+fi
+if ! cargo clippy --workspace --all-targets --quiet -- -D warnings; then
+    lakegate_section "CLIPPY WARNINGS (see above)"
+    exit 1
+fi
 
 if [[ -n $cassandra_log ]]; then
     lakegate_section "waiting for Cassandra"
