@@ -10,7 +10,8 @@
 #       e.g. `bash scripts/test.sh --test integration flight_sql`
 #       or   `bash scripts/test.sh -- --nocapture`
 #
-# Before the tests it checks the formatting (cargo fmt --check) and clippy (-D warnings).
+# Before the tests it checks the formatting (cargo fmt --check), clippy (-D warnings) and
+# that the main crate's modules import one way (scripts/check-layers.py).
 #
 # The fixtures start their own services (PostgreSQL, moto's S3, ...) on free
 # loopback ports and stop them afterwards. Cassandra is the exception: it takes
@@ -85,6 +86,10 @@ if ! cargo fmt --all --check; then
 fi
 if ! cargo clippy --workspace --all-targets --quiet -- -D warnings; then
     lakegate_section "CLIPPY WARNINGS (see above)"
+    exit 1
+fi
+if ! python3 scripts/check-layers.py >/dev/null; then
+    lakegate_section "MODULE IMPORTS BREAK THE LAYERING (see above; README: Architecture)"
     exit 1
 fi
 

@@ -7,7 +7,10 @@
 
 mod auth;
 mod client;
+mod metadata;
 mod service;
+mod status;
+mod stream;
 mod wire;
 
 use std::net::SocketAddr;

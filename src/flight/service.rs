@@ -1,4 +1,8 @@
 //! The Flight SQL service: statements, prepared statements, catalog metadata, cancellation.
+//!
+//! Over 600 lines because it is one `FlightSqlService` impl (one method per Flight SQL
+//! command), which Rust cannot split across files; what its methods share lives beside it
+//! (`stream.rs`, `status.rs`, `metadata.rs`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -6,39 +10,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{
-    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
-};
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
     ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetCatalogs,
     CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
-    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
-    SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction, TicketStatementQuery, XdbcDataType,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint,
     FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
-use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::error::DataFusionError;
-use futures::{Stream, StreamExt, TryStreamExt};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{Auth, Caller};
+use super::metadata::{primary_keys_schema, sql_info, type_info};
+use super::status::status;
+use super::stream::{DoGetStream, QueryLog, QueryStream, affected_rows, collect, encode, one_batch, rows};
 use super::wire::{self, Handle};
-use crate::session::{self, Output, Planned};
+use crate::session::{self, Planned};
 use crate::{Error, Lakegate};
-
-type DoGetStream = <FlightSqlServer as FlightService>::DoGetStream;
 
 /// How long bound parameters of a prepared statement are kept for clients that do not use
 /// the handle returned by the bind.
@@ -282,186 +282,8 @@ impl FlightSqlServer {
     }
 }
 
-/// One streamed query, logged when its stream ends, however it ends.
-struct QueryLog {
-    user: String,
-    sql: String,
-    id: String,
-    started: Instant,
-    rows: usize,
-    bytes: usize,
-    wall_clock: std::time::SystemTime,
-    outcome: &'static str,
-    /// The server's running queries, which this one leaves when its stream ends.
-    running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
-    /// Where `system.queries` reads from.
-    lakegate: Arc<Lakegate>,
-}
-
-/// A query's batches on their way to the wire: cast to wire types, counted, stopped by a
-/// cancel, and ended at the first error, so a client never takes a failure for the end. When
-/// the client goes away, dropping this drops the query, and its memory with it.
-struct QueryStream {
-    /// `None` once the stream has ended.
-    inner: Option<datafusion::physical_plan::SendableRecordBatchStream>,
-    schema: SchemaRef,
-    cancelled: Arc<AtomicBool>,
-    log: QueryLog,
-}
-
-impl Stream for QueryStream {
-    type Item = Result<RecordBatch, DataFusionError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        if this.cancelled.load(Ordering::Relaxed) {
-            this.inner = None;
-            this.log.outcome = "cancelled";
-            return Poll::Ready(Some(Err(DataFusionError::Execution("the query was cancelled".into()))));
-        }
-        let batch = match inner.poll_next_unpin(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => {
-                this.inner = None;
-                this.log.outcome = "ok";
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Some(batch)) => batch.and_then(|b| wire::to_wire(&b, &this.schema)),
-        };
-        match &batch {
-            Ok(b) => {
-                this.log.rows += b.num_rows();
-                this.log.bytes += b.get_array_memory_size();
-            }
-            Err(_) => {
-                this.inner = None;
-                this.log.outcome = "failed";
-            }
-        }
-        Poll::Ready(Some(batch))
-    }
-}
-
-impl Drop for QueryLog {
-    fn drop(&mut self) {
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
-        self.lakegate.history().record(crate::history::QueryRecord {
-            started: self.wall_clock,
-            user: self.user.clone(),
-            sql: self.sql.clone(),
-            rows: self.rows as u64,
-            bytes: self.bytes as u64,
-            elapsed: self.started.elapsed(),
-            outcome: self.outcome.to_owned(),
-        });
-        tracing::info!(
-            user = %self.user,
-            sql = %self.sql,
-            rows = self.rows,
-            bytes = self.bytes,
-            elapsed_ms = self.started.elapsed().as_millis() as u64,
-            outcome = self.outcome,
-            "query"
-        );
-    }
-}
-
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-/// The rows of a statement that ran, in wire types; a statement without rows gives one row
-/// saying what it did.
-async fn collect(output: Output) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {
-    match output {
-        Output::Rows(stream) => {
-            let schema = wire::wire_schema(&stream.schema());
-            let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| status(e.into()))?;
-            let batches = batches
-                .iter()
-                .map(|b| wire::to_wire(b, &schema))
-                .collect::<Result<_, _>>()
-                .map_err(|e| status(e.into()))?;
-            Ok((schema, batches))
-        }
-        Output::Done(message) | Output::Wrote { message, .. } => {
-            let schema = Arc::new(Schema::new(vec![Field::new("result", DataType::Utf8, false)]));
-            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(vec![message]))])
-                .map_err(|e| Status::internal(e.to_string()))?;
-            Ok((schema, vec![batch]))
-        }
-    }
-}
-
-/// Rows affected, as Flight SQL reports them: DataFusion's DML gives a `count`; lakegate's
-/// own statements report what they did in words, and count as 0.
-async fn affected_rows(output: Output) -> Result<i64, Status> {
-    if let Output::Wrote { rows, .. } = output {
-        return Ok(i64::try_from(rows).unwrap_or(i64::MAX));
-    }
-    let (_, batches) = collect(output).await?;
-    let count = batches
-        .iter()
-        .filter_map(|b| b.column_by_name("count"))
-        .filter_map(|c| datafusion::arrow::compute::cast(c, &DataType::Int64).ok())
-        .filter_map(|c| {
-            c.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>().and_then(datafusion::arrow::compute::sum)
-        })
-        .sum();
-    Ok(count)
-}
-
-fn encode(
-    schema: SchemaRef,
-    batches: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
-) -> DoGetStream {
-    Box::pin(
-        FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            // A failure mid-stream gets the status it would have had before the first batch
-            // (`ResourceExhausted` for a query over the memory limit), not a generic one.
-            .build(batches.map_err(|e| FlightError::Tonic(Box::new(status(Error::from(e))))))
-            .map_err(Status::from),
-    )
-}
-
-/// Batches already in memory (the rows of a statement that ran, metadata) as a DoGet stream.
-fn rows(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream> {
-    Response::new(encode(schema, futures::stream::iter(batches.into_iter().map(Ok))))
-}
-
-fn one_batch(batch: Result<RecordBatch, impl std::fmt::Display>) -> Result<Response<DoGetStream>, Status> {
-    let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
-    Ok(rows(batch.schema(), vec![batch]))
-}
-
-/// A lakegate error as the gRPC status clients expect: the user's mistakes are
-/// `InvalidArgument`, with the message that names what is wrong.
-pub(crate) fn status(error: Error) -> Status {
-    Status::new(code(&error), error.to_string())
-}
-
-fn code(error: &Error) -> tonic::Code {
-    match error {
-        Error::Syntax(_) | Error::Invalid(_) | Error::Unsupported(_) | Error::Catalog(_) | Error::Usage(_) => {
-            tonic::Code::InvalidArgument
-        }
-        Error::DataFusion(e) => match e.find_root() {
-            DataFusionError::SQL(..)
-            | DataFusionError::Plan(_)
-            | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => tonic::Code::InvalidArgument,
-            DataFusionError::ResourcesExhausted(_) => tonic::Code::ResourceExhausted,
-            _ => tonic::Code::Internal,
-        },
-        Error::Statement { source, .. } => code(source),
-        Error::Config(_) | Error::Geodata(_) | Error::Listen(_) | Error::Terminal(_) => tonic::Code::FailedPrecondition,
-        Error::Connect(_) | Error::Remote(_) => tonic::Code::Unavailable,
-        Error::PermissionDenied { .. } => tonic::Code::PermissionDenied,
-        Error::Io { .. } | Error::Internal(_) => tonic::Code::Internal,
-    }
 }
 
 /// Reads the parameter batches of a DoPut.
@@ -847,89 +669,4 @@ impl FlightSqlService for FlightSqlServer {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
-}
-
-fn primary_keys_schema() -> Schema {
-    Schema::new(vec![
-        Field::new("catalog_name", DataType::Utf8, true),
-        Field::new("db_schema_name", DataType::Utf8, true),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("column_name", DataType::Utf8, false),
-        Field::new("key_name", DataType::Utf8, true),
-        Field::new("key_sequence", DataType::Int32, false),
-    ])
-}
-
-fn sql_info() -> crate::Result<SqlInfoData> {
-    let mut info = SqlInfoDataBuilder::new();
-    info.append(SqlInfo::FlightSqlServerName, "lakegate");
-    info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    info.append(SqlInfo::FlightSqlServerArrowVersion, "59");
-    info.append(SqlInfo::FlightSqlServerReadOnly, false);
-    info.append(SqlInfo::FlightSqlServerSql, true);
-    info.append(SqlInfo::FlightSqlServerSubstrait, false);
-    info.append(SqlInfo::FlightSqlServerTransaction, SqlSupportedTransaction::None as i32);
-    info.append(SqlInfo::FlightSqlServerCancel, true);
-    info.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
-    info.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
-    info.append(SqlInfo::SqlDdlCatalog, false);
-    info.append(SqlInfo::SqlDdlSchema, true);
-    info.append(SqlInfo::SqlDdlTable, true);
-    info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    // Unquoted names are case-insensitive: they are stored lower case.
-    info.append(SqlInfo::SqlIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32);
-    info.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32);
-    info.append(SqlInfo::SqlAllTablesAreSelectable, true);
-    info.append(SqlInfo::SqlNullOrdering, SqlNullOrdering::SqlNullsSortedAtStart as i32);
-    info.append(SqlInfo::SqlTransactionsSupported, false);
-    info.append(SqlInfo::SqlSchemaTerm, "database");
-    info.append(SqlInfo::SqlCatalogTerm, "catalog");
-    info.append(SqlInfo::SqlProcedureTerm, "procedure");
-    info.append(SqlInfo::SqlSearchStringEscape, "\\");
-    info.append(SqlInfo::SqlExtraNameCharacters, "");
-    info.append(SqlInfo::SqlMaxColumnNameLength, 0i64);
-    info.build().map_err(|e| Error::Internal(e.to_string()))
-}
-
-fn type_info() -> crate::Result<XdbcTypeInfoData> {
-    let mut types = XdbcTypeInfoDataBuilder::new();
-    let entry = |name: &str, data_type: XdbcDataType, size: Option<i32>, quoted: bool| XdbcTypeInfo {
-        type_name: name.to_owned(),
-        data_type,
-        column_size: size,
-        literal_prefix: quoted.then(|| "'".to_owned()),
-        literal_suffix: quoted.then(|| "'".to_owned()),
-        create_params: None,
-        nullable: Nullable::NullabilityNullable,
-        case_sensitive: quoted,
-        searchable: Searchable::Full,
-        unsigned_attribute: (!quoted).then_some(false),
-        fixed_prec_scale: false,
-        auto_increment: None,
-        local_type_name: Some(name.to_owned()),
-        minimum_scale: None,
-        maximum_scale: None,
-        sql_data_type: data_type,
-        datetime_subcode: None,
-        num_prec_radix: (!quoted).then_some(10),
-        interval_precision: None,
-    };
-    for info in [
-        entry("BOOLEAN", XdbcDataType::XdbcBit, Some(1), false),
-        entry("TINYINT", XdbcDataType::XdbcTinyint, Some(3), false),
-        entry("SMALLINT", XdbcDataType::XdbcSmallint, Some(5), false),
-        entry("INTEGER", XdbcDataType::XdbcInteger, Some(10), false),
-        entry("BIGINT", XdbcDataType::XdbcBigint, Some(19), false),
-        entry("FLOAT", XdbcDataType::XdbcFloat, Some(7), false),
-        entry("DOUBLE", XdbcDataType::XdbcDouble, Some(15), false),
-        entry("DECIMAL", XdbcDataType::XdbcDecimal, Some(38), false),
-        entry("VARCHAR", XdbcDataType::XdbcVarchar, Some(i32::MAX), true),
-        entry("BINARY", XdbcDataType::XdbcBinary, Some(i32::MAX), true),
-        entry("DATE", XdbcDataType::XdbcDate, Some(10), true),
-        entry("TIME", XdbcDataType::XdbcTime, Some(15), true),
-        entry("TIMESTAMP", XdbcDataType::XdbcTimestamp, Some(29), true),
-    ] {
-        types.append(info);
-    }
-    types.build().map_err(|e| Error::Internal(e.to_string()))
 }
