@@ -34,7 +34,7 @@ pub enum Error {
     #[error("cannot connect: {0}")]
     Connect(String),
     /// A geodata layer does not load.
-    #[error("geodata layers: {0}")]
+    #[error("{0}")]
     Geodata(String),
     /// A remote system (the demo's PostgreSQL) refused or failed.
     #[error("{0}")]

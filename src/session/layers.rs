@@ -97,7 +97,7 @@ fn load_layers(config: &GeodataConfig) -> Result<LayerSet> {
             spec
         })
         .collect();
-    let layers = LayerSet::load(&specs).map_err(|e| Error::Geodata(e.to_string()))?;
+    let layers = LayerSet::load(&specs).map_err(|e| Error::Geodata(format!("geodata layers: {e}")))?;
     for warning in layers.warnings() {
         tracing::warn!(%warning, "geodata polygon kept although invalid");
     }
@@ -117,7 +117,7 @@ pub(super) async fn fetch_remote_layers(
         let location = layer.path.display().to_string();
         let Some(url) = url::Url::parse(&location).ok().filter(|u| crate::storage::is_s3(u.scheme())) else { continue };
         let fetch_error =
-            |e: &dyn std::fmt::Display| Error::Geodata(format!("layer '{}': cannot read {location}: {e}", layer.name));
+            |e: &dyn std::fmt::Display| Error::Geodata(format!("geodata layer '{}': cannot read {location}: {e}", layer.name));
         let store = stores.get_store(&url).map_err(|e| fetch_error(&e))?;
         let key = object_store::path::Path::from_url_path(url.path()).map_err(|e| fetch_error(&e))?;
         let bytes = store.get(&key).await.map_err(|e| fetch_error(&e))?.bytes().await.map_err(|e| fetch_error(&e))?;
