@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::sources::cassandra::CassandraConfig;
 use crate::{Error, Result};
 
 /// Everything a lakegate process needs to know before it opens the catalog.
@@ -17,17 +18,6 @@ pub struct Config {
     pub geodata: GeodataConfig,
     pub server: ServerConfig,
     pub cassandra: CassandraConfig,
-}
-
-/// `[cassandra]`: the cluster that Cassandra tables without contact points of their own read.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CassandraConfig {
-    /// `host:port` of one or more nodes; the driver discovers the rest of the cluster.
-    pub contact_points: Vec<String>,
-    pub username: Option<String>,
-    /// A `${env:NAME}` reference (or a literal).
-    pub password: Option<String>,
 }
 
 /// `lakegate serve`: where it listens, TLS, and who may connect.

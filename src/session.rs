@@ -147,7 +147,7 @@ impl Lakegate {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(mb * 1024 * 1024)));
         }
         let runtime = runtime.build_arc()?;
-        let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores, &config))?;
+        let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores, &config.cassandra))?;
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
         Ok(Self { config, catalog, runtime, stores, layers, history: Arc::default() })
