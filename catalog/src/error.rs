@@ -28,6 +28,8 @@ pub enum Error {
     UnknownSource { kind: String, available: String },
     #[error("unknown option '{key}' for {kind} tables; valid options: {valid}")]
     UnknownOption { key: String, kind: String, valid: String },
+    #[error("option '{key}' must be {expected}, not '{value}'")]
+    BadOption { key: &'static str, expected: String, value: String },
     #[error(
         "option '{key}' is a secret and the catalog never stores secrets in clear: pass a reference such as '${{env:NAME}}' (resolved when the table is used), or use CREATE TEMPORARY VIEW for a session-only table"
     )]

@@ -15,5 +15,5 @@ mod store;
 pub use error::{Error, Result};
 pub use provider::{Catalog, SessionCatalog, check_name};
 pub use secret::{is_reference, mask_secrets, resolve_reference};
-pub use source::{ParamSpec, SourceFactory, Sources};
+pub use source::{Capabilities, Options, ParamKind, ParamSpec, SourceFactory, Sources};
 pub use spec::{ColumnSpec, TableSpec};

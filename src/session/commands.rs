@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use lakegate_catalog::{ColumnSpec, TableSpec, mask_secrets};
+use lakegate_catalog::{Catalog, ColumnSpec, TableSpec, mask_secrets};
 
 use super::Session;
 use crate::output::Output;
@@ -100,10 +100,11 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
         }
         Command::Vacuum { table, retain_hours } => {
             let spec = catalog.table(&database_of(session, &table), &table.name)?;
-            if spec.kind != "parquet" {
+            if !catalog.sources().capabilities(&spec.kind).vacuum {
                 return Err(Error::Unsupported(format!(
-                    "VACUUM {}: only Parquet tables have files to vacuum",
-                    spec.qualified_name()
+                    "VACUUM {}: only {} tables have files to vacuum",
+                    spec.qualified_name(),
+                    catalog.sources().names_that(|can| can.vacuum).join(" and ")
                 )));
             }
             let retain = std::time::Duration::from_secs_f64(retain_hours.unwrap_or(1.0).max(0.0) * 3600.0);
@@ -111,6 +112,9 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
         }
         Command::AddPartitions { table, partitions } => {
             let spec = catalog.table(&database_of(session, &table), &table.name)?;
+            if !catalog.sources().capabilities(&spec.kind).lists_partitions {
+                return Err(not_partitioned(catalog, &spec));
+            }
             let names: Vec<&str> = spec.partition_columns.iter().map(|c| c.name.as_str()).collect();
             for partition in &partitions {
                 let given: Vec<&str> = partition.iter().map(|(k, _)| k.as_str()).collect();
@@ -143,11 +147,17 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
 }
 
 async fn table_partitions(session: &Session, table: &TableName) -> Result<Vec<String>> {
-    let spec = session.catalog.catalog().table(&database_of(session, table), &table.name)?;
-    if spec.kind != "parquet" || spec.partition_columns.is_empty() {
-        return Err(Error::Unsupported(format!("{} is not a partitioned Parquet table", spec.qualified_name())));
+    let catalog = session.catalog.catalog();
+    let spec = catalog.table(&database_of(session, table), &table.name)?;
+    if !catalog.sources().capabilities(&spec.kind).lists_partitions || spec.partition_columns.is_empty() {
+        return Err(not_partitioned(catalog, &spec));
     }
     Ok(crate::sources::parquet::partitions(&session.ctx.state(), &session.stores, &spec).await?)
+}
+
+fn not_partitioned(catalog: &Catalog, spec: &TableSpec) -> Error {
+    let kinds = catalog.sources().names_that(|can| can.lists_partitions).join(" or ");
+    Error::Unsupported(format!("{} is not a partitioned {kinds} table", spec.qualified_name()))
 }
 
 /// One text column, a row per line.
@@ -179,7 +189,7 @@ fn rows(columns: Vec<(&str, ArrayRef)>) -> Result<Output> {
 async fn create_table(session: &Session, create: CreateTable) -> Result<Output> {
     let database = database_of(session, &create.table);
     let name = create.table.name.clone();
-    let kind = create.kind.clone().unwrap_or_else(|| "parquet".to_owned());
+    let kind = create.kind.clone().unwrap_or_else(|| crate::sources::DEFAULT_KIND.to_owned());
     let mut columns = create.columns;
     let mut partition_columns = Vec::new();
     for (column, data_type) in create.partitioned_by {
@@ -206,7 +216,7 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
     lakegate_catalog::check_name("table", &name)?;
     let location = match create.location {
         Some(location) => allowed_location(session, absolute_location(&location)?)?,
-        None if kind == "parquet" => {
+        None if session.catalog.catalog().sources().capabilities(&kind).writable => {
             let dir = session.warehouse.join(&database).join(&name);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
             dir.display().to_string()

@@ -116,8 +116,9 @@ pub(super) async fn fetch_remote_layers(
     for layer in &mut local.layers {
         let location = layer.path.display().to_string();
         let Some(url) = url::Url::parse(&location).ok().filter(|u| crate::storage::is_s3(u.scheme())) else { continue };
-        let fetch_error =
-            |e: &dyn std::fmt::Display| Error::Geodata(format!("geodata layer '{}': cannot read {location}: {e}", layer.name));
+        let fetch_error = |e: &dyn std::fmt::Display| {
+            Error::Geodata(format!("geodata layer '{}': cannot read {location}: {e}", layer.name))
+        };
         let store = stores.get_store(&url).map_err(|e| fetch_error(&e))?;
         let key = object_store::path::Path::from_url_path(url.path()).map_err(|e| fetch_error(&e))?;
         let bytes = store.get(&key).await.map_err(|e| fetch_error(&e))?.bytes().await.map_err(|e| fetch_error(&e))?;

@@ -1,4 +1,9 @@
 //! The sources lakegate reads, one folder per kind, each implementing `SourceFactory`.
+//!
+//! Every source has the same shape (see "Adding a source" in the README): `mod.rs` holds its
+//! factory (kind, aliases, typed options, capabilities) and table provider, `connection.rs`
+//! how it connects, `schema.rs` its type mapping, `pushdown.rs` the remote query, `exec.rs`
+//! the scan. [`all`] is the one place that lists them.
 
 pub mod cassandra;
 pub mod parquet;
@@ -13,8 +18,11 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{Partitioning, PlanProperties};
 use lakegate_catalog::Sources;
 
-use self::postgres::{Dialect, Pools, RemoteSource};
+use self::cassandra::CassandraConfig;
 use crate::storage::ObjectStores;
+
+/// The kind of a table created without `STORED AS` / `USING`, as in Spark.
+pub const DEFAULT_KIND: &str = parquet::KIND;
 
 /// The plan properties of a remote scan: `partitions` independent, bounded, unordered streams.
 pub(crate) fn scan_properties(schema: &SchemaRef, partitions: usize) -> Arc<PlanProperties> {
@@ -26,14 +34,36 @@ pub(crate) fn scan_properties(schema: &SchemaRef, partitions: usize) -> Arc<Plan
     ))
 }
 
-/// Every source kind this build of lakegate can read.
-pub fn all(stores: &Arc<ObjectStores>, cassandra: &cassandra::CassandraConfig) -> Sources {
-    // PostgreSQL and Redshift tables on the same server share connections.
-    let pools = Arc::new(Pools::default());
+/// Every source kind this build of lakegate can read, each given its own part of the
+/// configuration: the object stores, the `[cassandra]` section.
+pub fn all(stores: &Arc<ObjectStores>, cassandra: &CassandraConfig) -> Sources {
+    // Tables on PostgreSQL's wire protocol share connections, and a JDBC URL's scheme picks
+    // the dialect among these.
+    let wire = Arc::new(postgres::Wire::new(vec![&postgres::POSTGRES, &redshift::DIALECT]));
     Sources::new(vec![
         Arc::new(parquet::ParquetSource::new(Arc::clone(stores))),
-        Arc::new(RemoteSource::new(Dialect::Postgres, Arc::clone(&pools), Arc::clone(stores))),
-        Arc::new(RemoteSource::new(Dialect::Redshift, pools, Arc::clone(stores))),
+        Arc::new(postgres::PostgresSource::new(Arc::clone(&wire))),
+        Arc::new(redshift::RedshiftSource::new(wire, Arc::clone(stores))),
         Arc::new(cassandra::CassandraSource::new(cassandra.clone())),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every default a source declares is a valid value of its option.
+    #[test]
+    fn declared_defaults_are_valid_values() {
+        let sources = all(&Arc::new(ObjectStores::new(Default::default())), &CassandraConfig::default());
+        for kind in sources.kinds() {
+            let factory = sources.get(kind).expect("listed");
+            for param in factory.params() {
+                if let Some(default) = param.default {
+                    assert!(param.check(default).is_ok(), "{kind}: {} = {default}", param.name);
+                }
+            }
+        }
+        assert!(sources.capabilities(DEFAULT_KIND).writable);
+    }
 }

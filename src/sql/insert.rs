@@ -46,11 +46,13 @@ pub(crate) fn catalog_insert(
         return Ok(None);
     }
     let table = catalog.catalog().table(&database, &name.name)?;
-    if table.kind != "parquet" {
+    let sources = catalog.catalog().sources();
+    if !sources.capabilities(&table.kind).writable {
         return Err(Error::Unsupported(format!(
-            "INSERT into {} ({} table): lakegate writes Parquet tables only",
+            "INSERT into {} ({} table): lakegate writes {} tables only",
             table.qualified_name(),
-            table.kind
+            table.kind,
+            sources.names_that(|can| can.writable).join(" and ")
         )));
     }
     let mut insert = insert.clone();

@@ -174,10 +174,7 @@ pub(crate) fn plan(context: &Context<'_>, request: Request, query: LogicalPlan) 
     };
     let static_partition = (!partitions.is_empty() && dynamic.is_empty())
         .then(|| partition_dir(partitions.iter().map(|(c, v)| (c.as_str(), v.as_deref()))));
-    let target_file_bytes = match spec.options.get("write.target_file_size") {
-        Some(text) => parse_size(text)?,
-        None => TARGET_FILE_BYTES,
-    };
+    let target_file_bytes = crate::sources::parquet::target_file_size(&spec)?.unwrap_or(TARGET_FILE_BYTES);
     Ok(WritePlan {
         spec,
         mode,
@@ -269,24 +266,6 @@ fn partition_dir_of_row(names: &[String], keys: &[datafusion::arrow::array::Arra
         })
         .collect::<std::result::Result<Vec<Option<String>>, _>>()?;
     Ok(partition_dir(names.iter().map(String::as_str).zip(values.iter().map(Option::as_deref))))
-}
-
-/// `268435456`, `256MB`, `256 MiB`, `1g`...
-fn parse_size(text: &str) -> Result<u64> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let scale: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        _ => 0,
-    };
-    match number.parse::<u64>() {
-        Ok(n) if scale > 0 && n > 0 => Ok(n * scale),
-        _ => Err(Error::Config(format!("'write.target_file_size' must be a size such as 256MB, not '{text}'"))),
-    }
 }
 
 fn writer_properties(context: &Context<'_>) -> Result<WriterProperties> {
@@ -516,14 +495,6 @@ fn abbreviate(names: &[&String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("256MB").expect("size"), 256 << 20);
-        assert_eq!(parse_size("1 GiB").expect("size"), 1 << 30);
-        assert_eq!(parse_size("4096").expect("size"), 4096);
-        assert!(parse_size("lots").is_err());
-    }
 
     #[test]
     fn partition_directories_escape_like_hive() {

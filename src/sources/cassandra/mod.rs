@@ -6,13 +6,13 @@
 //! the cluster's metadata; scans split the token ring into ranges read in parallel, or, when
 //! the filters fix the partition key, read only those partitions (see `pushdown`).
 
+mod connection;
 mod exec;
 mod pushdown;
 mod schema;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -23,22 +23,11 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec};
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use scylla::cluster::metadata::Table;
-use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
-use serde::Deserialize;
 
-/// `[cassandra]`: the cluster that Cassandra tables without contact points of their own read.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CassandraConfig {
-    /// `host:port` of one or more nodes; the driver discovers the rest of the cluster.
-    pub contact_points: Vec<String>,
-    pub username: Option<String>,
-    /// A `${env:NAME}` reference (or a literal).
-    pub password: Option<String>,
-}
+pub use self::connection::CassandraConfig;
+use self::connection::{CONSISTENCY_LEVELS, Sessions, Target};
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -66,8 +55,6 @@ pub enum Error {
     UnknownColumn { table: String, column: String, known: String },
     #[error("column '{column}': CQL type {cql} has no Arrow mapping")]
     UnsupportedType { column: String, cql: String },
-    #[error("option '{key}': {message}")]
-    BadOption { key: &'static str, message: String },
     #[error("column '{column}': value {value} does not fit {data_type}")]
     Conversion { column: String, value: String, data_type: String },
     #[error("Cassandra table {table} at {contact_points}: {source}")]
@@ -89,166 +76,30 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::new("username", "user for password authentication"),
     ParamSpec::new("password", "password, as a reference such as ${env:CASSANDRA_PASSWORD}").secret(),
     ParamSpec::new("consistency", "read consistency level: ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...")
+        .one_of(CONSISTENCY_LEVELS)
         .default("LOCAL_ONE"),
-    ParamSpec::new("fetch_size", "rows per page fetched from Cassandra").default("5000"),
-    ParamSpec::new("splits", "token ranges a full scan is split into (0: one per range of the ring)").default("0"),
+    ParamSpec::new("fetch_size", "rows per page fetched from Cassandra").integer(1, i32::MAX as i64).default("5000"),
+    ParamSpec::new("splits", "token ranges a full scan is split into (0: one per range of the ring)")
+        .integer(0, i64::MAX)
+        .default("0"),
     ParamSpec::new("allow_filtering", "push comparisons on any column with ALLOW FILTERING (true/false)")
+        .bool()
         .default("false"),
 ];
-
-/// Where a table lives and how to read it, from its LOCATION, OPTIONS and the config.
-#[derive(Debug, Clone, PartialEq)]
-struct Target {
-    contact_points: Vec<String>,
-    keyspace: String,
-    table: String,
-    username: Option<String>,
-    password: Option<String>,
-    consistency: Consistency,
-    fetch_size: i32,
-    splits: usize,
-    allow_filtering: bool,
-}
-
-impl Target {
-    fn label(&self) -> String {
-        format!("{}.{}", self.keyspace, self.table)
-    }
-
-    fn contact_points(&self) -> String {
-        self.contact_points.join(",")
-    }
-}
-
-/// `cassandra://h1:9042,h2:9042/ks/table` → (hosts, keyspace, table); every part optional.
-fn parse_location(location: &str) -> Result<(Vec<String>, Option<String>, Option<String>)> {
-    if location.is_empty() {
-        return Ok((Vec::new(), None, None));
-    }
-    let bad = || Error::BadLocation { location: location.to_owned() };
-    let rest = location.strip_prefix("cassandra://").ok_or_else(bad)?;
-    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let hosts = hosts.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect();
-    let mut parts = path.split('/').filter(|p| !p.is_empty()).map(str::to_owned);
-    let (keyspace, table) = (parts.next(), parts.next());
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok((hosts, keyspace, table))
-}
-
-fn consistency(value: &str) -> Result<Consistency> {
-    Ok(match value.to_ascii_uppercase().as_str() {
-        "ANY" => Consistency::Any,
-        "ONE" => Consistency::One,
-        "TWO" => Consistency::Two,
-        "THREE" => Consistency::Three,
-        "QUORUM" => Consistency::Quorum,
-        "ALL" => Consistency::All,
-        "LOCAL_QUORUM" => Consistency::LocalQuorum,
-        "EACH_QUORUM" => Consistency::EachQuorum,
-        "LOCAL_ONE" => Consistency::LocalOne,
-        "SERIAL" => Consistency::Serial,
-        "LOCAL_SERIAL" => Consistency::LocalSerial,
-        _ => {
-            return Err(Error::BadOption {
-                key: "consistency",
-                message: format!(
-                    "'{value}' is not a consistency level (ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...)"
-                ),
-            });
-        }
-    })
-}
-
-fn number<T: std::str::FromStr>(options: &BTreeMap<String, String>, key: &'static str) -> Result<T> {
-    let value = options.get(key).map(String::as_str).unwrap_or_default();
-    value.parse().map_err(|_| Error::BadOption { key, message: format!("'{value}' is not a valid number") })
-}
-
-/// One driver session per set of contact points and credentials, shared by every table with
-/// the same ones: a table with the right user and a wrong password never rides on another
-/// table's signed-in session. The password is kept only as a digest.
-type SessionKey = (Vec<String>, Option<String>, Option<[u8; 32]>);
 
 #[derive(Debug)]
 pub struct CassandraSource {
     config: CassandraConfig,
-    sessions: tokio::sync::Mutex<HashMap<SessionKey, Arc<Session>>>,
+    sessions: Sessions,
 }
 
 impl CassandraSource {
     pub fn new(config: CassandraConfig) -> Self {
-        Self { config, sessions: tokio::sync::Mutex::default() }
+        Self { config, sessions: Sessions::default() }
     }
 
     fn target(&self, spec: &TableSpec) -> DFResult<Target> {
-        let options = self.resolve_options(spec)?;
-        let (hosts, keyspace, table) = parse_location(&spec.location)?;
-        let from_options = options.get("contact_points").map(|c| c.split(',').map(|h| h.trim().to_owned()).collect());
-        let contact_points: Vec<String> = from_options
-            .or_else(|| (!hosts.is_empty()).then_some(hosts))
-            .unwrap_or_else(|| self.config.contact_points.clone());
-        if contact_points.is_empty() {
-            return Err(Error::NoContactPoints { table: spec.qualified_name() }.into());
-        }
-        let keyspace = options.get("keyspace").cloned().or(keyspace);
-        let table = options.get("table").cloned().or(table);
-        let (Some(keyspace), Some(table)) = (keyspace, table) else {
-            return Err(Error::NoKeyspaceOrTable { table: spec.qualified_name() }.into());
-        };
-        let username = options.get("username").cloned().or_else(|| self.config.username.clone());
-        let password = match options.get("password") {
-            Some(p) => Some(p.clone()),
-            None => self.config.password.as_deref().map(lakegate_catalog::resolve_reference).transpose()?,
-        };
-        let allow_filtering = options.get("allow_filtering").map(String::as_str).unwrap_or("false");
-        let allow_filtering = allow_filtering.parse().map_err(|_| Error::BadOption {
-            key: "allow_filtering",
-            message: format!("'{allow_filtering}' is not true or false"),
-        })?;
-        let fetch_size: i32 = number(&options, "fetch_size")?;
-        if fetch_size <= 0 {
-            return Err(Error::BadOption { key: "fetch_size", message: "must be positive".into() }.into());
-        }
-        Ok(Target {
-            contact_points,
-            keyspace,
-            table,
-            username,
-            password,
-            consistency: consistency(options.get("consistency").map(String::as_str).unwrap_or("LOCAL_ONE"))?,
-            fetch_size,
-            splits: number(&options, "splits")?,
-            allow_filtering,
-        })
-    }
-
-    /// The shared session for `target`'s cluster, connecting on first use.
-    async fn session(&self, target: &Target) -> Result<Arc<Session>> {
-        let mut key_points = target.contact_points.clone();
-        key_points.sort();
-        let password = target.password.as_ref().map(|p| {
-            use sha2::Digest;
-            sha2::Sha256::digest(p.as_bytes()).into()
-        });
-        let key = (key_points, target.username.clone(), password);
-        let mut sessions = self.sessions.lock().await;
-        if let Some(session) = sessions.get(&key) {
-            return Ok(Arc::clone(session));
-        }
-        let mut builder =
-            SessionBuilder::new().known_nodes(&target.contact_points).connection_timeout(Duration::from_secs(10));
-        if let Some(user) = &target.username {
-            builder = builder.user(user, target.password.clone().unwrap_or_default());
-        }
-        let session = builder
-            .build()
-            .await
-            .map_err(|e| Error::Connect { contact_points: target.contact_points(), source: Box::new(e) })?;
-        let session = Arc::new(session);
-        sessions.insert(key, Arc::clone(&session));
-        Ok(session)
+        Target::new(spec, &self.resolve_options(spec)?, &self.config)
     }
 
     /// The table's metadata, refreshing the driver's copy once if it does not know the table
@@ -298,6 +149,10 @@ impl SourceFactory for CassandraSource {
         "cassandra"
     }
 
+    fn name(&self) -> &'static str {
+        "Cassandra"
+    }
+
     fn aliases(&self) -> &'static [&'static str] {
         &["org.apache.spark.sql.cassandra", "scylla", "scylladb"]
     }
@@ -308,7 +163,7 @@ impl SourceFactory for CassandraSource {
 
     async fn prepare(&self, _session: &dyn DfSession, mut spec: TableSpec) -> DFResult<TableSpec> {
         let target = self.target(&spec)?;
-        let session = self.session(&target).await?;
+        let session = self.sessions.get(&target).await?;
         let table = self.metadata(&session, &target, true).await?;
         let order = schema::ordered_columns(&table);
         let discovered = order
@@ -343,7 +198,7 @@ impl SourceFactory for CassandraSource {
 
     async fn create(&self, spec: &TableSpec) -> DFResult<Arc<dyn TableProvider>> {
         let target = self.target(spec)?;
-        let session = self.session(&target).await?;
+        let session = self.sessions.get(&target).await?;
         let table = self.metadata(&session, &target, false).await?;
         let keys = pushdown::Keys {
             partition: table.partition_key.clone(),
@@ -452,21 +307,26 @@ impl TableProvider for CassandraTable {
 mod tests {
     use super::*;
 
-    #[test]
-    fn locations_name_hosts_keyspace_and_table() {
-        let (hosts, ks, t) = parse_location("cassandra://a:9042,b:9043/shop/programs").expect("valid");
-        assert_eq!(hosts, ["a:9042", "b:9043"]);
-        assert_eq!((ks.as_deref(), t.as_deref()), (Some("shop"), Some("programs")));
-        let (hosts, ks, t) = parse_location("cassandra:///shop/programs").expect("valid");
-        assert!(hosts.is_empty());
-        assert_eq!((ks.as_deref(), t.as_deref()), (Some("shop"), Some("programs")));
-        assert!(parse_location("postgres://x/y").is_err());
-        assert!(parse_location("cassandra://h/a/b/c").is_err());
+    fn spec(options: &[(&str, &str)]) -> TableSpec {
+        TableSpec {
+            database: "default".into(),
+            name: "t".into(),
+            kind: "cassandra".into(),
+            location: "cassandra://h:9042/ks/t".into(),
+            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            columns: Vec::new(),
+            partition_columns: Vec::new(),
+            comment: None,
+        }
     }
 
     #[test]
     fn consistency_levels_parse_and_typos_are_named() {
-        assert_eq!(consistency("local_quorum").expect("valid"), Consistency::LocalQuorum);
-        assert!(consistency("QUORAM").unwrap_err().to_string().contains("QUORAM"));
+        let source = CassandraSource::new(CassandraConfig::default());
+        let target = source.target(&spec(&[("consistency", "local_quorum")])).expect("valid");
+        assert_eq!(target.consistency, scylla::statement::Consistency::LocalQuorum);
+        assert_eq!((target.fetch_size, target.splits, target.allow_filtering), (5000, 0, false));
+        let bad = PARAMS.iter().find(|p| p.name == "consistency").expect("declared").check("QUORAM");
+        assert!(bad.unwrap_err().to_string().contains("QUORAM"));
     }
 }

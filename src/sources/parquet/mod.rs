@@ -15,7 +15,7 @@ use datafusion::common::TableReference;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use futures::TryStreamExt;
-use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec, resolve_reference};
+use lakegate_catalog::{Capabilities, ColumnSpec, Options, ParamSpec, SourceFactory, TableSpec, resolve_reference};
 use url::Url;
 
 use crate::storage::listing::{hive_directories, hive_partitions, listing_location};
@@ -28,10 +28,13 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::new("s3.secret_access_key", "S3 secret key, as a reference such as ${env:AWS_SECRET_ACCESS_KEY}")
         .secret(),
     ParamSpec::new("s3.session_token", "S3 session token, as a reference").secret(),
-    ParamSpec::new("s3.allow_http", "allow plain-http endpoints (true/false)"),
-    ParamSpec::new("s3.path_style", "path-style requests, needed by most S3-compatible servers (true/false)"),
-    ParamSpec::new("write.target_file_size", "INSERT rolls files over at this size, e.g. 256MB (the default)"),
+    ParamSpec::new("s3.allow_http", "allow plain-http endpoints (true/false)").bool(),
+    ParamSpec::new("s3.path_style", "path-style requests, needed by most S3-compatible servers (true/false)").bool(),
+    ParamSpec::new("write.target_file_size", "INSERT rolls files over at this size, e.g. 256MB (the default)").size(),
 ];
+
+/// The kind Parquet tables are stored as.
+pub(crate) const KIND: &str = "parquet";
 
 #[derive(Debug)]
 pub struct ParquetSource {
@@ -42,6 +45,14 @@ impl ParquetSource {
     pub fn new(stores: Arc<ObjectStores>) -> Self {
         Self { stores }
     }
+}
+
+/// The size INSERT rolls a table's files over at, when the table sets one.
+///
+/// # Errors
+/// A `write.target_file_size` that is not a size such as `256MB`.
+pub(crate) fn target_file_size(spec: &TableSpec) -> DFResult<Option<u64>> {
+    Ok(Options::new(KIND, PARAMS, spec.options.clone()).size("write.target_file_size")?)
 }
 
 /// The URL a table is read and written through. A table whose OPTIONS set S3 settings is on
@@ -90,14 +101,8 @@ fn listing_options(partitions: &[ColumnSpec]) -> DFResult<ListingOptions> {
 /// values, not of the references, changes when a referenced secret does.
 fn s3_overrides(options: &BTreeMap<String, String>) -> DFResult<S3Config> {
     let value = |key: &str| options.get(key).map(|v| resolve_reference(v)).transpose().map_err(DataFusionError::from);
-    let flag = |key: &str| -> DFResult<Option<bool>> {
-        value(key)?
-            .map(|v| {
-                v.parse::<bool>().map_err(|_| {
-                    DataFusionError::Configuration(format!("option '{key}' must be true or false, not '{v}'"))
-                })
-            })
-            .transpose()
+    let flag = |key: &'static str| -> DFResult<Option<bool>> {
+        Ok(value(key)?.map(|v| ParamSpec::new(key, "").bool().to_bool(&v)).transpose()?)
     };
     Ok(S3Config {
         endpoint: value("s3.endpoint")?,
@@ -129,7 +134,17 @@ pub async fn partitions(session: &dyn Session, stores: &ObjectStores, spec: &Tab
 #[async_trait]
 impl SourceFactory for ParquetSource {
     fn kind(&self) -> &'static str {
-        "parquet"
+        KIND
+    }
+
+    fn name(&self) -> &'static str {
+        "Parquet"
+    }
+
+    /// lakegate writes Parquet tables (INSERT, with Hive partitions and commit markers), lists
+    /// and adds their partitions, and vacuums their abandoned files.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { writable: true, lists_partitions: true, vacuum: true }
     }
 
     fn aliases(&self) -> &'static [&'static str] {

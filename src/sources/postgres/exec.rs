@@ -2,11 +2,10 @@
 //!
 //! Without parameters (no pushed filter values) PostgreSQL sends the rows as
 //! `COPY (SELECT ...) TO STDOUT (FORMAT binary)`, its fastest way out. With parameters (COPY
-//! cannot take any), and always on Redshift (which has no COPY TO STDOUT), the statement is
+//! cannot take any), and always in a dialect without COPY TO STDOUT, the statement is
 //! bound to a server-side cursor (a protocol portal) and fetched `fetchsize` rows at a time.
 //! Either way at most one batch per partition is in memory, whatever the table's size.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,12 +26,13 @@ use datafusion::physical_plan::{
 use datafusion::prelude::lit;
 use deadpool_postgres::{Object, Pool};
 use futures::StreamExt;
+use lakegate_catalog::Options;
 use tokio::sync::mpsc::Sender;
 use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::decode::{CopyReader, Decoder};
 use super::pushdown::RemoteQuery;
-use super::{Dialect, Error, RemoteTable, Server, connect, quote};
+use super::{Error, RemoteTable, Server, connect, quote};
 use crate::sources::scan_properties;
 
 /// Scan settings from the table's options.
@@ -48,23 +48,13 @@ pub(crate) struct ScanOptions {
 impl ScanOptions {
     /// # Errors
     /// A number option that is not a number, or `partitioncolumn` without `numpartitions`.
-    pub(crate) fn parse(options: &BTreeMap<String, String>) -> DFResult<Self> {
-        fn number<T: std::str::FromStr>(options: &BTreeMap<String, String>, key: &str) -> DFResult<Option<T>> {
-            options
-                .get(key)
-                .map(|v| {
-                    v.trim().parse().map_err(|_| {
-                        DataFusionError::Configuration(format!("option '{key}' must be a number, not '{v}'"))
-                    })
-                })
-                .transpose()
-        }
+    pub(crate) fn parse(options: &Options) -> DFResult<Self> {
         let options = Self {
-            fetch_size: number(options, "fetchsize")?.filter(|n| *n > 0),
-            partition_column: options.get("partitioncolumn").cloned(),
-            partitions: number(options, "numpartitions")?.unwrap_or(1),
-            lower_bound: number(options, "lowerbound")?,
-            upper_bound: number(options, "upperbound")?,
+            fetch_size: options.integer("fetchsize")?.filter(|n| *n > 0),
+            partition_column: options.text("partitioncolumn").map(str::to_owned),
+            partitions: options.integer("numpartitions")?.unwrap_or(1),
+            lower_bound: options.integer("lowerbound")?,
+            upper_bound: options.integer("upperbound")?,
         };
         if options.partition_column.is_some() && options.partitions < 2 {
             return Err(DataFusionError::Configuration(
@@ -169,7 +159,7 @@ impl PostgresScanExec {
 
     /// Whether `query` streams as binary COPY (else through a cursor).
     fn uses_copy(&self, query: &RemoteQuery) -> bool {
-        self.server.dialect == Dialect::Postgres && query.params.is_empty()
+        self.server.dialect.copy_out && query.params.is_empty()
     }
 
     /// The statement sent for `query`, as EXPLAIN shows it.

@@ -4,17 +4,19 @@
 //! `information_schema` unless declared). Scans push projection, exact filters and LIMIT
 //! into one `SELECT`, stream it back in PostgreSQL's binary format and decode it straight
 //! into Arrow; see [`pushdown`] for what is pushed and [`exec`] for how rows are streamed.
-//! The Redshift source (`super::redshift`) shares all of this with its own dialect.
+//! Other databases on PostgreSQL's wire protocol build their sources on [`WireSource`],
+//! with a [`Dialect`] of their own.
 
+mod connection;
 mod decode;
+mod dialect;
 pub(crate) mod exec;
 pub(crate) mod pushdown;
 pub(crate) mod quote;
 pub(crate) mod schema;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -23,87 +25,51 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec};
-use url::Url;
+use deadpool_postgres::Pool;
+use lakegate_catalog::{ColumnSpec, Options, ParamSpec, SourceFactory, TableSpec};
 
+pub use self::connection::Wire;
+pub(crate) use self::connection::{Connection, Server, connect, mask_url};
+pub use self::dialect::{Dialect, POSTGRES};
 use self::exec::{PostgresScanExec, ScanOptions};
 use self::pushdown::{RemoteQuery, TableColumn, supports};
 use self::schema::{RemoteColumn, remote_columns};
-use crate::storage::ObjectStores;
 
 /// Options of PostgreSQL tables. Spark's JDBC option names are accepted as they are
 /// (`dbtable`, `fetchsize`, `partitionColumn`, ...), lower-cased like every option key.
 pub(crate) const PARAMS: &[ParamSpec] = &[
     ParamSpec::new(
         "url",
-        "connection URL when there is no LOCATION, e.g. jdbc:postgresql://host:5432/db or jdbc:redshift://... (Spark's spelling)",
+        "connection URL when there is no LOCATION, e.g. jdbc:postgresql://host:5432/db (Spark's spelling)",
     ),
     ParamSpec::new("table", "the remote table, [schema.]name (default schema public)"),
     ParamSpec::new("dbtable", "Spark's name for 'table'"),
     ParamSpec::new("user", "user name (or in the URL)"),
     ParamSpec::new("password", "password, as a reference such as ${env:PG_PASSWORD}").secret(),
-    ParamSpec::new("sslmode", "disable (default) or require / verify-full: TLS, verifying the server's certificate"),
+    ParamSpec::new("sslmode", "disable (default) or require / verify-full: TLS, verifying the server's certificate")
+        .one_of(&["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
     ParamSpec::new(
         "sslrootcert",
         "PEM file of the CA that signed the server's certificate (default: the public web roots)",
     ),
-    ParamSpec::new("fetchsize", "rows per round trip when reading with a cursor (default: the session's batch size)"),
+    ParamSpec::new("fetchsize", "rows per round trip when reading with a cursor (default: the session's batch size)")
+        .integer(0, i64::MAX),
     ParamSpec::new("partitioncolumn", "integer column to split scans on, read in parallel (with numpartitions)"),
-    ParamSpec::new("numpartitions", "how many parallel reads partitioncolumn splits a scan into"),
+    ParamSpec::new("numpartitions", "how many parallel reads partitioncolumn splits a scan into").integer(0, i64::MAX),
     ParamSpec::new(
         "lowerbound",
         "partitioncolumn value where the first split ends (default: its minimum); no row is left out",
-    ),
+    )
+    .integer(i64::MIN, i64::MAX),
     ParamSpec::new(
         "upperbound",
         "partitioncolumn value where the last split starts (default: its maximum); no row is left out",
-    ),
+    )
+    .integer(i64::MIN, i64::MAX),
     ParamSpec::new("driver", "Spark's JDBC driver class: accepted and ignored"),
 ];
 
-/// The SQL flavour of the remote database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    Postgres,
-    Redshift,
-}
-
-impl Dialect {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Postgres => "PostgreSQL",
-            Self::Redshift => "Redshift",
-        }
-    }
-
-    fn kind(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::Redshift => "redshift",
-        }
-    }
-
-    fn default_port(self) -> u16 {
-        match self {
-            Self::Postgres => 5432,
-            Self::Redshift => 5439,
-        }
-    }
-
-    /// The dialect a URL's scheme names (`postgres://`, `jdbc:redshift://`, ...).
-    fn of_scheme(scheme: &str) -> Option<Self> {
-        match scheme {
-            "postgres" | "postgresql" => Some(Self::Postgres),
-            "redshift" => Some(Self::Redshift),
-            _ => None,
-        }
-    }
-}
-
-/// Errors of the PostgreSQL and Redshift sources, each naming the server it is about and
+/// Errors of the sources on PostgreSQL's wire protocol, each naming the server it is about and
 /// never the password.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -160,281 +126,36 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
-/// Where a table lives and who connects: everything but the password identifies a pool.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Server {
-    pub(crate) dialect: Dialect,
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    pub(crate) database: String,
-    pub(crate) user: String,
-    pub(crate) tls: bool,
-    pub(crate) root_cert: Option<String>,
-}
-
-impl std::fmt::Display for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at {}:{} (database {})", self.dialect.name(), self.host, self.port, self.database)
-    }
-}
-
-/// A table's connection settings, read from its location and options.
-#[derive(Debug, Clone)]
-pub(crate) struct Connection {
-    pub(crate) server: Server,
-    password: Option<String>,
-    /// `[schema.]table` as written.
-    pub(crate) table: String,
-}
-
-impl Connection {
-    /// Reads `location` (`postgres://user@host:5432/db`, `jdbc:postgresql://...`,
-    /// `jdbc:redshift://...?user=..&password=..`) and the resolved options; options win.
-    ///
-    /// # Errors
-    /// [`Error::Location`] for an unparseable URL or one without host or database.
-    pub(crate) fn parse(location: &str, options: &BTreeMap<String, String>, dialect: Dialect) -> Result<Self, Error> {
-        let invalid = |reason: &str| Error::Location {
-            dialect: dialect.name(),
-            location: mask_url(location),
-            reason: reason.to_owned(),
-        };
-        let url =
-            Url::parse(location.strip_prefix("jdbc:").unwrap_or(location)).map_err(|e| invalid(&e.to_string()))?;
-        if Dialect::of_scheme(url.scheme()).is_none() {
-            return Err(invalid("expected a postgres://, postgresql:// or redshift:// URL (jdbc: prefix allowed)"));
-        }
-        let query: HashMap<String, String> =
-            url.query_pairs().map(|(k, v)| (k.to_lowercase(), v.into_owned())).collect();
-        let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("no host"))?.to_owned();
-        let database = decoded(url.path().trim_start_matches('/'));
-        if database.is_empty() {
-            return Err(invalid("no database: write postgres://host:5432/<database>"));
-        }
-        let user = options
-            .get("user")
-            .cloned()
-            .or_else(|| (!url.username().is_empty()).then(|| decoded(url.username())))
-            .or_else(|| query.get("user").cloned())
-            .ok_or_else(|| invalid("no user: give OPTIONS (user '...') or postgres://<user>@host/db"))?;
-        let password = options
-            .get("password")
-            .cloned()
-            .or_else(|| url.password().map(decoded))
-            .or_else(|| query.get("password").cloned());
-        let sslmode = options
-            .get("sslmode")
-            .cloned()
-            .or_else(|| query.get("sslmode").cloned())
-            .or_else(|| query.get("ssl").filter(|v| *v == "true").map(|_| "require".to_owned()))
-            .unwrap_or_else(|| "disable".to_owned());
-        let tls = match sslmode.as_str() {
-            "disable" | "allow" | "prefer" => false,
-            "require" | "verify-ca" | "verify-full" => true,
-            other => {
-                return Err(invalid(&format!(
-                    "unknown sslmode '{other}' (disable, require, verify-ca or verify-full)"
-                )));
-            }
-        };
-        let table = options.get("table").or_else(|| options.get("dbtable")).cloned().unwrap_or_default();
-        Ok(Self {
-            server: Server {
-                dialect,
-                host,
-                port: url.port().unwrap_or(dialect.default_port()),
-                database,
-                user,
-                tls,
-                root_cert: options.get("sslrootcert").cloned(),
-            },
-            password,
-            table,
-        })
-    }
-
-    /// The location without credentials, as the catalog stores it.
-    fn location(&self) -> String {
-        let s = &self.server;
-        let mut url = format!("{}://{}:{}/{}", s.dialect.kind(), s.host, s.port, s.database);
-        if s.tls {
-            url.push_str("?sslmode=require");
-        }
-        url
-    }
-
-    /// `(schema, table)`, quoted names taken literally and plain ones folded to lower case
-    /// as the database does.
-    ///
-    /// # Errors
-    /// No table given, or something other than a `[schema.]table` name (e.g. a subquery).
-    pub(crate) fn schema_and_table(&self) -> Result<(String, String), Error> {
-        let invalid =
-            |reason: String| Error::Location { dialect: self.server.dialect.name(), location: self.location(), reason };
-        if self.table.is_empty() {
-            return Err(invalid("no table: give OPTIONS (table 'schema.name')".into()));
-        }
-        let name = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&self.table)
-            .and_then(|mut p| p.parse_object_name(false))
-            .map_err(|e| invalid(format!("table '{}' is not a [schema.]name ({e})", self.table)))?;
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .filter_map(|part| part.as_ident())
-            .map(|i| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() })
-            .collect();
-        match parts.as_slice() {
-            [table] => Ok(("public".to_owned(), table.clone())),
-            [schema, table] => Ok((schema.clone(), table.clone())),
-            _ => Err(invalid(format!("table '{}' is not a [schema.]name", self.table))),
-        }
-    }
-}
-
-/// `url` with any password replaced by `***`, for messages.
-pub(crate) fn mask_url(url: &str) -> String {
-    let (prefix, rest) = url.strip_prefix("jdbc:").map_or(("", url), |r| ("jdbc:", r));
-    match Url::parse(rest) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
-            if pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
-                let mut query = parsed.query_pairs_mut();
-                query.clear();
-                for (k, v) in &pairs {
-                    query.append_pair(k, if k.eq_ignore_ascii_case("password") { "***" } else { v });
-                }
-            }
-            format!("{prefix}{parsed}")
-        }
-        Err(_) => "(unparseable URL)".to_owned(),
-    }
-}
-
-/// Connection pools, one per server and user, shared by every table and session.
-#[derive(Debug, Default)]
-pub struct Pools(Mutex<HashMap<(Server, Option<String>), Pool>>);
-
-impl Pools {
-    /// The pool for `connection`, created on first use (no connection is opened until then).
-    ///
-    /// # Errors
-    /// A TLS root certificate file that cannot be read.
-    pub(crate) fn get(&self, connection: &Connection) -> Result<Pool, Error> {
-        let key = (connection.server.clone(), connection.password.clone());
-        let mut pools = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(pool) = pools.get(&key) {
-            return Ok(pool.clone());
-        }
-        let server = &connection.server;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&server.host)
-            .port(server.port)
-            .dbname(&server.database)
-            .user(&server.user)
-            .application_name("lakegate")
-            .connect_timeout(Duration::from_secs(10));
-        if let Some(password) = &connection.password {
-            config.password(password);
-        }
-        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let manager = if server.tls {
-            config.ssl_mode(tokio_postgres::config::SslMode::Require);
-            Manager::from_config(config, tls_connector(server)?, manager_config)
-        } else {
-            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-        };
-        let pool = Pool::builder(manager)
-            .max_size(16)
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(15)))
-            .build()
-            .map_err(|e| Error::Connect { server: server.to_string(), cause: e.to_string() })?;
-        pools.insert(key, pool.clone());
-        Ok(pool)
-    }
-}
-
-fn tls_connector(server: &Server) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Error> {
-    let connect_error = |cause: String| Error::Connect { server: server.to_string(), cause };
-    let mut roots = rustls::RootCertStore::empty();
-    match &server.root_cert {
-        Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| connect_error(format!("cannot read sslrootcert '{path}': {e}")))?;
-            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| connect_error(format!("sslrootcert '{path}': {e}")))?;
-                roots.add(cert).map_err(|e| connect_error(format!("sslrootcert '{path}': {e}")))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| connect_error(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-/// A pooled connection, with connection errors told apart from authentication failures.
-pub(crate) async fn connect(pool: &Pool, server: &Server) -> Result<deadpool_postgres::Object, Error> {
-    pool.get().await.map_err(|e| {
-        let cause = match &e {
-            deadpool_postgres::PoolError::Backend(pg) => {
-                let auth = pg.code().is_some_and(|c| c.code().starts_with("28"));
-                if auth {
-                    return Error::Authentication {
-                        user: server.user.clone(),
-                        server: server.to_string(),
-                        cause: describe(pg),
-                    };
-                }
-                describe(pg)
-            }
-            other => other.to_string(),
-        };
-        Error::Connect { server: server.to_string(), cause }
-    })
-}
-
-/// The PostgreSQL and Redshift sources: one implementation, two dialects.
+/// A source on PostgreSQL's wire protocol in one dialect: what PostgreSQL's factory is built
+/// on, and what the factories of other such databases reuse.
 #[derive(Debug)]
-pub struct RemoteSource {
-    dialect: Dialect,
-    pools: Arc<Pools>,
-    /// Where Redshift's UNLOAD files are read from.
-    stores: Arc<ObjectStores>,
+pub struct WireSource {
+    dialect: &'static Dialect,
+    wire: Arc<Wire>,
 }
 
-impl RemoteSource {
-    pub fn new(dialect: Dialect, pools: Arc<Pools>, stores: Arc<ObjectStores>) -> Self {
-        Self { dialect, pools, stores }
+impl WireSource {
+    pub fn new(dialect: &'static Dialect, wire: Arc<Wire>) -> Self {
+        Self { dialect, wire }
     }
 
     /// The connection of `spec`, whose options are `resolved`. Spark's `url` option stands in
-    /// for a missing LOCATION; the URL's scheme may switch a JDBC table to Redshift.
+    /// for a missing LOCATION; the URL's scheme may switch a JDBC table to another dialect.
     fn connection(&self, spec: &TableSpec, resolved: &BTreeMap<String, String>) -> Result<Connection, Error> {
         let location = self.location_of(spec, resolved);
         if location.is_empty() {
             return Err(Error::Location {
-                dialect: self.dialect.name(),
+                dialect: self.dialect.name,
                 location: String::new(),
-                reason: format!("give LOCATION '{}://host:port/database' or OPTIONS (url '...')", self.dialect.kind()),
+                reason: format!("give LOCATION '{}://host:port/database' or OPTIONS (url '...')", self.dialect.kind),
             });
         }
-        let scheme = location.strip_prefix("jdbc:").unwrap_or(&location).split("://").next().unwrap_or_default();
-        let dialect = Dialect::of_scheme(scheme).unwrap_or(self.dialect);
+        let dialect = self.wire.dialect_of(&location, self.dialect)?;
         let mut connection = Connection::parse(&location, resolved, dialect)?;
-        // A reference may also sit in the URL itself (`...?password=${env:RS_PASSWORD}`).
+        // A reference may also sit in the URL itself (`...?password=${env:PG_PASSWORD}`).
         connection.password =
             connection.password.map(|p| lakegate_catalog::resolve_reference(&p)).transpose().map_err(|e| {
-                Error::Location { dialect: dialect.name(), location: mask_url(&location), reason: e.to_string() }
+                Error::Location { dialect: dialect.name, location: mask_url(&location), reason: e.to_string() }
             })?;
         Ok(connection)
     }
@@ -463,7 +184,7 @@ impl RemoteSource {
         } else {
             table_columns(&spec, &remote, &connection)?;
         }
-        spec.kind = connection.server.dialect.kind().to_owned();
+        spec.kind = connection.server.dialect.kind.to_owned();
         spec.location = connection.location();
         spec.options.remove("url");
         spec.options.insert("user".into(), written.server.user);
@@ -482,7 +203,7 @@ impl RemoteSource {
     /// Unreachable server, failed authentication, [`Error::NoSuchTable`].
     async fn remote(&self, connection: &Connection) -> DFResult<(Pool, Vec<RemoteColumn>)> {
         let (schema, table) = connection.schema_and_table()?;
-        let pool = self.pools.get(connection)?;
+        let pool = self.wire.pool(connection)?;
         let client = connect(&pool, &connection.server).await?;
         let remote = remote_columns(&client, &schema, &table)
             .await
@@ -502,7 +223,7 @@ impl RemoteSource {
     ///
     /// # Errors
     /// As [`Self::prepare`], and [`Error::ColumnGone`].
-    pub(crate) async fn create(&self, spec: &TableSpec, resolved: &BTreeMap<String, String>) -> DFResult<RemoteTable> {
+    pub(crate) async fn create(&self, spec: &TableSpec, resolved: &Options) -> DFResult<RemoteTable> {
         let connection = self.connection(spec, resolved)?;
         let (schema, table) = connection.schema_and_table()?;
         let (pool, remote) = self.remote(&connection).await?;
@@ -540,42 +261,42 @@ fn table_columns(spec: &TableSpec, remote: &[RemoteColumn], connection: &Connect
         .collect()
 }
 
+/// PostgreSQL and Aurora tables.
+#[derive(Debug)]
+pub struct PostgresSource(WireSource);
+
+impl PostgresSource {
+    pub fn new(wire: Arc<Wire>) -> Self {
+        Self(WireSource::new(&POSTGRES, wire))
+    }
+}
+
 #[async_trait]
-impl SourceFactory for RemoteSource {
+impl SourceFactory for PostgresSource {
     fn kind(&self) -> &'static str {
-        self.dialect.kind()
+        POSTGRES.kind
+    }
+
+    fn name(&self) -> &'static str {
+        POSTGRES.name
     }
 
     fn aliases(&self) -> &'static [&'static str] {
-        match self.dialect {
-            Dialect::Postgres => &["postgresql", "aurora", "jdbc", "org.apache.spark.sql.jdbc"],
-            Dialect::Redshift => {
-                &["com.databricks.spark.redshift", "io.github.spark_redshift_community.spark.redshift"]
-            }
-        }
+        &["postgresql", "aurora", "jdbc", "org.apache.spark.sql.jdbc"]
     }
 
     fn params(&self) -> &'static [ParamSpec] {
-        match self.dialect {
-            Dialect::Postgres => PARAMS,
-            Dialect::Redshift => &super::redshift::PARAMS,
-        }
+        PARAMS
     }
 
     async fn prepare(&self, _session: &dyn Session, spec: TableSpec) -> DFResult<TableSpec> {
         let resolved = self.resolve_options(&spec)?;
-        RemoteSource::prepare(self, spec, &resolved).await
+        self.0.prepare(spec, &resolved).await
     }
 
     async fn create(&self, spec: &TableSpec) -> DFResult<Arc<dyn TableProvider>> {
         let resolved = self.resolve_options(spec)?;
-        let table = RemoteSource::create(self, spec, &resolved).await?;
-        match self.dialect {
-            Dialect::Postgres => Ok(Arc::new(table)),
-            Dialect::Redshift => {
-                Ok(Arc::new(super::redshift::RedshiftTable::new(table, &resolved, Arc::clone(&self.stores))?))
-            }
-        }
+        Ok(Arc::new(self.0.create(spec, &resolved).await?))
     }
 }
 
@@ -666,59 +387,5 @@ impl TableProvider for RemoteTable {
         let (schema, queries) = self.queries(projection, filters, limit).await?;
         let fetch = self.options.fetch_size.unwrap_or(state.config().batch_size());
         Ok(Arc::new(PostgresScanExec::new(self, schema, queries, fetch)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
-
-    #[test]
-    fn every_url_spelling_gives_one_server() {
-        let plain =
-            Connection::parse("postgres://app@db.internal/shop", &options(&[("table", "users")]), Dialect::Postgres)
-                .expect("url");
-        let jdbc = Connection::parse(
-            "jdbc:postgresql://db.internal:5432/shop?user=app&password=secret",
-            &options(&[("dbtable", "users")]),
-            Dialect::Postgres,
-        )
-        .expect("jdbc url");
-        assert_eq!(plain.server, jdbc.server);
-        assert_eq!(jdbc.password.as_deref(), Some("secret"));
-        assert_eq!(jdbc.location(), "postgres://db.internal:5432/shop");
-        let redshift =
-            Connection::parse("jdbc:redshift://wh.example:5439/dev?user=etl", &BTreeMap::new(), Dialect::Redshift)
-                .expect("redshift");
-        assert_eq!((redshift.server.port, redshift.server.dialect), (5439, Dialect::Redshift));
-    }
-
-    #[test]
-    fn bad_locations_are_explained_without_the_password() {
-        let err = Connection::parse("postgres://app:hunter2@db.internal", &BTreeMap::new(), Dialect::Postgres)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no database") && !err.contains("hunter2"), "{err}");
-        let err =
-            Connection::parse("mysql://db/x", &options(&[("user", "a")]), Dialect::Postgres).unwrap_err().to_string();
-        assert!(err.contains("postgres://"), "{err}");
-        assert_eq!(
-            mask_url("jdbc:redshift://h:5439/dev?user=etl&password=s3cret"),
-            "jdbc:redshift://h:5439/dev?user=etl&password=***"
-        );
-    }
-
-    #[test]
-    fn table_names_fold_like_postgres() {
-        let with = |table: &str| {
-            Connection::parse("postgres://a@h/d", &options(&[("table", table)]), Dialect::Postgres).expect("url")
-        };
-        assert_eq!(with("Users").schema_and_table().expect("name"), ("public".into(), "users".into()));
-        assert_eq!(with(r#"crm."Users""#).schema_and_table().expect("name"), ("crm".into(), "Users".into()));
-        assert!(with("(SELECT 1) t").schema_and_table().is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! What is pushed to PostgreSQL/Redshift, and the SQL that pushes it.
+//! What is pushed to a database on PostgreSQL's wire protocol, and the SQL that pushes it.
 //!
 //! [`supports`] decides which filters the database evaluates exactly as DataFusion would;
 //! [`RemoteQuery::select`] renders exactly those with DataFusion's `Unparser`, every literal
@@ -20,6 +20,8 @@ use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 
 use super::Dialect;
+#[cfg(test)]
+use super::POSTGRES;
 use super::quote;
 use super::schema::wire_type;
 
@@ -102,8 +104,7 @@ pub(crate) struct RemoteQuery {
 impl RemoteQuery {
     /// `SELECT <columns cast to their read types> FROM <table> [WHERE <filters>] [LIMIT n]`,
     /// `table` already quoted ([`quote::table`]). `filters` must all satisfy [`supports`].
-    /// With no columns (e.g. `count(*)`), selects a constant per row; on Redshift it is named,
-    /// since UNLOAD writes it as a Parquet column.
+    /// With no columns (e.g. `count(*)`), selects the dialect's constant per row.
     ///
     /// # Errors
     /// A column type without a database counterpart, or a filter the unparser cannot render.
@@ -112,14 +113,11 @@ impl RemoteQuery {
         columns: &[&TableColumn],
         filters: &[Expr],
         limit: Option<usize>,
-        dialect: Dialect,
+        dialect: &Dialect,
     ) -> DFResult<Self> {
         let mut sql = String::from("SELECT ");
         if columns.is_empty() {
-            sql.push_str(match dialect {
-                Dialect::Postgres => "1",
-                Dialect::Redshift => "1 AS \"row\"",
-            });
+            sql.push_str(dialect.constant_column);
         }
         for (i, column) in columns.iter().enumerate() {
             let name = quote::identifier(column.field.name());
@@ -238,7 +236,7 @@ mod tests {
         let cols = columns();
         let chosen: Vec<&TableColumn> = cols.iter().take(2).collect();
         let filters = [col("users.uid").between(lit(25), lit(49)), col("gender").eq(lit("O'Brien"))];
-        let query = RemoteQuery::select(&table(), &chosen, &filters, Some(10), Dialect::Postgres).expect("renders");
+        let query = RemoteQuery::select(&table(), &chosen, &filters, Some(10), &POSTGRES).expect("renders");
         assert_eq!(
             query.sql,
             r#"SELECT CAST("uid" AS int4), CAST("gender" AS text) FROM "public"."users" WHERE (("uid" BETWEEN $1 AND $2) AND ("gender" = $3)) LIMIT 10"#
@@ -267,24 +265,24 @@ mod tests {
         (columns, tables)
     }
 
-    fn select_named(name: &str, dialect: Dialect) -> RemoteQuery {
+    fn select_named(name: &str) -> RemoteQuery {
         let cols = [TableColumn { field: Field::new(name, DataType::Int32, true), native: true }];
         let chosen: Vec<&TableColumn> = cols.iter().collect();
         let filter = Expr::Column(Column::new_unqualified(name))
             .eq(lit(7))
             .or(Expr::Column(Column::new_unqualified(name)).is_null());
-        RemoteQuery::select(&quote::table(name, name), &chosen, &[filter], None, dialect).expect("renders")
+        RemoteQuery::select(&quote::table(name, name), &chosen, &[filter], None, &POSTGRES).expect("renders")
     }
 
     #[test]
     fn names_with_quotes_and_backslashes_are_escaped_everywhere() {
-        let query = select_named(r#"a""b"#, Dialect::Postgres);
+        let query = select_named(r#"a""b"#);
         assert_eq!(
             query.sql,
             r#"SELECT CAST("a""""b" AS int4) FROM "a""""b"."a""""b" WHERE (("a""""b" = $1) OR "a""""b" IS NULL)"#
         );
         // sqlparser's own rendering would end the name at `\"` and read `) OR ...` as SQL.
-        let query = select_named(r#"x\" OR true --"#, Dialect::Redshift);
+        let query = select_named(r#"x\" OR true --"#);
         assert_eq!(
             query.sql,
             r#"SELECT CAST("x\"" OR true --" AS int4) FROM "x\"" OR true --"."x\"" OR true --" WHERE (("x\"" OR true --" = $1) OR "x\"" OR true --" IS NULL)"#
@@ -296,7 +294,7 @@ mod tests {
         /// Whatever a remote column or table is called, the statement names exactly it.
         #[test]
         fn any_name_reaches_the_database_as_itself(name in "[^\u{0}]{1,24}") {
-            let query = select_named(&name, Dialect::Postgres);
+            let query = select_named(&name);
             let (columns, tables) = names_in(&query.sql);
             proptest::prop_assert_eq!(columns, vec![name.clone(); 3], "{}", query.sql);
             proptest::prop_assert_eq!(tables, vec![vec![name.clone(), name.clone()]], "{}", query.sql);
@@ -306,10 +304,10 @@ mod tests {
     #[test]
     fn time_stamps_keep_their_zone_and_no_columns_select_a_constant() {
         let seen = ScalarValue::TimestampMicrosecond(Some(1_520_208_000_000_000), Some("UTC".into()));
-        let query = RemoteQuery::select(&table(), &[], &[col("seen").gt_eq(lit(seen))], None, Dialect::Redshift)
-            .expect("renders");
-        assert_eq!(query.sql, r#"SELECT 1 AS "row" FROM "public"."users" WHERE ("seen" >= $1)"#);
-        let plain = RemoteQuery::select(&table(), &[], &[], None, Dialect::Postgres).expect("renders");
+        let query =
+            RemoteQuery::select(&table(), &[], &[col("seen").gt_eq(lit(seen))], None, &POSTGRES).expect("renders");
+        assert_eq!(query.sql, r#"SELECT 1 FROM "public"."users" WHERE ("seen" >= $1)"#);
+        let plain = RemoteQuery::select(&table(), &[], &[], None, &POSTGRES).expect("renders");
         assert_eq!(plain.sql, r#"SELECT 1 FROM "public"."users""#);
         assert!(
             query.params[0].starts_with("2018-03-05T00:00:00") && query.params[0].ends_with('Z')

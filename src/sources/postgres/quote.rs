@@ -1,4 +1,4 @@
-//! Names and string literals as PostgreSQL and Redshift read them.
+//! Names as databases on PostgreSQL's wire protocol read them.
 //!
 //! sqlparser's `Ident` is not used to render remote names: its Display leaves an already
 //! doubled quote (`a""b`) and a quote after a backslash (`a\"b`) alone, so such a name would
@@ -7,7 +7,7 @@
 //! so each is written here, always delimited, with every embedded quote doubled.
 
 /// `name` as a delimited identifier: `"` + the name with each `"` doubled + `"`. Inside a
-/// delimited identifier PostgreSQL and Redshift give no other character a meaning
+/// delimited identifier PostgreSQL (and the databases on its protocol) give no other character a meaning
 /// (a backslash is itself), so this is the whole escaping.
 pub(crate) fn identifier(name: &str) -> String {
     let mut quoted = String::with_capacity(name.len() + 2);
@@ -27,27 +27,9 @@ pub(crate) fn table(schema: &str, table: &str) -> String {
     format!("{}.{}", identifier(schema), identifier(table))
 }
 
-/// `text` as a Redshift string literal. Redshift, like PostgreSQL before
-/// `standard_conforming_strings`, reads a backslash in a literal as an escape, so
-/// backslashes are doubled as well as quotes (what its `QUOTE_LITERAL` does); a name such as
-/// `back\slash` inside UNLOAD's query literal then reaches the inner query unchanged.
-pub(crate) fn redshift_literal(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('\'');
-    for c in text.chars() {
-        match c {
-            '\'' => quoted.push_str("''"),
-            '\\' => quoted.push_str("\\\\"),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('\'');
-    quoted
-}
-
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::dialect::{PostgreSqlDialect, RedshiftSqlDialect};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     use proptest::prelude::*;
 
@@ -82,13 +64,6 @@ mod tests {
             assert_eq!(parsed_identifier(quoted).as_deref(), Some(name));
         }
         assert_eq!(table("public", r#"we"ird"#), r#""public"."we""ird""#);
-    }
-
-    #[test]
-    fn redshift_literals_double_quotes_and_backslashes() {
-        assert_eq!(redshift_literal(r#"SELECT "back\slash", 'it''s'"#), r#"'SELECT "back\\slash", ''it''''s'''"#);
-        let tokens = Tokenizer::new(&RedshiftSqlDialect {}, r"'a\\b''c'").tokenize().expect("tokenizes");
-        assert!(matches!(tokens.as_slice(), [Token::SingleQuotedString(s)] if s == r"a\b'c"), "{tokens:?}");
     }
 
     proptest! {

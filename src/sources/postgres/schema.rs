@@ -1,4 +1,4 @@
-//! PostgreSQL/Redshift column types ⇄ Arrow types.
+//! Column types of databases on PostgreSQL's wire protocol ⇄ Arrow types.
 //!
 //! Every column is read through a cast to the PostgreSQL type of its Arrow type
 //! ([`wire_type`]), so the binary values that arrive are always one of a few layouts the
@@ -122,7 +122,7 @@ fn scalar_type(udt: &str, precision: Option<i32>, scale: Option<i32>) -> DataTyp
 ///
 /// # Errors
 /// A declared column of a type without a PostgreSQL counterpart (e.g. a struct).
-pub(crate) fn wire_type(field: &Field, dialect: Dialect) -> DFResult<String> {
+pub(crate) fn wire_type(field: &Field, dialect: &Dialect) -> DFResult<String> {
     let name = match field.data_type() {
         DataType::Int16 => "int2".to_owned(),
         DataType::Int32 => "int4".to_owned(),
@@ -131,23 +131,14 @@ pub(crate) fn wire_type(field: &Field, dialect: Dialect) -> DFResult<String> {
         DataType::Float64 => "float8".to_owned(),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("numeric({p},{s})"),
         DataType::Boolean => "bool".to_owned(),
-        // Redshift's TEXT is VARCHAR(256): a cast to it would cut longer values.
-        DataType::Utf8 => match dialect {
-            Dialect::Postgres => "text".to_owned(),
-            Dialect::Redshift => "varchar(65535)".to_owned(),
-        },
-        DataType::Binary => match dialect {
-            Dialect::Postgres => "bytea".to_owned(),
-            Dialect::Redshift => "varbyte".to_owned(),
-        },
+        DataType::Utf8 => dialect.text_type.to_owned(),
+        DataType::Binary => dialect.binary_type.to_owned(),
         DataType::Date32 => "date".to_owned(),
         DataType::Time64(TimeUnit::Microsecond) => "time".to_owned(),
         DataType::Timestamp(TimeUnit::Microsecond, None) => "timestamp".to_owned(),
         DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "timestamptz".to_owned(),
         DataType::Interval(IntervalUnit::MonthDayNano) => "interval".to_owned(),
-        DataType::List(element)
-            if !matches!(element.data_type(), DataType::List(_)) && dialect == Dialect::Postgres =>
-        {
+        DataType::List(element) if !matches!(element.data_type(), DataType::List(_)) && dialect.arrays => {
             format!("{}[]", wire_type(element, dialect)?)
         }
         other => {
@@ -155,7 +146,7 @@ pub(crate) fn wire_type(field: &Field, dialect: Dialect) -> DFResult<String> {
                 "column '{}' is declared as {other}, which lakegate cannot read from {}; declare it as a string, number, \
                  date/time, binary or array type, or leave the columns out to discover them",
                 field.name(),
-                dialect.name()
+                dialect.name
             )));
         }
     };
@@ -164,6 +155,7 @@ pub(crate) fn wire_type(field: &Field, dialect: Dialect) -> DFResult<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::POSTGRES;
     use super::*;
 
     fn column(udt: &str, precision: Option<i32>, scale: Option<i32>) -> RemoteColumn {
@@ -203,11 +195,9 @@ mod tests {
             "interval",
         ] {
             let field = Field::new("c", column(udt, None, None).arrow_type(), true);
-            assert!(wire_type(&field, Dialect::Postgres).is_ok(), "{udt}");
+            assert!(wire_type(&field, &POSTGRES).is_ok(), "{udt}");
         }
-        let text = Field::new("c", DataType::Utf8, true);
-        assert_eq!(wire_type(&text, Dialect::Redshift).expect("text"), "varchar(65535)");
         let nested = Field::new("c", DataType::new_list(DataType::Int64, true), true);
-        assert_eq!(wire_type(&nested, Dialect::Postgres).expect("array"), "int8[]");
+        assert_eq!(wire_type(&nested, &POSTGRES).expect("array"), "int8[]");
     }
 }

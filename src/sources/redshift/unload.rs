@@ -2,7 +2,6 @@
 //! then the Parquet files read back concurrently and deleted, as Spark's Redshift connector
 //! does. Each scan unloads into a folder of its own, removed even when the read fails.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use datafusion::physical_plan::{
 };
 use deadpool_postgres::Pool;
 use futures::{StreamExt, TryStreamExt};
+use lakegate_catalog::Options;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use rand_core::RngCore;
@@ -30,7 +30,7 @@ use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 use url::Url;
 
-use crate::sources::postgres::{Error, RemoteTable, Server, connect, quote};
+use crate::sources::postgres::{Error, RemoteTable, Server, connect};
 use crate::sources::scan_properties;
 use crate::storage::ObjectStores;
 
@@ -54,20 +54,20 @@ impl fmt::Debug for Credentials {
 impl Credentials {
     /// # Errors
     /// None of a role, keys, or `forward_spark_s3_credentials` with keys in the environment.
-    pub(crate) fn from_options(options: &BTreeMap<String, String>) -> DFResult<Self> {
-        if let Some(role) = options.get("aws_iam_role") {
-            return Ok(Self::IamRole(role.clone()));
+    pub(crate) fn from_options(options: &Options) -> DFResult<Self> {
+        if let Some(role) = options.text("aws_iam_role") {
+            return Ok(Self::IamRole(role.to_owned()));
         }
         if let (Some(id), Some(secret)) =
-            (options.get("temporary_aws_access_key_id"), options.get("temporary_aws_secret_access_key"))
+            (options.text("temporary_aws_access_key_id"), options.text("temporary_aws_secret_access_key"))
         {
             return Ok(Self::Keys {
-                id: id.clone(),
-                secret: secret.clone(),
-                token: options.get("temporary_aws_session_token").cloned(),
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+                token: options.text("temporary_aws_session_token").map(str::to_owned),
             });
         }
-        if options.get("forward_spark_s3_credentials").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        if options.bool("forward_spark_s3_credentials")? == Some(true) {
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
             return match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
                 (Some(id), Some(secret)) => Ok(Self::Keys { id, secret, token: env("AWS_SESSION_TOKEN") }),
@@ -99,9 +99,22 @@ impl Credentials {
     }
 }
 
-/// `s` as a Redshift string literal (see [`quote::redshift_literal`]).
-fn quote(s: &str) -> String {
-    quote::redshift_literal(s)
+/// `text` as a Redshift string literal. Redshift, like PostgreSQL before
+/// `standard_conforming_strings`, reads a backslash in a literal as an escape, so
+/// backslashes are doubled as well as quotes (what its `QUOTE_LITERAL` does); a name such as
+/// `back\slash` inside UNLOAD's query literal then reaches the inner query unchanged.
+fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => quoted.push_str("''"),
+            '\\' => quoted.push_str("\\\\"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('\'');
+    quoted
 }
 
 /// The UNLOAD statement writing `select`'s rows as Parquet under `target`. The query is a
@@ -420,13 +433,13 @@ mod tests {
     /// back keep only their row count.
     #[test]
     fn an_empty_projection_unloads_a_constant_and_counts_its_rows() {
-        use crate::sources::postgres::Dialect;
         use crate::sources::postgres::pushdown::RemoteQuery;
+        use crate::sources::postgres::quote;
         use datafusion::arrow::array::Int32Array;
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-        let select =
-            RemoteQuery::select(&quote::table("public", "sales"), &[], &[], None, Dialect::Redshift).expect("renders");
+        let select = RemoteQuery::select(&quote::table("public", "sales"), &[], &[], None, &super::super::DIALECT)
+            .expect("renders");
         assert_eq!(
             unload_statement(
                 &select.sql,
@@ -524,8 +537,17 @@ mod tests {
     }
 
     #[test]
+    fn redshift_literals_double_quotes_and_backslashes() {
+        use datafusion::sql::sqlparser::dialect::RedshiftSqlDialect;
+        use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+        assert_eq!(quote(r#"SELECT "back\slash", 'it''s'"#), r#"'SELECT "back\\slash", ''it''''s'''"#);
+        let tokens = Tokenizer::new(&RedshiftSqlDialect {}, r"'a\\b''c'").tokenize().expect("tokenizes");
+        assert!(matches!(tokens.as_slice(), [Token::SingleQuotedString(s)] if s == r"a\b'c"), "{tokens:?}");
+    }
+
+    #[test]
     fn a_tempdir_needs_credentials() {
-        let err = Credentials::from_options(&BTreeMap::new()).unwrap_err().to_string();
+        let err = Credentials::from_options(&Options::default()).unwrap_err().to_string();
         assert!(err.contains("aws_iam_role"), "{err}");
     }
 }
