@@ -479,8 +479,10 @@ impl FlightSqlService for FlightSqlServer {
         self.caller(&request)?;
         let info = FlightInfo::decode(query.info).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let cancelled = self.cancel(info.endpoint.into_iter().filter_map(|e| e.ticket.map(|t| t.ticket.to_vec())));
-        // 1 = cancelled, 3 = not cancellable (ActionCancelQueryResult.CancelResult).
-        Ok(ActionCancelQueryResult { result: if cancelled { 1 } else { 3 } })
+        // The deprecated CancelQuery's result enum is not exported; Flight's CancelStatus has the
+        // same numbers.
+        let result = if cancelled { CancelStatus::Cancelled } else { CancelStatus::NotCancellable };
+        Ok(ActionCancelQueryResult { result: result as i32 })
     }
 
     async fn do_action_fallback(
