@@ -137,6 +137,9 @@ impl Principal {
             Command::Use { database } => self.require_read(database),
             // Filtered to what the user may read where they list names.
             Command::ShowDatabases { .. } | Command::ShowGrants | Command::IgnoredSetting { .. } => Ok(()),
+            // Anyone may limit their own statements; whose query one may kill is checked
+            // against the query's owner when it is found.
+            Command::SetStatementTimeout { .. } | Command::KillQuery { .. } => Ok(()),
         }
     }
 

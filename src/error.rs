@@ -42,11 +42,34 @@ pub enum Error {
     /// The terminal of the REPL failed.
     #[error("terminal: {0}")]
     Terminal(String),
+    /// A statement stopped before its end: killed, or over its time limit.
+    #[error("{0}")]
+    Stopped(Stopped),
     /// A response lakegate builds could not be built: a bug, not the caller's mistake.
     #[error("internal error: {0}")]
     Internal(String),
     #[error("{location}: {source}")]
     Statement { location: String, source: Box<Error> },
+}
+
+/// Why a statement stopped before its end; inside DataFusion's streams it travels as an
+/// external error, so a front end can tell it from a failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct Stopped {
+    pub reason: String,
+    /// Stopped by its time limit rather than by KILL QUERY or a client's cancel.
+    pub timed_out: bool,
+}
+
+impl Stopped {
+    /// The `Stopped` at the root of `error`, if that is why it failed.
+    pub fn find(error: &DataFusionError) -> Option<&Stopped> {
+        match error.find_root() {
+            DataFusionError::External(inner) => inner.downcast_ref::<Stopped>(),
+            _ => None,
+        }
+    }
 }
 
 impl From<lakegate_catalog::Error> for Error {

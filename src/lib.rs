@@ -17,5 +17,5 @@ pub mod storage;
 pub mod write;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, Result, Stopped};
 pub use session::{Lakegate, Session};

@@ -565,3 +565,104 @@ async fn a_large_result_streams_in_bounded_memory() {
     println!("peak RSS of the server streaming 50M rows: {} MiB", peak_kb / 1024);
     assert!(peak_kb < 300 * 1024, "the server held the result: peak RSS {peak_kb} kB");
 }
+
+/// `KILL QUERY` stops a running query within a second, only its owner or an admin may kill it,
+/// `system.queries` shows it running and then cancelled, and `SET statement_timeout` stops a
+/// query that runs too long.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_query_and_statement_timeout() {
+    let lakegate = Lakegate::new();
+    let (admin_hash, reader_hash) = (password_hash(&lakegate, PASSWORD), password_hash(&lakegate, "r3ader"));
+    let config = format!(
+        "[[server.users]]\nname = \"{USER}\"\npassword_hash = \"{admin_hash}\"\nrole = \"admin\"\n\
+         [[server.users]]\nname = \"rita\"\npassword_hash = \"{reader_hash}\"\nrole = \"reader\"\n"
+    );
+    let server = Server::spawn(lakegate, &config, &["--listen", "127.0.0.1:0"]).expect("starts");
+    // 10^10 products to add up: minutes of work, unless stopped.
+    let slow =
+        "SELECT sum(a.value * b.value) AS s FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
+
+    let mut runner = server.signed_in().await;
+    let info = runner.execute(slow.into(), None).await.expect("plans");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let running = tokio::spawn(async move {
+        let outcome: Result<Vec<_>, _> = match runner.do_get(ticket).await {
+            Ok(stream) => stream.try_collect().await,
+            Err(e) => Err(e),
+        };
+        (outcome.map(|_| ()).map_err(|e| e.to_string()), std::time::Instant::now())
+    });
+
+    let mut admin = server.signed_in().await;
+    let list = "SELECT id FROM system.queries WHERE state = 'running' AND sql LIKE 'SELECT sum(a.value%'";
+    let mut id = None;
+    for _ in 0..200 {
+        let info = admin.execute(list.into(), None).await.expect("lists");
+        let batches: Vec<_> = admin
+            .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
+            .await
+            .expect("stream")
+            .try_collect()
+            .await
+            .expect("rows");
+        if let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) {
+            id = Some(batch.column(0).as_string::<i32>().value(0).to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = id.expect("the slow query is listed as running in system.queries");
+
+    let mut reader = server.sign_in("rita", "r3ader").await.expect("signs in");
+    let refused = run(&mut reader, &format!("KILL QUERY '{id}'")).await.expect_err("a reader kills only their own");
+    assert!(refused.contains("permission denied for user 'rita'") && refused.contains("admin role"), "{refused}");
+    let unknown = run(&mut admin, "KILL QUERY 'no-such-query'").await.expect_err("nothing to kill");
+    assert!(unknown.contains("no query 'no-such-query' is running"), "{unknown}");
+
+    let killed_at = std::time::Instant::now();
+    run(&mut admin, &format!("CALL system.runtime.kill_query(query_id => '{id}')")).await.expect("the admin kills it");
+    let (outcome, ended_at) = running.await.expect("joins");
+    let error = outcome.expect_err("a killed query ends with an error");
+    assert!(
+        error.contains("operation was cancelled") && error.contains(&format!("query '{id}' was killed by {USER}")),
+        "{error}"
+    );
+    let took = ended_at.duration_since(killed_at);
+    println!("KILL QUERY stopped the query in {} ms", took.as_millis());
+    assert!(took < std::time::Duration::from_secs(1), "the kill took {took:?}");
+
+    let states = format!("SELECT state FROM system.queries WHERE id = '{id}'");
+    let mut state = String::new();
+    for _ in 0..100 {
+        let info = admin.execute(states.clone(), None).await.expect("lists");
+        let batches: Vec<_> = admin
+            .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
+            .await
+            .expect("stream")
+            .try_collect()
+            .await
+            .expect("rows");
+        state = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| b.column(0).as_string::<i32>().value(0).to_owned())
+            .unwrap_or_default();
+        if state == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "cancelled");
+
+    // A time limit of this session only: another session's queries are not limited by it.
+    let mut limited = server.signed_in().await;
+    run(&mut limited, "SET statement_timeout = '500ms'").await.expect("sets");
+    let started = std::time::Instant::now();
+    let timed_out = run(&mut limited, slow).await.expect_err("stopped by its time limit");
+    assert!(timed_out.contains("Deadline expired") && timed_out.contains("time limit of 500ms"), "{timed_out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(run(&mut admin, "SELECT 1").await, Ok(1));
+    let bad = run(&mut limited, "SET statement_timeout = 'soon'").await.expect_err("not a duration");
+    assert!(bad.contains("is not a duration"), "{bad}");
+    server.stop();
+}

@@ -111,7 +111,7 @@ impl FlightSqlServer {
                 (schema, Handle::Query { id, sql, params })
             }
             effects => {
-                let result = caller.session.run(effects).await;
+                let result = caller.session.run(&sql, effects).await;
                 self.log_statement(&caller.user, &sql, &result, started);
                 let (schema, batches) = collect(result.map_err(status)?).await?;
                 let ipc = wire::batches_to_hex(&schema, &batches).map_err(|e| status(e.into()))?;
@@ -145,6 +145,7 @@ impl FlightSqlServer {
         };
         let started = std::time::SystemTime::now() - elapsed;
         let record = crate::history::QueryRecord {
+            id: String::new(),
             started,
             user: user.to_owned(),
             sql: sql.to_owned(),
@@ -224,14 +225,14 @@ impl FlightSqlServer {
             Planned::Query(plan) => plan,
             // The catalog changed since the ticket was made: run it as it is now.
             effects => {
-                let (schema, batches) = collect(caller.session.run(effects).await.map_err(failed)?).await?;
+                let (schema, batches) = collect(caller.session.run(&sql, effects).await.map_err(failed)?).await?;
                 return Ok(rows(schema, batches));
             }
         };
         // The schema announced in the FlightInfo: the logical plan's, whose nullability clients
         // compare with what they receive.
         let schema = wire::wire_schema(plan.schema().as_arrow());
-        let stream = caller.session.run_query(plan).await.map_err(failed)?;
+        let stream = caller.session.run_query_as(&id, &sql, plan).await.map_err(failed)?;
         let log = QueryLog {
             user: caller.user,
             sql: session::redact(&sql),

@@ -3,7 +3,7 @@
 use datafusion::error::DataFusionError;
 use tonic::Status;
 
-use crate::Error;
+use crate::{Error, Stopped};
 
 /// A lakegate error as the gRPC status clients expect: the user's mistakes are
 /// `InvalidArgument`, with the message that names what is wrong.
@@ -16,6 +16,8 @@ fn code(error: &Error) -> tonic::Code {
         Error::Syntax(_) | Error::Invalid(_) | Error::Unsupported(_) | Error::Catalog(_) | Error::Usage(_) => {
             tonic::Code::InvalidArgument
         }
+        Error::Stopped(stopped) => stopped_code(stopped),
+        Error::DataFusion(e) if let Some(stopped) = Stopped::find(e) => stopped_code(stopped),
         Error::DataFusion(e) => match e.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -30,4 +32,9 @@ fn code(error: &Error) -> tonic::Code {
         Error::PermissionDenied { .. } => tonic::Code::PermissionDenied,
         Error::Io { .. } | Error::Internal(_) => tonic::Code::Internal,
     }
+}
+
+/// A killed query is `Cancelled`; one over its time limit, `DeadlineExceeded`.
+fn stopped_code(stopped: &Stopped) -> tonic::Code {
+    if stopped.timed_out { tonic::Code::DeadlineExceeded } else { tonic::Code::Cancelled }
 }

@@ -77,9 +77,9 @@ impl Stream for QueryStream {
                 this.log.rows += b.num_rows();
                 this.log.bytes += b.get_array_memory_size();
             }
-            Err(_) => {
+            Err(e) => {
                 this.inner = None;
-                this.log.outcome = "failed";
+                this.log.outcome = if crate::Stopped::find(e).is_some() { "cancelled" } else { "failed" };
             }
         }
         Poll::Ready(Some(batch))
@@ -90,6 +90,7 @@ impl Drop for QueryLog {
     fn drop(&mut self) {
         self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
         self.lakegate.history().record(crate::history::QueryRecord {
+            id: self.id.clone(),
             started: self.wall_clock,
             user: self.user.clone(),
             sql: self.sql.clone(),

@@ -17,7 +17,7 @@ impl Session {
     /// # Errors
     /// The statement fails.
     pub async fn print(&self, planned: super::Planned) -> Result<()> {
-        let output = self.run(planned).await?;
+        let output = self.run("", planned).await?;
         match write(output, Format::Table, &mut std::io::stdout().lock(), None).await? {
             written @ Written::Done(_) => eprintln!("{written}"),
             Written::Rows(_) => {}

@@ -138,6 +138,34 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             tracing::info!(%key, "Hive/Spark setting ignored");
             Ok(Output::Done(format!("ignored {key}: a Hive/Spark setting lakegate does not need")))
         }
+        Command::KillQuery { id } => {
+            let Some(owner) = session.history.owner(&id) else {
+                return Err(Error::Invalid(format!(
+                    "no query '{id}' is running (SELECT id FROM system.queries WHERE state = 'running')"
+                )));
+            };
+            let principal = &session.principal;
+            if owner != principal.user && !principal.is_admin() {
+                return Err(
+                    principal.deny(format!("killing another user's query ('{id}' is {owner}'s) needs the admin role"))
+                );
+            }
+            let reason = format!("query '{id}' was killed by {}", principal.user);
+            let stopped = session.history.stop(&id, &reason);
+            tracing::info!(query = %id, by = %principal.user, owner = %owner, stopped, "kill query");
+            Ok(Output::Done(if stopped {
+                format!("killed query {id}")
+            } else {
+                format!("query {id} had already ended")
+            }))
+        }
+        Command::SetStatementTimeout { timeout } => {
+            *session.statement_timeout.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = timeout;
+            Ok(Output::Done(match timeout {
+                Some(limit) => format!("statements of this session stop after {} s", limit.as_secs_f64()),
+                None => "statements of this session run without a time limit".to_owned(),
+            }))
+        }
         Command::Use { database } => {
             catalog.require_database(&database)?;
             session.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = database.clone();

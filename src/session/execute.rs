@@ -79,25 +79,84 @@ impl Session {
         Ok(if effects { Planned::Statement(plan) } else { Planned::Query(plan) })
     }
 
-    /// Runs what [`Session::plan`] planned.
+    /// Runs what [`Session::plan`] planned from `sql`, listed in `system.queries` while it
+    /// runs, under a new id that `KILL QUERY` takes.
     ///
     /// # Errors
     /// A privilege the session's user lacks, source failures, a write that fails (nothing of
-    /// it is published).
-    pub async fn run(&self, planned: Planned) -> Result<Output> {
-        match planned {
-            Planned::Query(plan) | Planned::Statement(plan) => Ok(Output::Rows(self.run_query(plan).await?)),
+    /// it is published), [`Error::Stopped`] when killed or over the time limit.
+    pub async fn run(&self, sql: &str, planned: Planned) -> Result<Output> {
+        self.run_as(&uuid::Uuid::new_v4().to_string(), sql, planned).await
+    }
+
+    /// [`Session::run`] under the id `id`.
+    ///
+    /// # Errors
+    /// As [`Session::run`].
+    pub async fn run_as(&self, id: &str, sql: &str, planned: Planned) -> Result<Output> {
+        let plan = match planned {
+            Planned::Query(plan) | Planned::Statement(plan) => plan,
             Planned::Command(command) => {
                 self.principal.check_command(&command, &self.current_database())?;
-                commands::run(self, command).await
+                // A KILL must not wait for the query it kills, nor be killed itself.
+                return match command {
+                    Command::KillQuery { .. } | Command::SetStatementTimeout { .. } => {
+                        commands::run(self, command).await
+                    }
+                    command => self.stoppable(id, sql, commands::run(self, command)).await,
+                };
             }
             Planned::Write { plan, explain: true } => {
-                commands::lines("plan", crate::write::explain(&self.write_context(), *plan).await?)
+                let explained = self.stoppable(id, sql, crate::write::explain(&self.write_context(), *plan)).await?;
+                return commands::lines("plan", explained);
             }
             Planned::Write { plan, explain: false } => {
-                let (message, rows) = crate::write::execute(&self.write_context(), *plan).await?;
-                Ok(Output::Wrote { message, rows })
+                let (running, stop) = self.start(id, sql);
+                let (message, rows) = crate::write::execute(&self.write_context(), *plan, Some(Box::pin(stop))).await?;
+                drop(running);
+                return Ok(Output::Wrote { message, rows });
             }
+        };
+        Ok(Output::Rows(self.run_query_as(id, sql, plan).await?))
+    }
+
+    /// Lists `id` as running and returns what resolves when it must stop: a KILL, or the
+    /// session's time limit.
+    fn start(
+        &self,
+        id: &str,
+        sql: &str,
+    ) -> (crate::history::Running, impl std::future::Future<Output = crate::Stopped> + Send + 'static) {
+        let (running, mut killed) = self.history.start(id, &self.principal.user, &sql::redact(sql));
+        let timeout = self.statement_timeout();
+        let stop = async move {
+            let killed = async move {
+                let reason = killed.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+                crate::Stopped { reason: reason.unwrap_or_else(|| "the query was stopped".into()), timed_out: false }
+            };
+            match timeout {
+                Some(limit) => tokio::select! {
+                    stopped = killed => stopped,
+                    () = tokio::time::sleep(limit) => crate::Stopped {
+                        reason: format!(
+                            "the query ran longer than its time limit of {} (statement_timeout / [execution] query_timeout)",
+                            humantime(limit)
+                        ),
+                        timed_out: true,
+                    },
+                },
+                None => killed.await,
+            }
+        };
+        (running, stop)
+    }
+
+    /// `work`, stopped when the statement is killed or runs out of time.
+    async fn stoppable<T>(&self, id: &str, sql: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let (_running, stop) = self.start(id, sql);
+        tokio::select! {
+            result = work => result,
+            stopped = stop => Err(Error::Stopped(stopped)),
         }
     }
 
@@ -116,15 +175,19 @@ impl Session {
     /// As [`Session::execute`] and [`Session::plan_with`].
     pub async fn execute_with(&self, sql: &str, params: Option<&ParamValues>) -> Result<Output> {
         let planned = self.plan_with(sql, params).await?;
-        self.run(planned).await
+        self.run(sql, planned).await
     }
 
-    /// Streams the rows of a planned query.
+    /// Streams the rows of `plan`, planned from `sql`, listed as query `id` in
+    /// `system.queries` until the stream ends or is dropped. A KILL or the time limit ends the
+    /// stream with a [`crate::Stopped`] error and drops the query, and its memory with it.
     ///
     /// # Errors
     /// Physical planning fails.
-    pub async fn run_query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
-        Ok(self.ctx.execute_logical_plan(plan).await?.execute_stream().await?)
+    pub async fn run_query_as(&self, id: &str, sql: &str, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        let (running, stop) = self.start(id, sql);
+        let stream = self.ctx.execute_logical_plan(plan).await?.execute_stream().await?;
+        Ok(stoppable_stream(stream, running, stop))
     }
 
     /// The placeholders of `sql` (`$1`, `$2`...) and the types DataFusion infers for them (for
@@ -163,4 +226,34 @@ impl Session {
             Ok(_) => error.into(),
         }
     }
+}
+
+/// `stream`, ended by `stop` with its error; `running` is dropped with it.
+fn stoppable_stream(
+    stream: SendableRecordBatchStream,
+    running: crate::history::Running,
+    stop: impl std::future::Future<Output = crate::Stopped> + Send + 'static,
+) -> SendableRecordBatchStream {
+    use futures::StreamExt;
+    let schema = stream.schema();
+    let stop = futures::stream::once(stop).map(|stopped| Err(DataFusionError::External(Box::new(stopped))));
+    // The rows until the end or the stop, whichever comes first; after a stop, nothing.
+    let rows = futures::stream::select(stream.map(Some).chain(futures::stream::once(async { None })), stop.map(Some))
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(std::future::ready)
+        .scan(false, |stopped, item: datafusion::error::Result<_>| {
+            let done = *stopped;
+            *stopped = item.as_ref().err().is_some_and(|e| crate::Stopped::find(e).is_some());
+            std::future::ready((!done).then_some(item))
+        })
+        .map(move |item| {
+            let _ = &running;
+            item
+        });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
+}
+
+/// `limit` as people write it: `30s`, `1.5s`, `500ms`.
+fn humantime(limit: std::time::Duration) -> String {
+    if limit.as_millis() < 1000 { format!("{}ms", limit.as_millis()) } else { format!("{}s", limit.as_secs_f64()) }
 }

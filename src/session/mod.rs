@@ -50,6 +50,9 @@ pub struct ExecutionConfig {
     /// other writers add appear within this time, or at once after `MSCK REPAIR TABLE` or
     /// `REFRESH TABLE`.
     pub listing_cache_seconds: Option<u64>,
+    /// The longest a statement may run, e.g. `"30m"` (default: no limit); a session may set its
+    /// own with `SET statement_timeout = '30s'`.
+    pub query_timeout: Option<String>,
 }
 
 /// What a lakegate process is opened with: each part's own section, composed by
@@ -75,6 +78,8 @@ pub struct Lakegate {
     stores: Arc<ObjectStores>,
     layers: Layers,
     history: Arc<QueryHistory>,
+    /// `[execution] query_timeout`.
+    query_timeout: Option<std::time::Duration>,
 }
 
 impl Lakegate {
@@ -98,10 +103,15 @@ impl Lakegate {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(mb * 1024 * 1024)));
         }
         let runtime = runtime.build_arc()?;
+        let query_timeout = match &config.execution.query_timeout {
+            Some(text) => crate::sql::ddl::parse_duration(text)
+                .map_err(|e| Error::Config(format!("[execution] query_timeout: {e}")))?,
+            None => None,
+        };
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores, &config.cassandra))?;
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
-        Ok(Self { config, catalog, runtime, stores, layers, history: Arc::default() })
+        Ok(Self { config, catalog, runtime, stores, layers, history: Arc::default(), query_timeout })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -157,6 +167,8 @@ impl Lakegate {
             stores: Arc::clone(&self.stores),
             progress: Arc::default(),
             principal: Arc::new(principal),
+            history: Arc::clone(&self.history),
+            statement_timeout: Arc::new(std::sync::Mutex::new(self.query_timeout)),
             allowed_locations: self.config.allowed_locations.clone().into(),
         }
     }
@@ -174,6 +186,10 @@ pub struct Session {
     pub(crate) principal: Arc<Principal>,
     /// `[server] allowed_locations`: where tables may be located (anywhere when empty).
     pub(crate) allowed_locations: Arc<[String]>,
+    /// The process's statements, running and recent.
+    pub(crate) history: Arc<QueryHistory>,
+    /// How long a statement may run: `[execution] query_timeout`, or `SET statement_timeout`.
+    pub(crate) statement_timeout: Arc<std::sync::Mutex<Option<std::time::Duration>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -190,6 +206,11 @@ impl Session {
     /// Rows and bytes this session's writes have written so far.
     pub fn write_progress(&self) -> Arc<Progress> {
         Arc::clone(&self.progress)
+    }
+
+    /// How long a statement of this session may run.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        *self.statement_timeout.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// What the writer needs of this session.

@@ -49,6 +49,9 @@ pub(crate) struct Context<'a> {
     pub(crate) on_written: Arc<dyn Fn(u64, u64) + Send + Sync>,
 }
 
+/// Resolves when a write must stop (KILL QUERY, a time limit), saying why.
+pub(crate) type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = crate::Stopped> + Send>>;
+
 /// An INSERT into a Parquet table of the catalog, parsed and resolved by the SQL front.
 pub(crate) struct Request {
     pub(crate) table: TableSpec,
@@ -328,11 +331,13 @@ fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
     if url.scheme() == "file" { url.to_file_path().ok() } else { None }
 }
 
-/// Runs a planned write and publishes it.
+/// Runs a planned write and publishes it. `stop` is heeded until the files are written, never
+/// while publishing, so a stopped write leaves every partition wholly old.
 ///
 /// # Errors
-/// The query or a write fails: nothing is published, and the staged files are removed.
-pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan) -> Result<(String, u64)> {
+/// The query or a write fails, or `stop` resolves first: nothing is published, and the staged
+/// files are removed.
+pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option<Stop>) -> Result<(String, u64)> {
     let table = plan.spec.qualified_name();
     let (store, root) = table_root(context, &plan.spec)?;
     let physical = physical(context, &plan).await?;
@@ -345,18 +350,25 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan) -> Result<(S
         properties: writer_properties(context)?,
         commit: commit.clone(),
     });
-    let written =
-        match files::write_all(physical, context.ctx.task_ctx(), layout, &store, &staging, &context.on_written).await {
-            Ok(written) => written,
-            Err(e) => {
-                let staged: Vec<Path> =
-                    store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
-                if let Err(cleanup) = commit::delete(store.as_ref(), staged).await {
-                    tracing::warn!(%table, error = %cleanup, "staged files of a failed write left for vacuum");
-                }
-                return Err(e);
+    let writing = files::write_all(physical, context.ctx.task_ctx(), layout, &store, &staging, &context.on_written);
+    let result = match stop {
+        Some(stop) => tokio::select! {
+            written = writing => written,
+            stopped = stop => Err(Error::Stopped(stopped)),
+        },
+        None => writing.await,
+    };
+    let written = match result {
+        Ok(written) => written,
+        Err(e) => {
+            let staged: Vec<Path> =
+                store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
+            if let Err(cleanup) = commit::delete(store.as_ref(), staged).await {
+                tracing::warn!(%table, error = %cleanup, "staged files of a failed write left for vacuum");
             }
-        };
+            return Err(e);
+        }
+    };
     let mut partitions: BTreeMap<String, Vec<&files::WrittenFile>> = BTreeMap::new();
     for file in &written {
         partitions.entry(file.partition.clone()).or_default().push(file);
