@@ -462,6 +462,16 @@ async fn thirty_two_concurrent_clients() {
     assert!(peak_kb < 2 * 1024 * 1024, "peak RSS {peak_kb} kB");
 }
 
+/// The rows of `sql`.
+async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<datafusion::arrow::array::RecordBatch>, String> {
+    let info = client.execute(sql.into(), None).await.map_err(|e| e.to_string())?;
+    let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
+    client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())
+}
+
 async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<usize, String> {
     let info = client.execute(sql.into(), None).await.map_err(|e| e.to_string())?;
     rows_of(client, info).await
@@ -597,14 +607,7 @@ async fn kill_query_and_statement_timeout() {
     let list = "SELECT id FROM system.queries WHERE state = 'running' AND sql LIKE 'SELECT sum(a.value%'";
     let mut id = None;
     for _ in 0..200 {
-        let info = admin.execute(list.into(), None).await.expect("lists");
-        let batches: Vec<_> = admin
-            .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
-            .await
-            .expect("stream")
-            .try_collect()
-            .await
-            .expect("rows");
+        let batches = fetch(&mut admin, list).await.expect("lists");
         if let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) {
             id = Some(batch.column(0).as_string::<i32>().value(0).to_owned());
             break;
@@ -634,14 +637,7 @@ async fn kill_query_and_statement_timeout() {
     let states = format!("SELECT state FROM system.queries WHERE id = '{id}'");
     let mut state = String::new();
     for _ in 0..100 {
-        let info = admin.execute(states.clone(), None).await.expect("lists");
-        let batches: Vec<_> = admin
-            .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
-            .await
-            .expect("stream")
-            .try_collect()
-            .await
-            .expect("rows");
+        let batches = fetch(&mut admin, &states).await.expect("lists");
         state = batches
             .iter()
             .find(|b| b.num_rows() > 0)
