@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lakegate::output::Format;
-use lakegate::session::Planned;
-use lakegate::session::{self as sql};
-use lakegate::sql::ddl::{self, Command as Statement};
+use lakegate::session::{self as sql, Command as Statement, Planned, parse_database_name, parse_table_name};
 use lakegate::{Config, Error, Lakegate, Result};
 use tracing_subscriber::EnvFilter;
 
@@ -215,7 +213,7 @@ async fn run(cli: Cli) -> Result<()> {
             lakegate::flight::serve(std::sync::Arc::new(lakegate), &server, listen.as_deref(), insecure).await
         }
         Command::Vacuum { table, retain_hours } => {
-            let table = ddl::parse_table_name(&table)?;
+            let table = parse_table_name(&table)?;
             lakegate
                 .session()
                 .print(Planned::Command(Statement::Vacuum { table, retain_hours: Some(retain_hours) }))
@@ -260,10 +258,10 @@ async fn run(cli: Cli) -> Result<()> {
             let statement = match action {
                 CatalogAction::Databases => Statement::ShowDatabases { pattern: None },
                 CatalogAction::Tables { database } => {
-                    Statement::ShowTables { database: Some(ddl::parse_database_name(&database)?), pattern: None }
+                    Statement::ShowTables { database: Some(parse_database_name(&database)?), pattern: None }
                 }
-                CatalogAction::Describe { table } => Statement::Describe { table: ddl::parse_table_name(&table)? },
-                CatalogAction::Show { table } => Statement::ShowCreateTable { table: ddl::parse_table_name(&table)? },
+                CatalogAction::Describe { table } => Statement::Describe { table: parse_table_name(&table)? },
+                CatalogAction::Show { table } => Statement::ShowCreateTable { table: parse_table_name(&table)? },
             };
             lakegate.session().print(Planned::Command(statement)).await
         }

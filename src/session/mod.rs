@@ -32,6 +32,7 @@ use crate::access::Principal;
 use crate::history::QueryHistory;
 pub use crate::output::Output;
 use crate::sources::cassandra::CassandraConfig;
+pub use crate::sql::ddl::{Command, parse_database_name, parse_table_name};
 pub use crate::sql::{CATALOG, ScriptStatement, number_placeholders, redact, split_statements, template};
 use crate::storage::{ObjectStores, S3Config};
 use crate::{Error, Result, sources};
@@ -104,7 +105,7 @@ impl Lakegate {
         }
         let runtime = runtime.build_arc()?;
         let query_timeout = match &config.execution.query_timeout {
-            Some(text) => crate::sql::ddl::parse_duration(text)
+            Some(text) => crate::sql::parse_duration(text)
                 .map_err(|e| Error::Config(format!("[execution] query_timeout: {e}")))?,
             None => None,
         };

@@ -3,6 +3,7 @@
 //! catalog's tables are found and resolved here for the writer; everything else is left to
 //! DataFusion's planner. Nothing here runs a statement: the session does.
 
+mod control;
 pub mod ddl;
 mod insert;
 pub(crate) mod rewrite;
@@ -14,6 +15,7 @@ pub mod types;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 
+pub use control::parse_duration;
 pub(crate) use insert::catalog_insert;
 pub use script::{ScriptStatement, split_statements};
 pub use tokens::{number_placeholders, redact};
