@@ -399,15 +399,9 @@ fn a_node_killed_mid_scan_fails_the_query_and_the_server_keeps_serving() {
         assert!(err.contains("lg_kill.t"), "the error names the table: {err}");
 
         let mut client = server.signed_in().await;
-        let info =
-            client.execute("SELECT count(*) FROM (VALUES (1), (2)) AS v(x)".into(), None).await.expect("still serving");
-        let batches: Vec<_> = client
-            .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
+        let batches = crate::flight::fetch(&mut client, "SELECT count(*) FROM (VALUES (1), (2)) AS v(x)")
             .await
-            .expect("stream")
-            .try_collect()
-            .await
-            .expect("rows");
+            .expect("still serving");
         assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 2);
     });
 }

@@ -291,21 +291,12 @@ async fn rust_client_queries_streams_and_gets_clear_errors() {
     client.execute_update("DROP TABLE default.numbers".into(), None).await.expect("drop");
 
     // The server keeps serving after all of that, and lists what it ran.
-    let info = client
-        .execute(
-            "SELECT user, sql, rows, outcome FROM system.queries WHERE sql LIKE 'SELECT sum(n)%' ORDER BY started"
-                .into(),
-            None,
-        )
-        .await
-        .expect("still serving");
-    let batches: Vec<_> = client
-        .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
-        .await
-        .expect("stream")
-        .try_collect()
-        .await
-        .expect("ok");
+    let batches = fetch(
+        &mut client,
+        "SELECT user, sql, rows, outcome FROM system.queries WHERE sql LIKE 'SELECT sum(n)%' ORDER BY started",
+    )
+    .await
+    .expect("still serving");
     let history = datafusion::arrow::util::pretty::pretty_format_batches(&batches).expect("prints").to_string();
     assert!(history.contains("| analyst |") && history.contains("| 1    | ok"), "{history}");
     assert_eq!(
@@ -313,14 +304,7 @@ async fn rust_client_queries_streams_and_gets_clear_errors() {
         2,
         "the query and its redemption elsewhere: {history}"
     );
-    let info = client.execute("SELECT 42 AS answer".into(), None).await.expect("still serving");
-    let batches: Vec<_> = client
-        .do_get(info.endpoint[0].ticket.clone().expect("ticket"))
-        .await
-        .expect("stream")
-        .try_collect()
-        .await
-        .expect("ok");
+    let batches = fetch(&mut client, "SELECT 42 AS answer").await.expect("still serving");
     assert_eq!(batches[0].num_rows(), 1);
     let log = server.stop();
     assert!(log.contains("user=analyst") && log.contains("SELECT 42"), "queries are logged with their user: {log}");
@@ -463,7 +447,7 @@ async fn thirty_two_concurrent_clients() {
 }
 
 /// The rows of `sql`.
-async fn fetch(
+pub(crate) async fn fetch(
     client: &mut FlightSqlServiceClient<Channel>,
     sql: &str,
 ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, String> {
