@@ -131,8 +131,11 @@ impl Session {
         let timeout = self.statement_timeout();
         let stop = async move {
             let killed = async move {
-                let reason = killed.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
-                crate::Stopped { reason: reason.unwrap_or_else(|| "the query was stopped".into()), timed_out: false }
+                // A closed channel (the statement left the running list) is no reason to stop.
+                let Ok(reason) = killed.wait_for(Option::is_some).await.map(|r| r.clone()) else {
+                    return std::future::pending().await;
+                };
+                crate::Stopped { reason: reason.unwrap_or_default(), timed_out: false }
             };
             match timeout {
                 Some(limit) => tokio::select! {
