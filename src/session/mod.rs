@@ -105,8 +105,11 @@ impl Lakegate {
         }
         let runtime = runtime.build_arc()?;
         let query_timeout = match &config.execution.query_timeout {
-            Some(text) => crate::sql::parse_duration(text)
-                .map_err(|e| Error::Config(format!("[execution] query_timeout: {e}")))?,
+            Some(text) => crate::sql::parse_duration(text).map_err(|_| {
+                Error::Config(format!(
+                    "[execution] query_timeout = '{text}' is not a duration: write e.g. '30m' or '90s'"
+                ))
+            })?,
             None => None,
         };
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores, &config.cassandra))?;
