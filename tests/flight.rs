@@ -601,6 +601,10 @@ async fn kill_query_and_statement_timeout() {
     let id = id.expect("the slow query is listed as running in system.queries");
 
     let mut reader = server.sign_in("rita", "r3ader").await.expect("signs in");
+    // A reader sees only their own running statements: not the admin's query, nor its id.
+    let seen = fetch(&mut reader, "SELECT id, sql FROM system.queries WHERE state = 'running'").await.expect("lists");
+    let seen = datafusion::arrow::util::pretty::pretty_format_batches(&seen).expect("prints").to_string();
+    assert!(!seen.contains(&id) && !seen.contains("generate_series"), "{seen}");
     let refused = run(&mut reader, &format!("KILL QUERY '{id}'")).await.expect_err("a reader kills only their own");
     assert!(refused.contains("permission denied for user 'rita'") && refused.contains("admin role"), "{refused}");
     let unknown = run(&mut admin, "KILL QUERY 'no-such-query'").await.expect_err("nothing to kill");
