@@ -31,6 +31,8 @@ LAYERS = {
     "sources": 1,  # sources/<kind> too
     "storage": 0,
     "output": -1,  # leaves: anything may use them
+    "metrics": -1,
+    "telemetry": -1,
     "error": -1,
     "lib": 7,
 }

@@ -12,9 +12,9 @@
 # and runs the tests.
 #
 # It also installs Apache Superset into a venv of its own
-# (scripts/services/superset.sh install) for the Superset test, builds
-# Toxiproxy with `go install` (scripts/services/toxiproxy.sh install) for the
-# fault tests, and resolves Apache Cassandra's jars from Maven Central
+# (scripts/services/superset.sh install) for the Superset test, builds promtool
+# (scripts/services/promtool.sh install, for the metrics test) and Toxiproxy
+# (scripts/services/toxiproxy.sh install, for the fault tests) with `go install`, and resolves Apache Cassandra's jars from Maven Central
 # (scripts/services/cassandra.sh install) for the Cassandra source tests.
 #
 # Environment it exports:
@@ -177,6 +177,9 @@ lakegate_setup() {
 
     lakegate_section "Toxiproxy (built from the Go module proxy, for the fault tests)"
     bash "$LAKEGATE_ROOT/scripts/services/toxiproxy.sh" install
+
+    lakegate_section "promtool (built from the Go module proxy, to lint /metrics)"
+    bash "$LAKEGATE_ROOT/scripts/services/promtool.sh" install
 
     lakegate_section "rust toolchain"
     lakegate_ensure_rust

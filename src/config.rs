@@ -12,6 +12,7 @@ pub use crate::flight::{ServerConfig, UserConfig};
 pub use crate::session::{EngineConfig, ExecutionConfig, GeodataConfig, LayerConfig};
 pub use crate::sources::cassandra::CassandraConfig;
 pub use crate::storage::S3Config;
+pub use crate::telemetry::TelemetryConfig;
 use crate::{Error, Result};
 
 /// Everything a lakegate process needs to know before it opens the catalog.
@@ -25,6 +26,7 @@ pub struct Config {
     pub geodata: GeodataConfig,
     pub server: ServerConfig,
     pub cassandra: CassandraConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// `LAKEGATE_S3_*`: the `[s3]` settings from the environment.
@@ -76,6 +78,9 @@ impl Config {
     }
 
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(endpoint) = get("LAKEGATE_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(endpoint);
+        }
         if let Some(dir) = get("LAKEGATE_DATA_DIR") {
             self.data_dir = Some(dir.into());
         }

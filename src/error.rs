@@ -70,6 +70,16 @@ impl Stopped {
             _ => None,
         }
     }
+
+    /// Whether `error` is a stop (a KILL, a time limit), not a failure.
+    pub fn in_error(error: &Error) -> bool {
+        match error {
+            Error::Stopped(_) => true,
+            Error::DataFusion(e) => Self::find(e).is_some(),
+            Error::Statement { source, .. } => Self::in_error(source),
+            _ => false,
+        }
+    }
 }
 
 impl From<lakegate_catalog::Error> for Error {

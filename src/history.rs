@@ -1,9 +1,9 @@
-//! Recent and running statements of this process, for `SELECT * FROM system.queries`, and
-//! the running ones' stop signals, for `KILL QUERY` and time limits.
+//! Recent and running statements of this process, for `SELECT * FROM system.queries`, the
+//! running ones' stop signals, for `KILL QUERY` and time limits, and the metrics they update.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
@@ -14,22 +14,64 @@ use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::metrics::Metrics;
+
 /// How many statements are kept.
 const KEPT: usize = 1000;
 
-/// One finished statement.
-#[derive(Debug, Clone)]
+/// One statement, running or ended: a row of `system.queries`.
+#[derive(Debug, Clone, Default)]
 pub struct QueryRecord {
-    /// The id `KILL QUERY` took while it ran.
+    /// The id `KILL QUERY` takes.
     pub id: String,
-    pub started: SystemTime,
+    pub started: Option<SystemTime>,
     pub user: String,
+    /// The program that sent it: `ADBC`, `JDBC`, `Python` (pyarrow, flightsql-dbapi, Superset),
+    /// `cli`, `repl`...
+    pub client: String,
+    /// `query`, `write`, `command` or `statement`.
+    pub kind: &'static str,
+    /// `running`, `finished`, `failed` or `cancelled`.
+    pub state: &'static str,
+    /// The statement's text, secrets masked.
     pub sql: String,
+    /// Parsing and logical planning.
+    pub planning: Duration,
+    /// From the start of the run (optimizing, physical planning, execution, the client reading
+    /// the rows) to its end.
+    pub execution: Duration,
     pub rows: u64,
     pub bytes: u64,
-    pub elapsed: Duration,
-    /// `ok`, `failed`, `cancelled` or `disconnected`, with the error when it failed.
-    pub outcome: String,
+    pub read: SourceReads,
+    pub spilled_bytes: u64,
+    /// The largest memory its operators held, added up over operators (an upper bound).
+    pub peak_memory: u64,
+    pub error: String,
+    /// The OpenTelemetry trace it ran in, when traces are exported.
+    pub trace_id: String,
+}
+
+/// Rows and bytes read, per kind of source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceReads(pub BTreeMap<String, (u64, u64)>);
+
+impl SourceReads {
+    fn rows(&self) -> u64 {
+        self.0.values().map(|(rows, _)| rows).sum()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.0.values().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// `parquet 1000 rows 2.0 MiB, postgres 3 rows 96 B`.
+    fn describe(&self) -> String {
+        let each = self
+            .0
+            .iter()
+            .map(|(source, (rows, bytes))| format!("{source} {rows} rows {}", crate::output::human_bytes(*bytes)));
+        each.collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// The last [`KEPT`] statements, newest last, and those running now.
@@ -37,61 +79,79 @@ pub struct QueryRecord {
 pub struct QueryHistory {
     records: Mutex<VecDeque<QueryRecord>>,
     running: Mutex<HashMap<String, RunningQuery>>,
+    metrics: Arc<Metrics>,
 }
 
 /// A statement while it runs.
 #[derive(Debug)]
 struct RunningQuery {
-    user: String,
-    sql: String,
-    started: SystemTime,
+    record: QueryRecord,
+    started: Instant,
     /// Set to why it must stop; the statement watches it.
     stop: tokio::sync::watch::Sender<Option<String>>,
-}
-
-/// Keeps a statement in the running list until dropped.
-#[derive(Debug)]
-pub struct Running {
-    history: Arc<QueryHistory>,
-    id: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        lock(&self.history.running).remove(&self.id);
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A statement from its start to its end: listed as running until [`Tracked::finish`] or
+/// drop, then kept in the history and counted in the metrics. Dropped unfinished (the client
+/// went away), it is recorded as cancelled.
+#[derive(Debug)]
+pub struct Tracked {
+    history: Arc<QueryHistory>,
+    id: String,
+    rows: u64,
+    bytes: u64,
+    ended: bool,
+}
+
 impl QueryHistory {
-    pub fn record(&self, record: QueryRecord) {
-        let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..Self::default() }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn keep(&self, record: QueryRecord) {
+        let mut records = lock(&self.records);
         if records.len() == KEPT {
             records.pop_front();
         }
         records.push_back(record);
     }
 
-    /// Lists `id` as running `sql` (already redacted) for `user` until the returned guard is
-    /// dropped; the receiver learns why, when it must stop.
-    pub fn start(
-        self: &Arc<Self>,
-        id: &str,
-        user: &str,
-        sql: &str,
-    ) -> (Running, tokio::sync::watch::Receiver<Option<String>>) {
+    /// Lists `record` (its SQL already redacted) as running until the returned guard ends;
+    /// the receiver learns why, when it must stop.
+    pub fn start(self: &Arc<Self>, mut record: QueryRecord) -> (Tracked, tokio::sync::watch::Receiver<Option<String>>) {
         let (stop, watch) = tokio::sync::watch::channel(None);
-        let query = RunningQuery { user: user.to_owned(), sql: sql.to_owned(), started: SystemTime::now(), stop };
-        lock(&self.running).insert(id.to_owned(), query);
-        (Running { history: Arc::clone(self), id: id.to_owned() }, watch)
+        record.state = "running";
+        record.started = Some(SystemTime::now());
+        self.metrics.started.with_label_values(&[record.kind, &record.user]).inc();
+        self.metrics.active.inc();
+        let id = record.id.clone();
+        lock(&self.running).insert(id.clone(), RunningQuery { record, started: Instant::now(), stop });
+        (Tracked { history: Arc::clone(self), id, rows: 0, bytes: 0, ended: false }, watch)
+    }
+
+    /// Records a statement that failed before it could run (it did not parse or plan).
+    pub fn failed_to_plan(&self, mut record: QueryRecord, error: &crate::Error) {
+        record.state = "failed";
+        record.started = Some(SystemTime::now() - record.planning);
+        record.error = error.to_string();
+        let labels = [record.kind, record.user.as_str()];
+        self.metrics.started.with_label_values(&labels).inc();
+        self.metrics.ended.with_label_values(&[record.kind, &record.user, "failed"]).inc();
+        self.metrics.duration.with_label_values(&[record.kind]).observe(record.planning.as_secs_f64());
+        self.keep(record);
     }
 
     /// The user running query `id`, if it runs.
     pub fn owner(&self, id: &str) -> Option<String> {
-        lock(&self.running).get(id).map(|q| q.user.clone())
+        lock(&self.running).get(id).map(|q| q.record.user.clone())
     }
 
     /// Tells query `id` to stop, for `reason`; false when it does not run.
@@ -99,11 +159,17 @@ impl QueryHistory {
         lock(&self.running).get(id).is_some_and(|q| q.stop.send(Some(reason.to_owned())).is_ok())
     }
 
+    /// The records as they are now, running ones last.
     fn snapshot(&self) -> Vec<QueryRecord> {
-        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().cloned().collect()
+        let mut records: Vec<QueryRecord> = lock(&self.records).iter().cloned().collect();
+        for query in lock(&self.running).values() {
+            let mut record = query.record.clone();
+            record.execution = query.started.elapsed();
+            records.push(record);
+        }
+        records
     }
 
-    /// The `system` database: `system.queries`.
     /// The `system` database as `viewer` sees it: `None` sees every user's queries, a user
     /// only their own.
     pub fn system_database(self: &Arc<Self>, viewer: Option<String>) -> Arc<dyn SchemaProvider> {
@@ -115,6 +181,185 @@ impl QueryHistory {
     }
 }
 
+impl Tracked {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Counts rows sent back to the client.
+    pub fn returned(&mut self, rows: usize, bytes: usize) {
+        self.rows += rows as u64;
+        self.bytes += bytes as u64;
+    }
+
+    /// Ends the statement: `result` says how, `plan` (when it ran one) what it read, spilled
+    /// and held.
+    pub fn finish(mut self, result: Result<(), &crate::Error>, plan: Option<&dyn ExecutionPlan>) {
+        self.end(result, plan);
+    }
+
+    fn end(&mut self, result: Result<(), &crate::Error>, plan: Option<&dyn ExecutionPlan>) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let history = &self.history;
+        let metrics = &history.metrics;
+        let Some(query) = lock(&history.running).remove(&self.id) else {
+            // Another statement under the same id (a ticket fetched twice) ended first and
+            // took the record; the gauge must still come down.
+            metrics.active.dec();
+            return;
+        };
+        let mut record = query.record;
+        record.execution = query.started.elapsed();
+        record.rows = self.rows;
+        record.bytes = self.bytes;
+        record.state = match result {
+            Ok(()) => "finished",
+            Err(crate::Error::Stopped(_)) => "cancelled",
+            Err(e) if crate::Stopped::in_error(e) => "cancelled",
+            Err(e) => {
+                if let Some(source) = source_of(e) {
+                    metrics.source_errors.with_label_values(&[source]).inc();
+                }
+                "failed"
+            }
+        };
+        if let Err(e) = result {
+            record.error = e.to_string();
+        }
+        if let Some(plan) = plan {
+            let totals = PlanTotals::of(plan);
+            for (source, (rows, bytes)) in &totals.read.0 {
+                metrics.source_rows.with_label_values(&[source]).inc_by(*rows);
+                metrics.source_bytes.with_label_values(&[source]).inc_by(*bytes);
+            }
+            metrics.spills.inc_by(totals.spills);
+            metrics.spilled_bytes.inc_by(totals.spilled_bytes);
+            record.read = totals.read;
+            record.spilled_bytes = totals.spilled_bytes;
+            record.peak_memory = totals.peak_memory;
+        }
+        metrics.active.dec();
+        metrics.ended.with_label_values(&[record.kind, &record.user, record.state]).inc();
+        metrics.duration.with_label_values(&[record.kind]).observe((record.planning + record.execution).as_secs_f64());
+        metrics.rows_returned.with_label_values(&[&record.user]).inc_by(record.rows);
+        metrics.bytes_returned.with_label_values(&[&record.user]).inc_by(record.bytes);
+        tracing::info!(
+            query_id = %record.id,
+            user = %record.user,
+            client = %record.client,
+            sql = %record.sql,
+            state = record.state,
+            rows = record.rows,
+            bytes = record.bytes,
+            planning_ms = record.planning.as_millis() as u64,
+            execution_ms = record.execution.as_millis() as u64,
+            error = %record.error,
+            "query"
+        );
+        history.keep(record);
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.end(Err(&abandoned()), None);
+    }
+}
+
+/// Why a statement dropped before its end stopped.
+pub fn abandoned() -> crate::Error {
+    crate::Error::Stopped(crate::Stopped {
+        reason: "stopped before its end: the client cancelled it or went away".into(),
+        timed_out: false,
+    })
+}
+
+/// The kind of source whose error `error` is, if a source's.
+fn source_of(error: &crate::Error) -> Option<&'static str> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<crate::sources::postgres::Error>() {
+            return Some("postgres");
+        }
+        if e.is::<crate::sources::cassandra::Error>() {
+            return Some("cassandra");
+        }
+        if e.is::<object_store::Error>() {
+            return Some("object_store");
+        }
+        if let Some(datafusion::error::DataFusionError::ObjectStore(_)) = e.downcast_ref() {
+            return Some("object_store");
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// What a finished plan read from each source, spilled and held, from its operators' metrics.
+#[derive(Debug, Default)]
+struct PlanTotals {
+    read: SourceReads,
+    spills: u64,
+    spilled_bytes: u64,
+    peak_memory: u64,
+}
+
+impl PlanTotals {
+    fn of(plan: &dyn ExecutionPlan) -> Self {
+        let mut totals = Self::default();
+        totals.add(plan);
+        totals
+    }
+
+    fn add(&mut self, plan: &dyn ExecutionPlan) {
+        if let Some(metrics) = plan.metrics() {
+            self.spills += metrics.spill_count().unwrap_or_default() as u64;
+            self.spilled_bytes += metrics.spilled_bytes().unwrap_or_default() as u64;
+            self.peak_memory += metrics.sum_by_name("peak_mem_used").map(|v| v.as_usize()).unwrap_or_default() as u64;
+            if let Some(source) = source_kind(plan) {
+                let rows = metrics.output_rows().or_else(|| metrics.sum_by_name("rows_fetched").map(|v| v.as_usize()));
+                let bytes = ["bytes_scanned", "bytes_received"]
+                    .iter()
+                    .filter_map(|name| metrics.sum_by_name(name))
+                    .map(|v| v.as_usize())
+                    .sum::<usize>();
+                let entry = self.read.0.entry(source).or_default();
+                entry.0 += rows.unwrap_or_default() as u64;
+                entry.1 += bytes as u64;
+            }
+        }
+        for child in plan.children() {
+            self.add(child.as_ref());
+        }
+    }
+}
+
+/// The kind of source a leaf of a plan reads: `parquet` (or another file format), `postgres`,
+/// `cassandra`, `redshift`, `memory`.
+pub(crate) fn source_kind(plan: &dyn ExecutionPlan) -> Option<String> {
+    use datafusion::datasource::physical_plan::FileScanConfig;
+    use datafusion::datasource::source::DataSourceExec;
+    if !plan.children().is_empty() {
+        return None;
+    }
+    let kind = match plan.name() {
+        "PostgresScanExec" => "postgres",
+        "CassandraScanExec" => "cassandra",
+        "UnloadExec" => "redshift",
+        "DataSourceExec" => {
+            let source = plan.downcast_ref::<DataSourceExec>()?.data_source();
+            return Some(match source.downcast_ref::<FileScanConfig>() {
+                Some(files) => files.file_source().file_type().to_owned(),
+                None => "memory".to_owned(),
+            });
+        }
+        _ => return None,
+    };
+    Some(kind.to_owned())
+}
+
 #[derive(Debug)]
 struct QueriesTable {
     history: Arc<QueryHistory>,
@@ -123,17 +368,31 @@ struct QueriesTable {
 }
 
 fn schema() -> SchemaRef {
+    let text = |name: &str| Field::new(name, DataType::Utf8, false);
+    let count = |name: &str| Field::new(name, DataType::UInt64, false);
     Arc::new(Schema::new(vec![
+        text("id"),
         Field::new("started", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-        Field::new("user", DataType::Utf8, false),
-        Field::new("sql", DataType::Utf8, false),
-        Field::new("rows", DataType::UInt64, false),
-        Field::new("bytes", DataType::UInt64, false),
-        Field::new("elapsed_ms", DataType::UInt64, false),
-        Field::new("outcome", DataType::Utf8, false),
-        Field::new("id", DataType::Utf8, false),
+        text("user"),
+        text("client"),
+        text("kind"),
         // running, finished, failed or cancelled
-        Field::new("state", DataType::Utf8, false),
+        text("state"),
+        text("sql"),
+        count("planning_ms"),
+        count("execution_ms"),
+        count("elapsed_ms"),
+        // returned to the client
+        count("rows"),
+        count("bytes"),
+        count("rows_read"),
+        count("bytes_read"),
+        // per source: "parquet 1000 rows 2.0 MiB, postgres 3 rows 96 B"
+        text("read"),
+        count("spilled_bytes"),
+        count("peak_memory_bytes"),
+        text("error"),
+        text("trace_id"),
     ]))
 }
 
@@ -156,51 +415,44 @@ impl TableProvider for QueriesTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let mut records = self.history.snapshot();
-        let mut states: Vec<&str> = records.iter().map(|r| state_of(&r.outcome)).collect();
-        let now = SystemTime::now();
-        for (id, query) in lock(&self.history.running).iter() {
-            records.push(QueryRecord {
-                id: id.clone(),
-                started: query.started,
-                user: query.user.clone(),
-                sql: query.sql.clone(),
-                rows: 0,
-                bytes: 0,
-                elapsed: now.duration_since(query.started).unwrap_or_default(),
-                outcome: String::new(),
-            });
-            states.push("running");
-        }
-        let mut records: Vec<(QueryRecord, &str)> = records.into_iter().zip(states).collect();
         if let Some(viewer) = &self.viewer {
-            records.retain(|(r, _)| &r.user == viewer);
+            records.retain(|r| &r.user == viewer);
         }
-        let millis =
-            |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
+        let millis = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default()
+        };
+        let text = |f: fn(&QueryRecord) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(records.iter().map(f)))
+        };
+        let count =
+            |f: fn(&QueryRecord) -> u64| -> ArrayRef { Arc::new(UInt64Array::from_iter_values(records.iter().map(f))) };
         let columns: Vec<ArrayRef> = vec![
+            text(|r| &r.id),
             Arc::new(
-                TimestampMillisecondArray::from(records.iter().map(|(r, _)| millis(r.started)).collect::<Vec<_>>())
+                TimestampMillisecondArray::from(records.iter().map(|r| millis(r.started)).collect::<Vec<_>>())
                     .with_timezone("UTC"),
             ),
-            Arc::new(StringArray::from_iter_values(records.iter().map(|(r, _)| r.user.as_str()))),
-            Arc::new(StringArray::from_iter_values(records.iter().map(|(r, _)| r.sql.as_str()))),
-            Arc::new(UInt64Array::from_iter_values(records.iter().map(|(r, _)| r.rows))),
-            Arc::new(UInt64Array::from_iter_values(records.iter().map(|(r, _)| r.bytes))),
-            Arc::new(UInt64Array::from_iter_values(records.iter().map(|(r, _)| r.elapsed.as_millis() as u64))),
-            Arc::new(StringArray::from_iter_values(records.iter().map(|(r, _)| r.outcome.as_str()))),
-            Arc::new(StringArray::from_iter_values(records.iter().map(|(r, _)| r.id.as_str()))),
-            Arc::new(StringArray::from_iter_values(records.iter().map(|(_, state)| *state))),
+            text(|r| &r.user),
+            text(|r| &r.client),
+            text(|r| r.kind),
+            text(|r| r.state),
+            text(|r| &r.sql),
+            count(|r| r.planning.as_millis() as u64),
+            count(|r| r.execution.as_millis() as u64),
+            count(|r| (r.planning + r.execution).as_millis() as u64),
+            count(|r| r.rows),
+            count(|r| r.bytes),
+            count(|r| r.read.rows()),
+            count(|r| r.read.bytes()),
+            Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.read.describe()))),
+            count(|r| r.spilled_bytes),
+            count(|r| r.peak_memory),
+            text(|r| &r.error),
+            text(|r| &r.trace_id),
         ];
         let batch = RecordBatch::try_new(schema(), columns)?;
         MemTable::try_new(schema(), vec![vec![batch]])?.scan(state, projection, filters, limit).await
-    }
-}
-
-/// The state of a finished statement, from its outcome.
-fn state_of(outcome: &str) -> &'static str {
-    match outcome {
-        "ok" => "finished",
-        o if o.starts_with("cancelled") || o.starts_with("disconnected") => "cancelled",
-        _ => "failed",
     }
 }

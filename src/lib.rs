@@ -8,12 +8,14 @@ pub mod demo;
 mod error;
 pub mod flight;
 pub mod history;
+pub mod metrics;
 pub mod output;
 pub mod repl;
 pub mod session;
 pub mod sources;
 pub mod sql;
 pub mod storage;
+pub mod telemetry;
 pub mod write;
 
 pub use config::Config;

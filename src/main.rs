@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lakegate::output::Format;
 use lakegate::session::{self as sql, Command as Statement, Planned, parse_database_name, parse_table_name};
+use lakegate::telemetry::LogFormat;
 use lakegate::{Config, Error, Lakegate, Result};
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +27,10 @@ struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How log lines are written on standard error: text, or JSON objects (one per line, with
+    /// the query id of the statement they belong to)
+    #[arg(long, global = true, value_enum, default_value = "text", env = "LAKEGATE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +74,10 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:50051, or `[server] listen`]; port 0 picks one
         #[arg(long, env = "LAKEGATE_LISTEN")]
         listen: Option<String>,
+        /// Address of the admin HTTP endpoint (/metrics, /healthz, /readyz) [default:
+        /// 127.0.0.1:9090, or `[server] admin_listen`]; `off` serves none
+        #[arg(long, env = "LAKEGATE_ADMIN_LISTEN")]
+        admin_listen: Option<String>,
         /// Serve a non-loopback address although no users are configured (anyone can connect)
         #[arg(long)]
         insecure_allow_remote: bool,
@@ -145,16 +154,6 @@ enum CatalogAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(match cli.verbose {
-            0 => "warn",
-            1 => "info,lakegate=info",
-            _ => "debug",
-        })
-    });
-    // Colours only on a terminal: logs written to files and CI stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -176,6 +175,15 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = Some(dir);
     }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(match cli.verbose {
+            0 => "warn",
+            1 => "info,lakegate=info",
+            _ => "debug",
+        })
+    });
+    // Kept until the end: dropping it sends the traces still queued.
+    let _telemetry = lakegate::telemetry::init(filter, cli.log_format, &config.telemetry)?;
     let server = config.server.clone();
     let lakegate = Lakegate::open(config).await?;
     match cli.command {
@@ -202,7 +210,14 @@ async fn run(cli: Cli) -> Result<()> {
             }
             lakegate.session().run_script(&origin, &statements).await
         }
-        Command::Serve { listen, insecure_allow_remote, insecure_allow_plaintext, demo, demo_postgres } => {
+        Command::Serve {
+            listen,
+            admin_listen,
+            insecure_allow_remote,
+            insecure_allow_plaintext,
+            demo,
+            demo_postgres,
+        } => {
             if demo {
                 lakegate::demo::run(&lakegate, 3_000_000, demo_postgres.as_deref()).await?;
             }
@@ -210,7 +225,8 @@ async fn run(cli: Cli) -> Result<()> {
                 allow_remote: insecure_allow_remote,
                 allow_plaintext: insecure_allow_plaintext,
             };
-            lakegate::flight::serve(std::sync::Arc::new(lakegate), &server, listen.as_deref(), insecure).await
+            let lakegate = std::sync::Arc::new(lakegate);
+            lakegate::flight::serve(lakegate, &server, listen.as_deref(), admin_listen.as_deref(), insecure).await
         }
         Command::Vacuum { table, retain_hours } => {
             let table = parse_table_name(&table)?;

@@ -49,7 +49,7 @@ pub async fn run(lakegate: &Lakegate, target: Option<Target>) -> Result<()> {
     let mut editor = DefaultEditor::new().map_err(|e| Error::Terminal(format!("cannot open it: {e}")))?;
     let history = lakegate.config().data_dir.join("history");
     let _ = editor.load_history(&history);
-    let session = target.unwrap_or_else(|| Target::Local(lakegate.session()));
+    let session = target.unwrap_or_else(|| Target::Local(lakegate.session().with_client("repl")));
     println!("lakegate {} — type \\? for help, \\q to quit", env!("CARGO_PKG_VERSION"));
     let mut buffer = String::new();
     loop {

@@ -13,8 +13,8 @@ use tonic::transport::Channel;
 
 use crate::common::{Lakegate, venv_bin};
 
-const USER: &str = "analyst";
-const PASSWORD: &str = "s3cret";
+pub(crate) const USER: &str = "analyst";
+pub(crate) const PASSWORD: &str = "s3cret";
 
 /// A `lakegate serve` process on a free port, with one configured user (or none); killed on
 /// drop.
@@ -24,6 +24,8 @@ pub(crate) struct Server {
     /// Whether the server has the test user; without, clients connect with no credentials.
     users: bool,
     pub(crate) lakegate: Lakegate,
+    /// The admin endpoint's base URL (`http://127.0.0.1:PORT`), when it serves one.
+    pub(crate) admin: Option<String>,
     /// The server's log, read as it is written so a busy server never blocks on a full pipe.
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -53,12 +55,16 @@ impl Server {
         let config = lakegate.data_dir.path().join("lakegate.toml");
         std::fs::write(&config, config_text).expect("config");
         let users = config_text.contains("[[server.users]]");
+        // Each server its own admin port, unless the test chooses one.
+        let admin_port: &[&str] =
+            if args.iter().any(|a| a.starts_with("--admin-listen")) { &[] } else { &["--admin-listen", "127.0.0.1:0"] };
         let mut child = lakegate
             .command()
             .arg("--config")
             .arg(&config)
             .arg("serve")
             .args(args)
+            .args(admin_port)
             .env("RUST_LOG", "lakegate=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -75,12 +81,15 @@ impl Server {
             }
         });
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        match stdout
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("lakegate Flight SQL listening on ").map(str::to_owned))
-        {
-            Some(url) => Ok(Self { child, url, users, lakegate, log }),
+        let mut admin = None;
+        let url = stdout.lines().map_while(Result::ok).find_map(|line| {
+            if let Some(rest) = line.strip_prefix("lakegate admin endpoint on ") {
+                admin = rest.split_whitespace().next().map(str::to_owned);
+            }
+            line.strip_prefix("lakegate Flight SQL listening on ").map(str::to_owned)
+        });
+        match url {
+            Some(url) => Ok(Self { child, url, users, lakegate, admin, log }),
             None => {
                 let _ = child.wait();
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -293,12 +302,12 @@ async fn rust_client_queries_streams_and_gets_clear_errors() {
     // The server keeps serving after all of that, and lists what it ran.
     let batches = fetch(
         &mut client,
-        "SELECT user, sql, rows, outcome FROM system.queries WHERE sql LIKE 'SELECT sum(n)%' ORDER BY started",
+        "SELECT user, sql, rows, state FROM system.queries WHERE sql LIKE 'SELECT sum(n)%' ORDER BY started",
     )
     .await
     .expect("still serving");
     let history = datafusion::arrow::util::pretty::pretty_format_batches(&batches).expect("prints").to_string();
-    assert!(history.contains("| analyst |") && history.contains("| 1    | ok"), "{history}");
+    assert!(history.contains("| analyst |") && history.contains("| 1    | finished"), "{history}");
     assert_eq!(
         batches.iter().map(|b| b.num_rows()).sum::<usize>(),
         2,
@@ -456,7 +465,7 @@ pub(crate) async fn fetch(
     client.do_get(ticket).await.map_err(|e| e.to_string())?.try_collect().await.map_err(|e| e.to_string())
 }
 
-async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<usize, String> {
+pub(crate) async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<usize, String> {
     let info = client.execute(sql.into(), None).await.map_err(|e| e.to_string())?;
     rows_of(client, info).await
 }

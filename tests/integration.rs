@@ -10,6 +10,7 @@ mod flight;
 mod fuzz;
 mod geodata;
 mod memory;
+mod operate;
 mod postgres;
 mod s3;
 mod sql_text;

@@ -81,6 +81,17 @@ impl Auth {
         Ok(Self { users, sessions: Mutex::default(), idle, secret })
     }
 
+    /// How many sessions are open.
+    pub(crate) fn sessions(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether `headers` carry the Basic credentials of an admin (for the admin endpoint).
+    pub(crate) fn is_admin(&self, headers: &hyper::HeaderMap) -> bool {
+        let metadata = MetadataMap::from_headers(headers.clone());
+        self.verify(&metadata).is_ok_and(|principal| principal.is_admin())
+    }
+
     pub(crate) fn required(&self) -> bool {
         !self.users.is_empty()
     }

@@ -45,7 +45,11 @@ impl Remote {
                 )));
             }
         };
-        let mut endpoint = Channel::from_shared(address).map_err(|e| remote_error(url, e))?;
+        let mut endpoint = Channel::from_shared(address)
+            .map_err(|e| remote_error(url, e))?
+            // The server lists its statements as the REPL's in `system.queries`.
+            .user_agent("lakegate-repl")
+            .map_err(|e| remote_error(url, e))?;
         if tls {
             let mut config = ClientTlsConfig::new();
             if let Some(path) = ca_cert {

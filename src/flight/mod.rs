@@ -5,6 +5,7 @@
 //! the wire batch by batch, in types every client reads, and lakegate keeps control of
 //! sign-in, sessions and tickets.
 
+mod admin;
 mod auth;
 mod client;
 mod metadata;
@@ -35,6 +36,9 @@ use crate::{Error, Lakegate, Result};
 pub struct ServerConfig {
     /// Address to listen on (default `127.0.0.1:50051`).
     pub listen: Option<String>,
+    /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`): default
+    /// `127.0.0.1:9090`; `"off"` serves none.
+    pub admin_listen: Option<String>,
     /// PEM certificate chain and private key: with both, clients connect with `grpc+tls://`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -86,6 +90,18 @@ pub struct Insecure {
 /// Where `lakegate serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
+/// Where the admin endpoint listens unless told otherwise.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+/// Resolves `listen` to one address.
+async fn resolve(listen: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| Error::Listen(format!("cannot resolve listen address '{listen}': {e}")))?
+        .next()
+        .ok_or_else(|| Error::Listen(format!("listen address '{listen}' resolves to nothing")))
+}
+
 /// Serves until SIGINT or SIGTERM, then stops taking calls and lets running ones finish.
 ///
 /// # Errors
@@ -95,16 +111,13 @@ pub async fn serve(
     lakegate: Arc<Lakegate>,
     config: &ServerConfig,
     listen: Option<&str>,
+    admin_listen: Option<&str>,
     insecure: Insecure,
 ) -> Result<()> {
     let listen = listen.map(str::to_owned).or(config.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    let address: SocketAddr = tokio::net::lookup_host(&listen)
-        .await
-        .map_err(|e| Error::Listen(format!("cannot resolve listen address '{listen}': {e}")))?
-        .next()
-        .ok_or_else(|| Error::Listen(format!("listen address '{listen}' resolves to nothing")))?;
+    let address = resolve(&listen).await?;
     let idle = Duration::from_secs(60 * config.token_idle_minutes.unwrap_or(480));
-    let auth = auth::Auth::new(&config.users, idle)?;
+    let auth = Arc::new(auth::Auth::new(&config.users, idle)?);
     let tls = config.tls_cert.is_some() || config.tls_key.is_some();
     if auth.required() && !tls && !address.ip().is_loopback() && !insecure.allow_plaintext {
         return Err(Error::Config(format!(
@@ -120,6 +133,20 @@ pub async fn serve(
     }
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| Error::io(address, e))?;
     let bound = listener.local_addr().map_err(|e| Error::io(address, e))?;
+    let admin = match admin_listen.map(str::to_owned).or(config.admin_listen.clone()) {
+        Some(off) if off == "off" => None,
+        Some(chosen) => Some(start_admin(&lakegate, &auth, &chosen, insecure).await?),
+        // The default port may be taken by another server on the machine: serve without it.
+        None => match start_admin(&lakegate, &auth, DEFAULT_ADMIN_LISTEN, insecure).await {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin endpoint not started; set [server] admin_listen");
+                eprintln!("warning: admin endpoint not started: {e}");
+                None
+            }
+        },
+    };
+    let _admin = admin.map(AbortOnDrop);
     let service = FlightServiceServer::new(service::FlightSqlServer::new(Arc::clone(&lakegate), auth)?)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -149,6 +176,44 @@ pub async fn serve(
         .map_err(|e| Error::Listen(format!("Flight SQL server: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the admin endpoint on `listen`, under the Flight port's rules for remote addresses.
+async fn start_admin(
+    lakegate: &Arc<Lakegate>,
+    auth: &Arc<auth::Auth>,
+    listen: &str,
+    insecure: Insecure,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let address = resolve(listen).await?;
+    let remote = !address.ip().is_loopback();
+    if remote && !auth.required() && !insecure.allow_remote {
+        return Err(Error::Config(format!(
+            "no [[server.users]] are configured, so the admin endpoint serves only on loopback; add users or pass \
+             --insecure-allow-remote to serve {address} to anyone"
+        )));
+    }
+    if remote && auth.required() && !insecure.allow_plaintext {
+        return Err(Error::Config(format!(
+            "the admin endpoint is plain HTTP, so an admin's password would cross the network in clear text on {address}: \
+             listen on loopback, or pass --insecure-allow-plaintext (e.g. behind a TLS-terminating proxy)"
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| Error::io(address, e))?;
+    let bound = listener.local_addr().map_err(|e| Error::io(address, e))?;
+    // Tests and scripts read this line to find the port (`--admin-listen 127.0.0.1:0`).
+    println!("lakegate admin endpoint on http://{bound} (/metrics, /healthz, /readyz)");
+    let guarded = remote && auth.required();
+    Ok(tokio::spawn(admin::serve(listener, Arc::clone(lakegate), Arc::clone(auth), guarded)))
 }
 
 async fn shutdown_signal() {

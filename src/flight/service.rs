@@ -27,18 +27,20 @@ use arrow_flight::{
 };
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
+use datafusion::logical_expr::LogicalPlan;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::auth::{Auth, Caller};
 use super::metadata::{primary_keys_schema, sql_info, type_info};
 use super::status::status;
-use super::stream::{DoGetStream, QueryLog, QueryStream, affected_rows, collect, encode, one_batch, rows};
+use super::stream::{DoGetStream, QueryStream, RunningTicket, affected_rows, collect, encode, one_batch, rows};
 use super::wire::{self, Handle};
+use crate::Lakegate;
 use crate::session::{self, Planned};
-use crate::{Error, Lakegate};
 
 /// How long bound parameters of a prepared statement are kept for clients that do not use
 /// the handle returned by the bind.
@@ -46,7 +48,7 @@ const BOUND_PARAMETERS_TTL: Duration = Duration::from_secs(3600);
 
 pub(crate) struct FlightSqlServer {
     lakegate: Arc<Lakegate>,
-    auth: Auth,
+    auth: Arc<Auth>,
     sql_info: SqlInfoData,
     type_info: XdbcTypeInfoData,
     /// Query id → its cancel flag, while it runs (or once cancelled before it ran).
@@ -61,7 +63,9 @@ pub(crate) struct FlightSqlServer {
 }
 
 struct CachedPlan {
-    plan: datafusion::logical_expr::LogicalPlan,
+    plan: LogicalPlan,
+    /// How long making it took.
+    planning: Duration,
     user: String,
     at: Instant,
 }
@@ -71,7 +75,7 @@ const PLAN_CACHE_TTL: Duration = Duration::from_secs(60);
 const PLAN_CACHE_SIZE: usize = 1024;
 
 impl FlightSqlServer {
-    pub(crate) fn new(lakegate: Arc<Lakegate>, auth: Auth) -> crate::Result<Self> {
+    pub(crate) fn new(lakegate: Arc<Lakegate>, auth: Arc<Auth>) -> crate::Result<Self> {
         Ok(Self {
             lakegate,
             auth,
@@ -84,7 +88,9 @@ impl FlightSqlServer {
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.auth.caller(request.metadata(), request.remote_addr(), |p| self.lakegate.session_as(p))
+        let caller = self.auth.caller(request.metadata(), request.remote_addr(), |p| self.lakegate.session_as(p));
+        self.lakegate.metrics().flight_sessions.set(self.auth.sessions() as i64);
+        caller
     }
 
     /// Plans `sql`: a query gets a ticket to stream it from; anything else runs now and its
@@ -92,27 +98,36 @@ impl FlightSqlServer {
     async fn flight_info(
         &self,
         caller: &Caller,
+        incoming: &Incoming,
         sql: String,
         params: Option<String>,
         planned: Option<Planned>,
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, Status> {
+        let mut origin = incoming.origin(new_id());
+        let span = incoming.span(&origin.id, &caller.user);
         let started = Instant::now();
         let values = params.as_deref().map(wire::decode_parameters).transpose()?;
         let planned = match planned {
             Some(planned) => planned,
-            None => caller.session.plan_with(&sql, values.as_ref()).await.map_err(status)?,
+            None => match caller.session.plan_with(&sql, values.as_ref()).instrument(span.clone()).await {
+                Ok(planned) => planned,
+                Err(e) => {
+                    origin.planning = started.elapsed();
+                    span.in_scope(|| caller.session.failed_to_plan(&origin, &sql, &e));
+                    return Err(status(e));
+                }
+            },
         };
+        origin.planning = started.elapsed();
         let (schema, handle) = match planned {
             Planned::Query(plan) => {
-                let id = new_id();
                 let schema = wire::wire_schema(plan.schema().as_arrow());
-                self.keep_plan(&id, caller, plan);
-                (schema, Handle::Query { id, sql, params })
+                self.keep_plan(&origin.id, caller, plan, origin.planning);
+                (schema, Handle::Query { id: origin.id, sql, params })
             }
             effects => {
-                let result = caller.session.run(&sql, effects).await;
-                self.log_statement(&caller.user, &sql, &result, started);
+                let result = caller.session.run_as(origin, &sql, effects).instrument(span).await;
                 let (schema, batches) = collect(result.map_err(status)?).await?;
                 let ipc = wire::batches_to_hex(&schema, &batches).map_err(|e| status(e.into()))?;
                 (schema, Handle::Rows { ipc })
@@ -128,51 +143,23 @@ impl FlightSqlServer {
         Ok(info)
     }
 
-    /// Logs a statement that ran at once (not streamed) and keeps it in `system.queries`.
-    fn log_statement<T, E: std::fmt::Display>(&self, user: &str, sql: &str, result: &Result<T, E>, started: Instant) {
-        let sql = &session::redact(sql);
-        let elapsed = started.elapsed();
-        let elapsed_ms = elapsed.as_millis() as u64;
-        let outcome = match result {
-            Ok(_) => {
-                tracing::info!(%user, %sql, elapsed_ms, outcome = "ok", "statement");
-                "ok".to_owned()
-            }
-            Err(e) => {
-                tracing::info!(%user, %sql, elapsed_ms, outcome = "failed", error = %e, "statement");
-                format!("failed: {e}")
-            }
-        };
-        let started = std::time::SystemTime::now() - elapsed;
-        let record = crate::history::QueryRecord {
-            id: String::new(),
-            started,
-            user: user.to_owned(),
-            sql: sql.to_owned(),
-            rows: 0,
-            bytes: 0,
-            elapsed,
-            outcome,
-        };
-        self.lakegate.history().record(record);
-    }
-
-    fn keep_plan(&self, id: &str, caller: &Caller, plan: datafusion::logical_expr::LogicalPlan) {
+    fn keep_plan(&self, id: &str, caller: &Caller, plan: LogicalPlan, planning: Duration) {
         let mut plans = self.lock_plans();
         plans.retain(|_, p| p.at.elapsed() < PLAN_CACHE_TTL);
         if plans.len() < PLAN_CACHE_SIZE {
-            plans.insert(id.to_owned(), CachedPlan { plan, user: caller.user.clone(), at: Instant::now() });
+            plans.insert(id.to_owned(), CachedPlan { plan, planning, user: caller.user.clone(), at: Instant::now() });
         }
     }
 
-    /// The cached plan `id` for `caller`; `take` removes it (a ticket's plan is used once).
-    fn cached_plan(&self, id: &str, caller: &Caller, take: bool) -> Option<datafusion::logical_expr::LogicalPlan> {
+    /// The cached plan `id` for `caller` and how long making it took; `take` removes it (a
+    /// ticket's plan is used once).
+    fn cached_plan(&self, id: &str, caller: &Caller, take: bool) -> Option<(LogicalPlan, Duration)> {
         let mut plans = self.lock_plans();
         let usable = plans.get(id).is_some_and(|p| p.user == caller.user && p.at.elapsed() < PLAN_CACHE_TTL);
         match (usable, take) {
             (false, _) => None,
-            (true, true) => plans.remove(id).map(|p| p.plan),
-            (true, false) => plans.get(id).map(|p| p.plan.clone()),
+            (true, true) => plans.remove(id).map(|p| (p.plan, p.planning)),
+            (true, false) => plans.get(id).map(|p| (p.plan.clone(), p.planning)),
         }
     }
 
@@ -196,7 +183,12 @@ impl FlightSqlServer {
     }
 
     /// Streams what a ticket stands for.
-    async fn stream(&self, caller: Caller, handle: Handle) -> Result<Response<DoGetStream>, Status> {
+    async fn stream(
+        &self,
+        caller: Caller,
+        incoming: &Incoming,
+        handle: Handle,
+    ) -> Result<Response<DoGetStream>, Status> {
         let (id, sql, params) = match handle {
             Handle::Rows { ipc } => {
                 let (schema, batches) = wire::batches_from_hex(&ipc)?;
@@ -211,41 +203,46 @@ impl FlightSqlServer {
         if cancelled.load(Ordering::Relaxed) {
             return Err(Status::cancelled("the query was cancelled"));
         }
+        let mut origin = incoming.origin(id.clone());
+        let span = incoming.span(&id, &caller.user);
         let started = Instant::now();
-        let failed = |e: Error| {
-            self.log_statement(&caller.user, &sql, &Err::<(), _>(&e), started);
-            status(e)
-        };
-        let values = params.as_deref().map(wire::decode_parameters).transpose()?;
+        let metrics = self.lakegate.metrics();
         let planned = match self.cached_plan(&id, &caller, true) {
-            Some(plan) => Planned::Query(plan),
-            None => caller.session.plan_with(&sql, values.as_ref()).await.map_err(failed)?,
+            Some((plan, planning)) => {
+                metrics.plan_cache.with_label_values(&["hit"]).inc();
+                origin.planning = planning;
+                Ok(Planned::Query(plan))
+            }
+            None => {
+                metrics.plan_cache.with_label_values(&["miss"]).inc();
+                let values = params.as_deref().map(wire::decode_parameters).transpose()?;
+                let planned = caller.session.plan_with(&sql, values.as_ref()).instrument(span.clone()).await;
+                origin.planning = started.elapsed();
+                planned
+            }
+        };
+        let planned = match planned {
+            Ok(planned) => planned,
+            Err(e) => {
+                span.in_scope(|| caller.session.failed_to_plan(&origin, &sql, &e));
+                return Err(status(e));
+            }
         };
         let plan = match planned {
             Planned::Query(plan) => plan,
             // The catalog changed since the ticket was made: run it as it is now.
             effects => {
-                let (schema, batches) = collect(caller.session.run(&sql, effects).await.map_err(failed)?).await?;
+                let ran = caller.session.run_as(origin, &sql, effects).instrument(span).await;
+                let (schema, batches) = collect(ran.map_err(status)?).await?;
                 return Ok(rows(schema, batches));
             }
         };
         // The schema announced in the FlightInfo: the logical plan's, whose nullability clients
         // compare with what they receive.
         let schema = wire::wire_schema(plan.schema().as_arrow());
-        let stream = caller.session.run_query_as(&id, &sql, plan).await.map_err(failed)?;
-        let log = QueryLog {
-            user: caller.user,
-            sql: session::redact(&sql),
-            id,
-            started,
-            wall_clock: std::time::SystemTime::now(),
-            rows: 0,
-            bytes: 0,
-            outcome: "disconnected",
-            running: Arc::clone(&self.running),
-            lakegate: Arc::clone(&self.lakegate),
-        };
-        let batches = QueryStream { inner: Some(stream), schema: Arc::clone(&schema), cancelled, log };
+        let stream = caller.session.run_query_as(origin, &sql, plan).instrument(span).await.map_err(status)?;
+        let ticket = RunningTicket { id, running: Arc::clone(&self.running) };
+        let batches = QueryStream { inner: Some(stream), schema: Arc::clone(&schema), cancelled, _ticket: ticket };
         Ok(Response::new(encode(schema, batches)))
     }
 
@@ -281,6 +278,50 @@ impl FlightSqlServer {
         let params = params.or_else(|| self.lock_bound().get(&id).map(|(params, _)| params.clone()));
         Ok((sql, params))
     }
+}
+
+/// What a request says of where it comes from: the client program and its trace.
+struct Incoming {
+    client: String,
+    traceparent: Option<String>,
+}
+
+impl Incoming {
+    fn of<T>(request: &Request<T>) -> Self {
+        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok());
+        Self {
+            client: client_name(header("user-agent").unwrap_or_default()),
+            traceparent: header("traceparent").map(str::to_owned),
+        }
+    }
+
+    fn origin(&self, id: String) -> session::Origin {
+        session::Origin { id, client: self.client.clone(), planning: Duration::ZERO }
+    }
+
+    fn span(&self, id: &str, user: &str) -> tracing::Span {
+        crate::telemetry::statement_span(id, user, &self.client, self.traceparent.as_deref())
+    }
+}
+
+/// The client program, from its gRPC user agent: ADBC's driver is Go, the JDBC driver Java,
+/// pyarrow (and flightsql-dbapi, which Superset loads) gRPC's C core.
+fn client_name(agent: &str) -> String {
+    let name = if agent.contains("ADBC") || agent.starts_with("grpc-go") {
+        "ADBC"
+    } else if agent.starts_with("grpc-java") {
+        "JDBC"
+    } else if agent.starts_with("grpc-c") || agent.contains("grpc-python") {
+        "Python"
+    } else if agent.starts_with("lakegate-repl") {
+        "repl"
+    } else if let Some(first) = agent.split([' ', '/']).find(|w| !w.is_empty()) {
+        // Anything else by its first word, bounded: the header is the client's to choose.
+        return first.chars().filter(|c| c.is_ascii_graphic()).take(32).collect();
+    } else {
+        "unknown"
+    };
+    name.to_owned()
 }
 
 fn new_id() -> String {
@@ -320,7 +361,8 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request)?;
-        Ok(Response::new(self.flight_info(&caller, query.query, None, None, request.into_inner()).await?))
+        let incoming = Incoming::of(&request);
+        Ok(Response::new(self.flight_info(&caller, &incoming, query.query, None, None, request.into_inner()).await?))
     }
 
     async fn get_flight_info_prepared_statement(
@@ -332,10 +374,13 @@ impl FlightSqlService for FlightSqlServer {
         let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
         // An unbound statement's plan was made when it was prepared.
         let planned = match Handle::decode(&query.prepared_statement_handle)? {
-            Handle::Query { id, .. } if params.is_none() => self.cached_plan(&id, &caller, false).map(Planned::Query),
+            Handle::Query { id, .. } if params.is_none() => {
+                self.cached_plan(&id, &caller, false).map(|(plan, _)| Planned::Query(plan))
+            }
             _ => None,
         };
-        Ok(Response::new(self.flight_info(&caller, sql, params, planned, request.into_inner()).await?))
+        let incoming = Incoming::of(&request);
+        Ok(Response::new(self.flight_info(&caller, &incoming, sql, params, planned, request.into_inner()).await?))
     }
 
     async fn do_get_statement(
@@ -344,7 +389,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
-        self.stream(caller, Handle::decode(&ticket.statement_handle)?).await
+        self.stream(caller, &Incoming::of(&request), Handle::decode(&ticket.statement_handle)?).await
     }
 
     async fn do_get_prepared_statement(
@@ -354,7 +399,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
         let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
-        self.stream(caller, Handle::Query { id: new_id(), sql, params }).await
+        self.stream(caller, &Incoming::of(&request), Handle::Query { id: new_id(), sql, params }).await
     }
 
     async fn do_put_statement_update(
@@ -363,9 +408,9 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request)?;
-        let started = Instant::now();
-        let result = caller.session.execute(&command.query).await;
-        self.log_statement(&caller.user, &command.query, &result, started);
+        let incoming = Incoming::of(&request);
+        let origin = incoming.origin(new_id());
+        let result = caller.session.execute_as(origin, incoming.traceparent.as_deref(), &command.query, None).await;
         affected_rows(result.map_err(status)?).await
     }
 
@@ -378,12 +423,13 @@ impl FlightSqlService for FlightSqlServer {
         let sql = session::number_placeholders(&query.query).map_err(status)?;
         // Statements with effects have an empty result schema: JDBC then runs them as updates.
         let id = new_id();
+        let planning = Instant::now();
         let (dataset, parameters) = match caller.session.plan(&sql).await.map_err(status)? {
             Planned::Query(plan) => {
                 let types = plan.get_parameter_types().map_err(|e| status(e.into()))?;
                 let schemas = (wire::wire_schema(plan.schema().as_arrow()), wire::parameter_schema(&types));
                 if types.is_empty() {
-                    self.keep_plan(&id, &caller, plan);
+                    self.keep_plan(&id, &caller, plan, planning.elapsed());
                 }
                 schemas
             }
@@ -436,6 +482,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request)?;
+        let incoming = Incoming::of(&request);
         let (sql, params) = self.prepared_sql(&query.prepared_statement_handle)?;
         let batches = parameter_batches(request).await?;
         let rows: Vec<(&RecordBatch, usize)> =
@@ -451,9 +498,9 @@ impl FlightSqlService for FlightSqlServer {
         };
         let mut affected = 0;
         for values in runs {
-            let started = Instant::now();
-            let result = caller.session.execute_with(&sql, values.as_ref()).await;
-            self.log_statement(&caller.user, &sql, &result, started);
+            let origin = incoming.origin(new_id());
+            let traceparent = incoming.traceparent.as_deref();
+            let result = caller.session.execute_as(origin, traceparent, &sql, values.as_ref()).await;
             affected += affected_rows(result.map_err(status)?).await?;
         }
         Ok(affected)

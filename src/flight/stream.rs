@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arrow_flight::FlightData;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -18,37 +17,33 @@ use tonic::{Response, Status};
 
 use super::status::status;
 use super::wire;
+use crate::Error;
 use crate::session::Output;
-use crate::{Error, Lakegate};
 
 /// What DoGet answers: Flight data, ended by the first error.
 pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
-/// One streamed query, logged when its stream ends, however it ends.
-pub(super) struct QueryLog {
-    pub(super) user: String,
-    pub(super) sql: String,
+/// Keeps a streamed query's cancel flag in the server's running map until its stream ends.
+pub(super) struct RunningTicket {
     pub(super) id: String,
-    pub(super) started: Instant,
-    pub(super) rows: usize,
-    pub(super) bytes: usize,
-    pub(super) wall_clock: std::time::SystemTime,
-    pub(super) outcome: &'static str,
-    /// The server's running queries, which this one leaves when its stream ends.
     pub(super) running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
-    /// Where `system.queries` reads from.
-    pub(super) lakegate: Arc<Lakegate>,
+}
+
+impl Drop for RunningTicket {
+    fn drop(&mut self) {
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
+    }
 }
 
 /// A query's batches on their way to the wire: cast to wire types, counted, stopped by a
-/// cancel, and ended at the first error, so a client never takes a failure for the end. When
+/// cancel (the session records it as cancelled when it is dropped), and ended at the first error, so a client never takes a failure for the end. When
 /// the client goes away, dropping this drops the query, and its memory with it.
 pub(super) struct QueryStream {
     /// `None` once the stream has ended.
     pub(super) inner: Option<datafusion::physical_plan::SendableRecordBatchStream>,
     pub(super) schema: SchemaRef,
     pub(super) cancelled: Arc<AtomicBool>,
-    pub(super) log: QueryLog,
+    pub(super) _ticket: RunningTicket,
 }
 
 impl Stream for QueryStream {
@@ -60,54 +55,20 @@ impl Stream for QueryStream {
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         if this.cancelled.load(Ordering::Relaxed) {
             this.inner = None;
-            this.log.outcome = "cancelled";
             return Poll::Ready(Some(Err(DataFusionError::Execution("the query was cancelled".into()))));
         }
         let batch = match inner.poll_next_unpin(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {
                 this.inner = None;
-                this.log.outcome = "ok";
                 return Poll::Ready(None);
             }
             Poll::Ready(Some(batch)) => batch.and_then(|b| wire::to_wire(&b, &this.schema)),
         };
-        match &batch {
-            Ok(b) => {
-                this.log.rows += b.num_rows();
-                this.log.bytes += b.get_array_memory_size();
-            }
-            Err(e) => {
-                this.inner = None;
-                this.log.outcome = if crate::Stopped::find(e).is_some() { "cancelled" } else { "failed" };
-            }
+        if batch.is_err() {
+            this.inner = None;
         }
         Poll::Ready(Some(batch))
-    }
-}
-
-impl Drop for QueryLog {
-    fn drop(&mut self) {
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
-        self.lakegate.history().record(crate::history::QueryRecord {
-            id: self.id.clone(),
-            started: self.wall_clock,
-            user: self.user.clone(),
-            sql: self.sql.clone(),
-            rows: self.rows as u64,
-            bytes: self.bytes as u64,
-            elapsed: self.started.elapsed(),
-            outcome: self.outcome.to_owned(),
-        });
-        tracing::info!(
-            user = %self.user,
-            sql = %self.sql,
-            rows = self.rows,
-            bytes = self.bytes,
-            elapsed_ms = self.started.elapsed().as_millis() as u64,
-            outcome = self.outcome,
-            "query"
-        );
     }
 }
 

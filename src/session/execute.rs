@@ -2,18 +2,27 @@
 //! `run`, with no second parse.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::sql::parser::Statement;
+use futures::StreamExt;
+use tracing::Instrument;
 
 use super::{Session, commands};
+use crate::history::{QueryRecord, Tracked};
 use crate::output::Output;
 use crate::sql::ddl::{self, Command};
 use crate::sql::{self, CATALOG, rewrite};
+use crate::telemetry::SPANS;
 use crate::write::WritePlan;
 use crate::{Error, Result};
 
@@ -30,6 +39,42 @@ pub enum Planned {
     /// DataFusion's own statements with effects: CREATE VIEW, SET, an INSERT into a temporary
     /// table.
     Statement(LogicalPlan),
+}
+
+/// Who sent a statement, under which id, and how long planning it took: what
+/// `system.queries` shows of it beside its SQL.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The id `KILL QUERY` takes.
+    pub id: String,
+    /// The program that sent it (`ADBC`, `JDBC`, `Python`, `cli`...).
+    pub client: String,
+    pub planning: Duration,
+}
+
+impl Origin {
+    /// A statement of `client` under a new id.
+    pub fn new(client: &str) -> Self {
+        Self { id: uuid::Uuid::new_v4().to_string(), client: client.to_owned(), planning: Duration::ZERO }
+    }
+}
+
+impl Planned {
+    /// What `system.queries` and the metrics call it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Planned::Query(_) => "query",
+            Planned::Command(_) => "command",
+            Planned::Write { .. } => "write",
+            Planned::Statement(_) => "statement",
+        }
+    }
+}
+
+/// A statement, parsed.
+enum Parsed {
+    Command(Command),
+    Statement(Statement),
 }
 
 impl Session {
@@ -49,16 +94,29 @@ impl Session {
     /// As [`Session::plan`]; a value whose type does not fit its placeholder; parameters given
     /// to a statement that takes none (lakegate's DDL).
     pub async fn plan_with(&self, sql: &str, params: Option<&ParamValues>) -> Result<Planned> {
+        let parsed = tracing::info_span!(target: SPANS, "parse").in_scope(|| self.parse(sql))?;
+        self.plan_parsed(parsed, params).instrument(tracing::info_span!(target: SPANS, "plan")).await
+    }
+
+    fn parse(&self, sql: &str) -> Result<Parsed> {
         if let Some(command) = ddl::parse(sql)? {
-            if params.is_some() {
+            return Ok(Parsed::Command(command));
+        }
+        let state = self.ctx.state();
+        Ok(Parsed::Statement(state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?))
+    }
+
+    async fn plan_parsed(&self, parsed: Parsed, params: Option<&ParamValues>) -> Result<Planned> {
+        let mut statement = match parsed {
+            Parsed::Command(_) if params.is_some() => {
                 return Err(Error::Unsupported(
                     "parameters in this statement: only queries and INSERTs take bound values".into(),
                 ));
             }
-            return Ok(Planned::Command(command));
-        }
+            Parsed::Command(command) => return Ok(Planned::Command(command)),
+            Parsed::Statement(statement) => statement,
+        };
         let state = self.ctx.state();
-        let mut statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
         if let Some(insert) = sql::catalog_insert(&self.catalog, &self.current_database(), &statement)? {
             self.principal.require_write(&insert.request.table.database)?;
             let mut query = Statement::Statement(Box::new(sqlparser::ast::Statement::Query(insert.query)));
@@ -86,48 +144,73 @@ impl Session {
     /// A privilege the session's user lacks, source failures, a write that fails (nothing of
     /// it is published), [`Error::Stopped`] when killed or over the time limit.
     pub async fn run(&self, sql: &str, planned: Planned) -> Result<Output> {
-        self.run_as(&uuid::Uuid::new_v4().to_string(), sql, planned).await
+        self.run_as(Origin::new(&self.client), sql, planned).await
     }
 
-    /// [`Session::run`] under the id `id`.
+    /// [`Session::run`] of a statement from `origin`. A query's rows are computed as they are
+    /// streamed; it stays listed as running until its stream ends or is dropped.
     ///
     /// # Errors
     /// As [`Session::run`].
-    pub async fn run_as(&self, id: &str, sql: &str, planned: Planned) -> Result<Output> {
+    pub async fn run_as(&self, origin: Origin, sql: &str, planned: Planned) -> Result<Output> {
+        let kind = planned.kind();
+        let (tracked, stop) = self.start(&origin, kind, sql);
         let plan = match planned {
-            Planned::Query(plan) | Planned::Statement(plan) => plan,
-            Planned::Command(command) => {
-                self.principal.check_command(&command, &self.current_database())?;
-                // A KILL must not wait for the query it kills, nor be killed itself.
-                return match command {
-                    Command::KillQuery { .. } | Command::SetStatementTimeout { .. } => {
-                        commands::run(self, command).await
-                    }
-                    command => self.stoppable(id, sql, commands::run(self, command)).await,
-                };
+            Planned::Query(plan) | Planned::Statement(plan) => {
+                return Ok(Output::Rows(self.stream(tracked, stop, plan).await?));
             }
+            Planned::Command(command) => command,
             Planned::Write { plan, explain: true } => {
-                let explained = self.stoppable(id, sql, crate::write::explain(&self.write_context(), *plan)).await?;
-                return commands::lines("plan", explained);
+                let explained = until_stopped(stop, crate::write::explain(&self.write_context(), *plan)).await;
+                tracked.finish(explained.as_ref().map(|_| ()), None);
+                return commands::lines("plan", explained?);
             }
             Planned::Write { plan, explain: false } => {
-                let (running, stop) = self.start(id, sql);
-                let (message, rows) = crate::write::execute(&self.write_context(), *plan, Some(Box::pin(stop))).await?;
-                drop(running);
-                return Ok(Output::Wrote { message, rows });
+                let execute = tracing::info_span!(target: SPANS, "execute");
+                let wrote =
+                    crate::write::execute(&self.write_context(), *plan, Some(Box::pin(stop))).instrument(execute).await;
+                let metrics = self.history.metrics();
+                match &wrote {
+                    Ok(wrote) => {
+                        metrics.commits.with_label_values(&["published"]).inc();
+                        metrics.commit_duration.observe(wrote.publish.as_secs_f64());
+                    }
+                    Err(_) => metrics.commits.with_label_values(&["failed"]).inc(),
+                }
+                tracked.finish(wrote.as_ref().map(|_| ()), None);
+                let wrote = wrote?;
+                return Ok(Output::Wrote { message: wrote.summary, rows: wrote.rows });
             }
         };
-        Ok(Output::Rows(self.run_query_as(id, sql, plan).await?))
+        let result = async {
+            self.principal.check_command(&plan, &self.current_database())?;
+            match plan {
+                // A KILL must not wait for the query it kills, nor be killed itself.
+                command @ (Command::KillQuery { .. } | Command::SetStatementTimeout { .. }) => {
+                    commands::run(self, command).await
+                }
+                command => until_stopped(stop, commands::run(self, command)).await,
+            }
+        }
+        .await;
+        tracked.finish(result.as_ref().map(|_| ()), None);
+        result
     }
 
-    /// Lists `id` as running and returns what resolves when it must stop: a KILL, or the
-    /// session's time limit.
-    fn start(
-        &self,
-        id: &str,
-        sql: &str,
-    ) -> (crate::history::Running, impl std::future::Future<Output = crate::Stopped> + Send + 'static) {
-        let (running, mut killed) = self.history.start(id, &self.principal.user, &sql::redact(sql));
+    /// Lists a statement as running and returns what resolves when it must stop: a KILL, or
+    /// the session's time limit.
+    fn start(&self, origin: &Origin, kind: &'static str, sql: &str) -> (Tracked, crate::write::Stop) {
+        let record = QueryRecord {
+            id: origin.id.clone(),
+            user: self.principal.user.clone(),
+            client: origin.client.clone(),
+            kind,
+            sql: sql::redact(sql),
+            planning: origin.planning,
+            trace_id: crate::telemetry::trace_id(&tracing::Span::current()),
+            ..QueryRecord::default()
+        };
+        let (tracked, mut killed) = self.history.start(record);
         let timeout = self.statement_timeout();
         let stop = async move {
             let killed = async move {
@@ -151,16 +234,7 @@ impl Session {
                 None => killed.await,
             }
         };
-        (running, stop)
-    }
-
-    /// `work`, stopped when the statement is killed or runs out of time.
-    async fn stoppable<T>(&self, id: &str, sql: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        let (_running, stop) = self.start(id, sql);
-        tokio::select! {
-            result = work => result,
-            stopped = stop => Err(Error::Stopped(stopped)),
-        }
+        (tracked, Box::pin(stop))
     }
 
     /// Runs one statement.
@@ -177,20 +251,112 @@ impl Session {
     /// # Errors
     /// As [`Session::execute`] and [`Session::plan_with`].
     pub async fn execute_with(&self, sql: &str, params: Option<&ParamValues>) -> Result<Output> {
-        let planned = self.plan_with(sql, params).await?;
-        self.run(sql, planned).await
+        self.execute_as(Origin::new(&self.client), None, sql, params).await
     }
 
-    /// Streams the rows of `plan`, planned from `sql`, listed as query `id` in
+    /// Plans and runs a statement from `origin` in its own `statement` span (a child of the
+    /// client's trace when it sent a W3C `traceparent`); a statement that does not plan is
+    /// recorded as failed.
+    ///
+    /// # Errors
+    /// As [`Session::execute`] and [`Session::plan_with`].
+    pub async fn execute_as(
+        &self,
+        mut origin: Origin,
+        traceparent: Option<&str>,
+        sql: &str,
+        params: Option<&ParamValues>,
+    ) -> Result<Output> {
+        let span = crate::telemetry::statement_span(&origin.id, &self.principal.user, &origin.client, traceparent);
+        async {
+            let planning = Instant::now();
+            let planned = self.plan_with(sql, params).await;
+            origin.planning = planning.elapsed();
+            match planned {
+                Ok(planned) => self.run_as(origin, sql, planned).await,
+                Err(e) => {
+                    self.failed_to_plan(&origin, sql, &e);
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Records, in `system.queries` and the metrics, a statement from `origin` that did not
+    /// plan.
+    pub fn failed_to_plan(&self, origin: &Origin, sql: &str, error: &Error) {
+        let record = QueryRecord {
+            id: origin.id.clone(),
+            user: self.principal.user.clone(),
+            client: origin.client.clone(),
+            kind: "query",
+            sql: sql::redact(sql),
+            planning: origin.planning,
+            trace_id: crate::telemetry::trace_id(&tracing::Span::current()),
+            ..QueryRecord::default()
+        };
+        self.history.failed_to_plan(record, error);
+    }
+
+    /// Streams the rows of query `plan`, planned from `sql` by `origin`, listed in
     /// `system.queries` until the stream ends or is dropped. A KILL or the time limit ends the
     /// stream with a [`crate::Stopped`] error and drops the query, and its memory with it.
     ///
     /// # Errors
     /// Physical planning fails.
-    pub async fn run_query_as(&self, id: &str, sql: &str, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
-        let (running, stop) = self.start(id, sql);
-        let stream = self.ctx.execute_logical_plan(plan).await?.execute_stream().await?;
-        Ok(stoppable_stream(stream, running, stop))
+    pub async fn run_query_as(
+        &self,
+        origin: Origin,
+        sql: &str,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream> {
+        let (tracked, stop) = self.start(&origin, "query", sql);
+        self.stream(tracked, stop, plan).await
+    }
+
+    async fn stream(
+        &self,
+        tracked: Tracked,
+        stop: crate::write::Stop,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream> {
+        let execute = tracing::info_span!(target: SPANS, "execute");
+        let physical = async {
+            let frame = self.ctx.execute_logical_plan(plan).await?;
+            let task = frame.task_ctx();
+            Ok::<_, DataFusionError>((frame.create_physical_plan().await?, task))
+        }
+        .instrument(execute.clone())
+        .await;
+        let (physical, task) = match physical {
+            Ok(planned) => planned,
+            Err(e) => {
+                let e = Error::from(e);
+                tracked.finish(Err(&e), None);
+                return Err(e);
+            }
+        };
+        let physical = super::scans::traced(physical, &execute)?;
+        let rows = match datafusion::physical_plan::execute_stream(Arc::clone(&physical), Arc::new(task)) {
+            Ok(rows) => rows,
+            Err(e) => {
+                let e = Error::from(e);
+                tracked.finish(Err(&e), Some(physical.as_ref()));
+                return Err(e);
+            }
+        };
+        let schema = rows.schema();
+        let stream = TrackedStream {
+            rows,
+            stop,
+            tracked: Some(tracked),
+            plan: physical,
+            statement: tracing::Span::current(),
+            _execute: execute,
+        };
+        Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream)))
     }
 
     /// The placeholders of `sql` (`$1`, `$2`...) and the types DataFusion infers for them (for
@@ -231,29 +397,73 @@ impl Session {
     }
 }
 
-/// `stream`, ended by `stop` with its error; `running` is dropped with it.
-fn stoppable_stream(
-    stream: SendableRecordBatchStream,
-    running: crate::history::Running,
-    stop: impl std::future::Future<Output = crate::Stopped> + Send + 'static,
-) -> SendableRecordBatchStream {
-    use futures::StreamExt;
-    let schema = stream.schema();
-    let stop = futures::stream::once(stop).map(|stopped| Err(DataFusionError::External(Box::new(stopped))));
-    // The rows until the end or the stop, whichever comes first; after a stop, nothing.
-    let rows = futures::stream::select(stream.map(Some).chain(futures::stream::once(async { None })), stop.map(Some))
-        .take_while(|item| std::future::ready(item.is_some()))
-        .filter_map(std::future::ready)
-        .scan(false, |stopped, item: datafusion::error::Result<_>| {
-            let done = *stopped;
-            *stopped = item.as_ref().err().is_some_and(|e| crate::Stopped::find(e).is_some());
-            std::future::ready((!done).then_some(item))
-        })
-        .map(move |item| {
-            let _ = &running;
-            item
-        });
-    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
+/// A query's rows until their end, the stop, or the first error, counted for
+/// `system.queries`; polled inside the statement's span, so what its operators log names it.
+struct TrackedStream {
+    rows: SendableRecordBatchStream,
+    stop: crate::write::Stop,
+    /// `None` once the query ended.
+    tracked: Option<Tracked>,
+    plan: Arc<dyn ExecutionPlan>,
+    statement: tracing::Span,
+    /// Ends when the stream is dropped.
+    _execute: tracing::Span,
+}
+
+impl Drop for TrackedStream {
+    /// Dropped before its end: the client cancelled or went away.
+    fn drop(&mut self) {
+        if let Some(tracked) = self.tracked.take() {
+            let _entered = self.statement.enter();
+            tracked.finish(Err(&crate::history::abandoned()), Some(self.plan.as_ref()));
+        }
+    }
+}
+
+impl futures::Stream for TrackedStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(tracked) = this.tracked.as_mut() else { return Poll::Ready(None) };
+        let _entered = this.statement.enter();
+        if let Poll::Ready(stopped) = this.stop.as_mut().poll(cx) {
+            let error = Error::Stopped(stopped.clone());
+            if let Some(tracked) = this.tracked.take() {
+                tracked.finish(Err(&error), Some(this.plan.as_ref()));
+            }
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(stopped)))));
+        }
+        match this.rows.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(batch))) => {
+                tracked.returned(batch.num_rows(), batch.get_array_memory_size());
+                Poll::Ready(Some(Ok(batch)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let error = Error::DataFusion(e);
+                if let Some(tracked) = this.tracked.take() {
+                    tracked.finish(Err(&error), Some(this.plan.as_ref()));
+                }
+                let Error::DataFusion(e) = error else { unreachable!("made from a DataFusion error") };
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                if let Some(tracked) = this.tracked.take() {
+                    tracked.finish(Ok(()), Some(this.plan.as_ref()));
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// `work`, unless `stop` resolves first.
+async fn until_stopped<T>(stop: crate::write::Stop, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        result = work => result,
+        stopped = stop => Err(Error::Stopped(stopped)),
+    }
 }
 
 /// `limit` as people write it: `30s`, `1.5s`, `500ms`.

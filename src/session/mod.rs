@@ -12,6 +12,7 @@ mod commands;
 mod execute;
 mod layers;
 mod progress;
+mod scans;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,12 +25,13 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use lakegate_catalog::{Catalog, SessionCatalog};
 use serde::Deserialize;
 
-pub use self::execute::Planned;
+pub use self::execute::{Origin, Planned};
 pub use self::layers::{GeodataConfig, LayerConfig};
 use self::layers::{Layers, fetch_remote_layers};
 pub use self::progress::Progress;
 use crate::access::Principal;
 use crate::history::QueryHistory;
+use crate::metrics::Metrics;
 pub use crate::output::Output;
 use crate::sources::cassandra::CassandraConfig;
 pub use crate::sql::ddl::{Command, parse_database_name, parse_table_name};
@@ -79,6 +81,7 @@ pub struct Lakegate {
     stores: Arc<ObjectStores>,
     layers: Layers,
     history: Arc<QueryHistory>,
+    metrics: Arc<Metrics>,
     /// `[execution] query_timeout`.
     query_timeout: Option<std::time::Duration>,
 }
@@ -115,7 +118,9 @@ impl Lakegate {
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores, &config.cassandra))?;
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
-        Ok(Self { config, catalog, runtime, stores, layers, history: Arc::default(), query_timeout })
+        let metrics = Arc::new(Metrics::new());
+        let history = Arc::new(QueryHistory::new(Arc::clone(&metrics)));
+        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, query_timeout })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -125,6 +130,31 @@ impl Lakegate {
     /// Statements served by this process, newest last (`system.queries`).
     pub fn history(&self) -> &QueryHistory {
         &self.history
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics in Prometheus's text format, with the memory pool's use as of now.
+    pub fn render_metrics(&self) -> String {
+        use datafusion::execution::memory_pool::MemoryLimit;
+        let pool = &self.runtime.memory_pool;
+        self.metrics.memory_reserved.set(i64::try_from(pool.reserved()).unwrap_or(i64::MAX));
+        let limit = match pool.memory_limit() {
+            MemoryLimit::Finite(bytes) => i64::try_from(bytes).unwrap_or(i64::MAX),
+            MemoryLimit::Infinite | MemoryLimit::Unknown => 0,
+        };
+        self.metrics.memory_limit.set(limit);
+        self.metrics.render()
+    }
+
+    /// Whether the catalog can be read: what `/readyz` checks.
+    ///
+    /// # Errors
+    /// The catalog's error.
+    pub fn check_ready(&self) -> Result<()> {
+        self.catalog.databases().map(|_| ()).map_err(Error::from)
     }
 
     /// Where managed tables (created without LOCATION) are stored.
@@ -172,6 +202,7 @@ impl Lakegate {
             progress: Arc::default(),
             principal: Arc::new(principal),
             history: Arc::clone(&self.history),
+            client: "cli".into(),
             statement_timeout: Arc::new(std::sync::Mutex::new(self.query_timeout)),
             allowed_locations: self.config.allowed_locations.clone().into(),
         }
@@ -192,6 +223,8 @@ pub struct Session {
     pub(crate) allowed_locations: Arc<[String]>,
     /// The process's statements, running and recent.
     pub(crate) history: Arc<QueryHistory>,
+    /// The program whose statements these are, for `system.queries` (`cli` unless set).
+    pub(crate) client: Arc<str>,
     /// How long a statement may run: `[execution] query_timeout`, or `SET statement_timeout`.
     pub(crate) statement_timeout: Arc<std::sync::Mutex<Option<std::time::Duration>>>,
 }
@@ -203,6 +236,13 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// This session, its statements listed as sent by `client` (e.g. `repl`).
+    #[must_use]
+    pub fn with_client(mut self, client: &str) -> Self {
+        self.client = client.into();
+        self
+    }
+
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }

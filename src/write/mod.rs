@@ -29,6 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 use lakegate_catalog::TableSpec;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tracing::Instrument;
 
 use crate::storage::ObjectStores;
 use crate::storage::commit::{self, Mode};
@@ -331,13 +332,56 @@ fn local_dir(spec: &TableSpec) -> Option<std::path::PathBuf> {
     if url.scheme() == "file" { url.to_file_path().ok() } else { None }
 }
 
+/// What a write did.
+#[derive(Debug)]
+pub(crate) struct Wrote {
+    /// Rows, files and partitions written, in words.
+    pub(crate) summary: String,
+    pub(crate) rows: u64,
+    /// How long moving the files into place and publishing took.
+    pub(crate) publish: std::time::Duration,
+}
+
+/// Moves the staged files into their partitions, where they stay invisible until each
+/// partition's marker names `commit`, then writes the markers.
+async fn publish(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    table: &str,
+    written: &[files::WrittenFile],
+    dirs: &[Path],
+    commit: &str,
+    mode: Mode,
+) -> Result<()> {
+    let moves = written.iter().map(|f| {
+        let (store, from, to) =
+            (Arc::clone(store), f.staged.clone(), commit::child(root, &format!("{}/{}", f.partition, f.name)));
+        async move { store.rename(&from, &to).await }
+    });
+    let moves: Vec<_> = moves.collect();
+    futures::stream::iter(moves).buffer_unordered(16).try_collect::<Vec<_>>().await.map_err(|e| {
+        datafusion::error::DataFusionError::ObjectStore(Box::new(e))
+            .context(format!("moving the files of {table} into place"))
+    })?;
+    failpoint("moved");
+    for (count, dir) in dirs.iter().enumerate() {
+        commit::publish(store.as_ref(), dir, commit, mode).await.map_err(|e| {
+            datafusion::error::DataFusionError::ObjectStore(Box::new(e)).context(format!("publishing {table}"))
+        })?;
+        if count == 0 {
+            failpoint("published-one");
+        }
+    }
+    Ok(())
+}
+
 /// Runs a planned write and publishes it. `stop` is heeded until the files are written, never
 /// while publishing, so a stopped write leaves every partition wholly old.
 ///
 /// # Errors
 /// The query or a write fails, or `stop` resolves first: nothing is published, and the staged
 /// files are removed.
-pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option<Stop>) -> Result<(String, u64)> {
+pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option<Stop>) -> Result<Wrote> {
     let table = plan.spec.qualified_name();
     let (store, root) = table_root(context, &plan.spec)?;
     let physical = physical(context, &plan).await?;
@@ -380,27 +424,11 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
         partitions.entry(String::new()).or_default();
     }
     failpoint("staged");
-    // Moved files stay invisible until their partition's marker is written.
-    let moves = written.iter().map(|f| {
-        let (store, from, to) =
-            (Arc::clone(&store), f.staged.clone(), commit::child(&root, &format!("{}/{}", f.partition, f.name)));
-        async move { store.rename(&from, &to).await }
-    });
-    let moves: Vec<_> = moves.collect();
-    futures::stream::iter(moves).buffer_unordered(16).try_collect::<Vec<_>>().await.map_err(|e| {
-        datafusion::error::DataFusionError::ObjectStore(Box::new(e))
-            .context(format!("moving the files of {table} into place"))
-    })?;
-    failpoint("moved");
+    let publishing = std::time::Instant::now();
     let dirs: Vec<Path> = partitions.keys().map(|dir| commit::child(&root, dir)).collect();
-    for (count, dir) in dirs.iter().enumerate() {
-        commit::publish(store.as_ref(), dir, &commit, plan.mode).await.map_err(|e| {
-            datafusion::error::DataFusionError::ObjectStore(Box::new(e)).context(format!("publishing {table}"))
-        })?;
-        if count == 0 {
-            failpoint("published-one");
-        }
-    }
+    let span = tracing::info_span!(target: crate::telemetry::SPANS, "commit", table = %table, partitions = dirs.len());
+    publish(&store, &root, &table, &written, &dirs, &commit, plan.mode).instrument(span).await?;
+    let publish_time = publishing.elapsed();
     if let Some(listings) = context.ctx.runtime_env().cache_manager.get_list_files_cache() {
         listings.clear();
     }
@@ -427,7 +455,7 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
     if !named.is_empty() {
         summary.push_str(&format!("; {verb} {} partitions: {}", named.len(), abbreviate(&named)));
     }
-    Ok((summary, rows))
+    Ok(Wrote { summary, rows, publish: publish_time })
 }
 
 /// Lists what a write would do, without writing: the physical plan and the partitions.

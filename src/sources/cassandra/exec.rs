@@ -151,6 +151,7 @@ impl ExecutionPlan for CassandraScanExec {
             columns: self.columns.clone(),
             rows: MetricBuilder::new(&self.metrics).counter("rows_fetched", partition),
             pages: MetricBuilder::new(&self.metrics).counter("pages_fetched", partition),
+            bytes: MetricBuilder::new(&self.metrics).counter("bytes_received", partition),
         };
         let limit = self.limit;
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
@@ -186,6 +187,8 @@ struct Page {
     columns: Vec<String>,
     rows: Count,
     pages: Count,
+    /// The fetched rows' size as Arrow arrays: the driver does not tell the wire size.
+    bytes: Count,
 }
 
 impl Page {
@@ -206,7 +209,9 @@ impl Page {
             .map_err(|e| remote.query_error(e))?;
         self.rows.add(rows.len());
         self.pages.add(1);
-        Ok((self.batch(&rows)?, next.into_paging_control_flow()))
+        let batch = self.batch(&rows)?;
+        self.bytes.add(batch.get_array_memory_size());
+        Ok((batch, next.into_paging_control_flow()))
     }
 
     fn batch(&self, rows: &[Row]) -> DFResult<RecordBatch> {
