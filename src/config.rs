@@ -124,6 +124,8 @@ impl From<Config> for EngineConfig {
             execution: config.execution,
             geodata: config.geodata,
             allowed_locations: config.server.allowed_locations,
+            max_concurrent_queries: config.server.max_concurrent_queries,
+            max_queries_per_user: config.server.max_queries_per_user,
         }
     }
 }

@@ -31,12 +31,14 @@ pub struct QueryRecord {
     pub client: String,
     /// `query`, `write`, `command` or `statement`.
     pub kind: &'static str,
-    /// `running`, `finished`, `failed` or `cancelled`.
+    /// `queued`, `running`, `finished`, `failed` or `cancelled`.
     pub state: &'static str,
     /// The statement's text, secrets masked.
     pub sql: String,
     /// Parsing and logical planning.
     pub planning: Duration,
+    /// Waiting for a slot (`[server] max_concurrent_queries`).
+    pub queued: Duration,
     /// From the start of the run (optimizing, physical planning, execution, the client reading
     /// the rows) to its end.
     pub execution: Duration,
@@ -164,7 +166,11 @@ impl QueryHistory {
         let mut records: Vec<QueryRecord> = lock(&self.records).iter().cloned().collect();
         for query in lock(&self.running).values() {
             let mut record = query.record.clone();
-            record.execution = query.started.elapsed();
+            if record.state == "queued" {
+                record.queued = query.started.elapsed();
+            } else {
+                record.execution = query.started.elapsed().saturating_sub(record.queued);
+            }
             records.push(record);
         }
         records
@@ -184,6 +190,27 @@ impl QueryHistory {
 impl Tracked {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Lists the statement as waiting for a slot (`queued`), or as running again.
+    pub fn set_queued(&self, queued: bool) {
+        let metrics = &self.history.metrics;
+        let mut running = lock(&self.history.running);
+        let Some(query) = running.get_mut(&self.id) else { return };
+        let (from, to) = if queued { ("running", "queued") } else { ("queued", "running") };
+        if query.record.state != from {
+            return;
+        }
+        query.record.state = to;
+        if queued {
+            metrics.active.dec();
+            metrics.queued.inc();
+        } else {
+            metrics.queued.dec();
+            metrics.active.inc();
+            // Execution starts now: the wait is queueing, not execution.
+            query.record.queued = query.started.elapsed();
+        }
     }
 
     /// Counts rows sent back to the client.
@@ -211,7 +238,12 @@ impl Tracked {
             return;
         };
         let mut record = query.record;
-        record.execution = query.started.elapsed();
+        if record.state == "queued" {
+            metrics.queued.dec();
+        } else {
+            metrics.active.dec();
+        }
+        record.execution = query.started.elapsed().saturating_sub(record.queued);
         record.rows = self.rows;
         record.bytes = self.bytes;
         record.state = match result {
@@ -240,9 +272,9 @@ impl Tracked {
             record.spilled_bytes = totals.spilled_bytes;
             record.peak_memory = totals.peak_memory;
         }
-        metrics.active.dec();
         metrics.ended.with_label_values(&[record.kind, &record.user, record.state]).inc();
-        metrics.duration.with_label_values(&[record.kind]).observe((record.planning + record.execution).as_secs_f64());
+        let total = record.queued + record.planning + record.execution;
+        metrics.duration.with_label_values(&[record.kind]).observe(total.as_secs_f64());
         metrics.rows_returned.with_label_values(&[&record.user]).inc_by(record.rows);
         metrics.bytes_returned.with_label_values(&[&record.user]).inc_by(record.bytes);
         tracing::info!(
@@ -376,9 +408,10 @@ fn schema() -> SchemaRef {
         text("user"),
         text("client"),
         text("kind"),
-        // running, finished, failed or cancelled
+        // queued, running, finished, failed or cancelled
         text("state"),
         text("sql"),
+        count("queued_ms"),
         count("planning_ms"),
         count("execution_ms"),
         count("elapsed_ms"),
@@ -439,9 +472,10 @@ impl TableProvider for QueriesTable {
             text(|r| r.kind),
             text(|r| r.state),
             text(|r| &r.sql),
+            count(|r| r.queued.as_millis() as u64),
             count(|r| r.planning.as_millis() as u64),
             count(|r| r.execution.as_millis() as u64),
-            count(|r| (r.planning + r.execution).as_millis() as u64),
+            count(|r| (r.queued + r.planning + r.execution).as_millis() as u64),
             count(|r| r.rows),
             count(|r| r.bytes),
             count(|r| r.read.rows()),

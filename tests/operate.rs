@@ -302,14 +302,10 @@ async fn traces_arrive_with_their_tree() {
     assert!(scanned >= 100, "the scans' rows: {ours:#?}");
 }
 
-/// `KILL QUERY` stops a query stuck on a slow PostgreSQL read within a second: the client gets
-/// its error, the query's memory goes back to the pool, the remote statement ends, and the
-/// metrics and `system.queries` say it was cancelled.
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_stops_a_slow_postgres_read_and_frees_its_memory() {
-    let pg = Postgres::shared();
+/// A lakegate with table `slow` over a PostgreSQL view whose million rows come at 0.2 ms each
+/// (minutes, unless stopped, and no CPU spent meanwhile); and the view's database.
+fn slow_postgres_table(pg: &Postgres) -> (Lakegate, String) {
     let db = pg.database();
-    // A million rows at 0.2 ms each: minutes, unless stopped.
     pg.psql(
         &db,
         "CREATE FUNCTION slow_value(i int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.0002); RETURN i; END $$; \
@@ -322,6 +318,16 @@ async fn kill_stops_a_slow_postgres_read_and_frees_its_memory() {
             pg.url(&db)
         ))
         .success();
+    (lakegate, db)
+}
+
+/// `KILL QUERY` stops a query stuck on a slow PostgreSQL read within a second: the client gets
+/// its error, the query's memory goes back to the pool, the remote statement ends, and the
+/// metrics and `system.queries` say it was cancelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_stops_a_slow_postgres_read_and_frees_its_memory() {
+    let pg = Postgres::shared();
+    let (lakegate, db) = slow_postgres_table(pg);
     let server = start_server_over(lakegate, &["--listen", "127.0.0.1:0"]);
     let admin = server.admin.clone().expect("served");
 
@@ -373,4 +379,87 @@ async fn kill_stops_a_slow_postgres_read_and_frees_its_memory() {
     let state = pretty_format_batches(&state).expect("prints").to_string();
     assert!(state.contains("cancelled") && state.contains("was killed by"), "{state}");
     server.stop();
+}
+
+/// With `max_concurrent_queries = 2` and `max_queries_per_user = 1`, one user's second heavy
+/// query waits (`queued` in `system.queries` and the metrics) while another user's query runs
+/// at once; a KILL ends the wait, and the queued query runs when the slot frees.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heavy_user_queues_behind_their_own_slot_not_others() {
+    let (lakegate, _) = slow_postgres_table(Postgres::shared());
+    let (admin_hash, reader_hash) = (password_hash(&lakegate, PASSWORD), password_hash(&lakegate, "r3ader"));
+    let config = format!(
+        "[server]\nmax_concurrent_queries = 2\nmax_queries_per_user = 1\n\
+         [[server.users]]\nname = \"{USER}\"\npassword_hash = \"{admin_hash}\"\nrole = \"admin\"\n\
+         [[server.users]]\nname = \"rita\"\npassword_hash = \"{reader_hash}\"\nrole = \"reader\"\n\
+         databases = [\"default\"]\n"
+    );
+    let server = Server::spawn(lakegate, &config, &["--listen", "127.0.0.1:0"]).expect("starts");
+    let admin = server.admin.clone().expect("served");
+    let slow = slow_sql();
+    let spawn_slow = |mut client: arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>| {
+        tokio::spawn(async move { run(&mut client, slow).await })
+    };
+    let first = spawn_slow(server.signed_in().await);
+    let mut admin_client = server.signed_in().await;
+    let states =
+        |sql: &'static str| format!("SELECT id, state FROM system.queries WHERE sql = '{sql}' ORDER BY started");
+    let listed = |batches: &[datafusion::arrow::array::RecordBatch]| -> Vec<(String, String)> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let (ids, states) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+                (0..b.num_rows()).map(move |r| (ids.value(r).to_owned(), states.value(r).to_owned()))
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen = listed(&fetch(&mut admin_client, &states(slow_sql())).await.expect("system tables never queue"));
+        if seen.len() == 1 && seen[0].1 == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let second = spawn_slow(server.signed_in().await);
+    for _ in 0..200 {
+        seen = listed(&fetch(&mut admin_client, &states(slow_sql())).await.expect("lists"));
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(), ["running", "queued"], "{seen:?}");
+    let metrics = samples(&http_get(&admin, "/metrics", None).1);
+    assert_eq!((sample(&metrics, "lakegate_active_queries"), sample(&metrics, "lakegate_queued_queries")), (1.0, 1.0));
+
+    // Another user is not behind the heavy user's queue.
+    let mut rita = server.sign_in("rita", "r3ader").await.expect("signs in");
+    let started = std::time::Instant::now();
+    assert_eq!(run(&mut rita, "SELECT 1").await, Ok(1));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+    // Killing the running one lets the queued one run; killing that ends it.
+    run(&mut admin_client, &format!("KILL QUERY '{}'", seen[0].0)).await.expect("kills the first");
+    assert!(first.await.expect("joins").is_err());
+    for _ in 0..200 {
+        seen = listed(&fetch(&mut admin_client, &states(slow_sql())).await.expect("lists"));
+        if seen.get(1).is_some_and(|(_, s)| s == "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen[1].1, "running", "{seen:?}");
+    run(&mut admin_client, &format!("KILL QUERY '{}'", seen[1].0)).await.expect("kills the second");
+    assert!(second.await.expect("joins").is_err());
+    wait_for("the gauges back to zero", Duration::from_secs(5), || {
+        let metrics = samples(&http_get(&admin, "/metrics", None).1);
+        sample(&metrics, "lakegate_active_queries") == 0.0 && sample(&metrics, "lakegate_queued_queries") == 0.0
+    });
+    server.stop();
+}
+
+fn slow_sql() -> &'static str {
+    "SELECT max(n) FROM slow"
 }

@@ -543,6 +543,27 @@ fn a_writer_killed_mid_write_changes_nothing() {
     assert_eq!(contents(&lg), all_of("old"));
 }
 
+/// A write stopped by its time limit (as by `KILL QUERY`) publishes nothing: every partition
+/// stays wholly old, and its staged files are gone.
+#[test]
+fn a_write_over_its_time_limit_changes_nothing() {
+    let lg = Lakegate::new();
+    let dir = lg.data_dir.path().join("events");
+    create_events(&lg, &dir.display().to_string());
+    lg.sql(&overwrite_sql("old", "")).success();
+    let big = "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value % 1000 AS user_id, 'big' AS version, \
+               concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) AS dt FROM generate_series(0, 50000000) DISTRIBUTE BY dt SORT BY user_id";
+    let stopped = lg.sql(&format!("SET statement_timeout = '500ms'; {big}")).failure();
+    assert!(stopped.stderr.contains("time limit of 500ms"), "{}", stopped.stderr);
+    assert_eq!(contents(&lg), all_of("old"));
+    // A plain reader of the files sees the same: only the old version's files are in place.
+    for (partition, files) in files_by_partition(&dir) {
+        let rows: usize = files.iter().map(|f| user_ids(f).len()).sum();
+        assert_eq!(rows, 4000, "{partition}: {files:?}");
+    }
+    assert!(!walk(&dir).iter().any(|p| p.contains("/staging/") && p.ends_with(".parquet")), "{:?}", walk(&dir));
+}
+
 fn walk(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

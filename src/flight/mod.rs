@@ -47,6 +47,12 @@ pub struct ServerConfig {
     pub users: Vec<UserConfig>,
     /// How long a session token stays valid without use, in minutes (default 480).
     pub token_idle_minutes: Option<u64>,
+    /// How many statements run at once; the others wait their turn, `queued` in
+    /// `system.queries` (default: no limit). Applies to every front end of the process.
+    pub max_concurrent_queries: Option<usize>,
+    /// How many statements of one user run at once, so one user's batch cannot take every
+    /// slot (default: no limit of its own).
+    pub max_queries_per_user: Option<usize>,
     /// Where admins may point a table's LOCATION: prefixes such as `s3://lake/` or `/data/`.
     /// Empty (the default) allows any location.
     pub allowed_locations: Vec<String>,

@@ -17,6 +17,7 @@ use datafusion::sql::parser::Statement;
 use futures::StreamExt;
 use tracing::Instrument;
 
+use super::slots::Slot;
 use super::{Session, commands};
 use crate::history::{QueryRecord, Tracked};
 use crate::output::Output;
@@ -154,10 +155,27 @@ impl Session {
     /// As [`Session::run`].
     pub async fn run_as(&self, origin: Origin, sql: &str, planned: Planned) -> Result<Output> {
         let kind = planned.kind();
-        let (tracked, stop) = self.start(&origin, kind, sql);
+        let (tracked, mut stop) = self.start(&origin, kind, sql);
+        // A KILL must not wait for a slot behind the query it kills, nor an operator's look at
+        // `system.queries` behind the queries it lists.
+        let unqueued = match &planned {
+            Planned::Command(command) => {
+                matches!(command, Command::KillQuery { .. } | Command::SetStatementTimeout { .. })
+            }
+            Planned::Query(plan) => reads_only_system(plan),
+            _ => false,
+        };
+        let slot = if unqueued { Ok(Slot::default()) } else { self.admit(&tracked, &mut stop).await };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(e) => {
+                tracked.finish(Err(&e), None);
+                return Err(e);
+            }
+        };
         let plan = match planned {
             Planned::Query(plan) | Planned::Statement(plan) => {
-                return Ok(Output::Rows(self.stream(tracked, stop, plan).await?));
+                return Ok(Output::Rows(self.stream(tracked, stop, plan, slot).await?));
             }
             Planned::Command(command) => command,
             Planned::Write { plan, explain: true } => {
@@ -195,6 +213,23 @@ impl Session {
         .await;
         tracked.finish(result.as_ref().map(|_| ()), None);
         result
+    }
+
+    /// A slot to run in: at once when one is free, else after waiting, listed as `queued`,
+    /// for its turn. A KILL or the time limit ends the wait.
+    async fn admit(&self, tracked: &Tracked, stop: &mut crate::write::Stop) -> Result<Slot> {
+        let user = &self.principal.user;
+        if let Some(slot) = self.slots.try_acquire(user) {
+            return Ok(slot);
+        }
+        tracked.set_queued(true);
+        tokio::select! {
+            slot = self.slots.acquire(user) => {
+                tracked.set_queued(false);
+                Ok(slot)
+            }
+            stopped = stop.as_mut() => Err(Error::Stopped(stopped)),
+        }
     }
 
     /// Lists a statement as running and returns what resolves when it must stop: a KILL, or
@@ -312,15 +347,25 @@ impl Session {
         sql: &str,
         plan: LogicalPlan,
     ) -> Result<SendableRecordBatchStream> {
-        let (tracked, stop) = self.start(&origin, "query", sql);
-        self.stream(tracked, stop, plan).await
+        let (tracked, mut stop) = self.start(&origin, "query", sql);
+        let slot = if reads_only_system(&plan) { Ok(Slot::default()) } else { self.admit(&tracked, &mut stop).await };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(e) => {
+                tracked.finish(Err(&e), None);
+                return Err(e);
+            }
+        };
+        self.stream(tracked, stop, plan, slot).await
     }
 
+    /// The query's rows, holding its `slot` until the stream ends or is dropped.
     async fn stream(
         &self,
         tracked: Tracked,
         stop: crate::write::Stop,
         plan: LogicalPlan,
+        slot: Slot,
     ) -> Result<SendableRecordBatchStream> {
         let execute = tracing::info_span!(target: SPANS, "execute");
         let physical = async {
@@ -355,6 +400,7 @@ impl Session {
             plan: physical,
             statement: tracing::Span::current(),
             _execute: execute,
+            _slot: slot,
         };
         Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream)))
     }
@@ -408,6 +454,8 @@ struct TrackedStream {
     statement: tracing::Span,
     /// Ends when the stream is dropped.
     _execute: tracing::Span,
+    /// Given back when the stream is dropped.
+    _slot: Slot,
 }
 
 impl Drop for TrackedStream {
@@ -456,6 +504,21 @@ impl futures::Stream for TrackedStream {
             }
         }
     }
+}
+
+/// Whether `plan` reads only the `system` database: it answers from memory, and never waits
+/// for a slot.
+fn reads_only_system(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let (mut tables, mut system) = (0, 0);
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            tables += 1;
+            system += usize::from(scan.table_name.schema() == Some("system"));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables > 0 && tables == system
 }
 
 /// `work`, unless `stop` resolves first.

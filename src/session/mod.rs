@@ -13,6 +13,7 @@ mod execute;
 mod layers;
 mod progress;
 mod scans;
+mod slots;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +71,10 @@ pub struct EngineConfig {
     pub geodata: GeodataConfig,
     /// `[server] allowed_locations`: where tables may be located (anywhere when empty).
     pub allowed_locations: Vec<String>,
+    /// `[server] max_concurrent_queries`: statements running at once (default: no limit).
+    pub max_concurrent_queries: Option<usize>,
+    /// `[server] max_queries_per_user`: statements of one user running at once.
+    pub max_queries_per_user: Option<usize>,
 }
 
 /// One lakegate process: its configuration, catalog and execution runtime.
@@ -82,6 +87,7 @@ pub struct Lakegate {
     layers: Layers,
     history: Arc<QueryHistory>,
     metrics: Arc<Metrics>,
+    slots: Arc<slots::Slots>,
     /// `[execution] query_timeout`.
     query_timeout: Option<std::time::Duration>,
 }
@@ -120,7 +126,8 @@ impl Lakegate {
         let layers = Layers::load(&geodata)?;
         let metrics = Arc::new(Metrics::new());
         let history = Arc::new(QueryHistory::new(Arc::clone(&metrics)));
-        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, query_timeout })
+        let slots = Arc::new(slots::Slots::new(config.max_concurrent_queries, config.max_queries_per_user));
+        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, slots, query_timeout })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -202,6 +209,7 @@ impl Lakegate {
             progress: Arc::default(),
             principal: Arc::new(principal),
             history: Arc::clone(&self.history),
+            slots: Arc::clone(&self.slots),
             client: "cli".into(),
             statement_timeout: Arc::new(std::sync::Mutex::new(self.query_timeout)),
             allowed_locations: self.config.allowed_locations.clone().into(),
@@ -223,6 +231,8 @@ pub struct Session {
     pub(crate) allowed_locations: Arc<[String]>,
     /// The process's statements, running and recent.
     pub(crate) history: Arc<QueryHistory>,
+    /// The process's statement slots.
+    pub(crate) slots: Arc<slots::Slots>,
     /// The program whose statements these are, for `system.queries` (`cli` unless set).
     pub(crate) client: Arc<str>,
     /// How long a statement may run: `[execution] query_timeout`, or `SET statement_timeout`.
