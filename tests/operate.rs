@@ -463,3 +463,38 @@ async fn a_heavy_user_queues_behind_their_own_slot_not_others() {
 fn slow_sql() -> &'static str {
     "SELECT max(n) FROM slow"
 }
+
+/// A source that fails is counted by kind in `lakegate_source_errors_total`, and the statement's
+/// error in `system.queries` names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_source_is_counted() {
+    let mut pg = Postgres::start();
+    let db = pg.database();
+    pg.psql(&db, "CREATE TABLE facts (n int); INSERT INTO facts VALUES (1)");
+    let lakegate = Lakegate::new().with_env("PG_PASSWORD", crate::common::postgres::PASSWORD);
+    lakegate
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE facts STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'facts', 'password' '${{env:PG_PASSWORD}}')",
+            pg.url(&db)
+        ))
+        .success();
+    let server = start_server_over(lakegate, &["--listen", "127.0.0.1:0"]);
+    let admin = server.admin.clone().expect("served");
+    let mut client = server.signed_in().await;
+    assert_eq!(run(&mut client, "SELECT n FROM facts").await, Ok(1));
+    let errors = r#"lakegate_source_errors_total{source="postgres"}"#;
+    assert_eq!(sample(&samples(&http_get(&admin, "/metrics", None).1), errors), 0.0);
+    pg.stop();
+    let error = run(&mut client, "SELECT n FROM facts").await.expect_err("the server is down");
+    assert!(error.contains("127.0.0.1"), "{error}");
+    assert_eq!(sample(&samples(&http_get(&admin, "/metrics", None).1), errors), 1.0);
+    let history = fetch(&mut client, "SELECT state, error FROM system.queries WHERE sql = 'SELECT n FROM facts'")
+        .await
+        .expect("lists");
+    let history = pretty_format_batches(&history).expect("prints").to_string();
+    assert!(
+        history.contains("| finished") && history.contains("| failed") && history.contains("127.0.0.1"),
+        "{history}"
+    );
+    server.stop();
+}
