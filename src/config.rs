@@ -81,6 +81,9 @@ impl Config {
         if let Some(endpoint) = get("LAKEGATE_OTLP_ENDPOINT") {
             self.telemetry.otlp_endpoint = Some(endpoint);
         }
+        if let Some(on) = parse_bool("LAKEGATE_QUERY_LOG", get("LAKEGATE_QUERY_LOG"))? {
+            self.telemetry.query_log = on;
+        }
         if let Some(dir) = get("LAKEGATE_DATA_DIR") {
             self.data_dir = Some(dir.into());
         }
@@ -126,6 +129,7 @@ impl From<Config> for EngineConfig {
             allowed_locations: config.server.allowed_locations,
             max_concurrent_queries: config.server.max_concurrent_queries,
             max_queries_per_user: config.server.max_queries_per_user,
+            query_log_days: config.telemetry.query_log.then(|| config.telemetry.query_log_days.unwrap_or(30)),
         }
     }
 }

@@ -76,12 +76,23 @@ impl SourceReads {
     }
 }
 
-/// The last [`KEPT`] statements, newest last, and those running now.
+/// The last [`KEPT`] statements, newest last, and those running now; with a query log, every
+/// ended statement is also written to it.
 #[derive(Debug, Default)]
 pub struct QueryHistory {
     records: Mutex<VecDeque<QueryRecord>>,
     running: Mutex<HashMap<String, RunningQuery>>,
     metrics: Arc<Metrics>,
+    log: Option<QueryLog>,
+}
+
+/// `system.query_log`: ended statements as Parquet files under `<data dir>/query_log/day=.../`,
+/// written every few seconds and when the process ends, kept for `days` days.
+#[derive(Debug)]
+pub struct QueryLog {
+    dir: std::path::PathBuf,
+    days: u32,
+    pending: Mutex<Vec<QueryRecord>>,
 }
 
 /// A statement while it runs.
@@ -110,8 +121,49 @@ pub struct Tracked {
 }
 
 impl QueryHistory {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics, ..Self::default() }
+    /// A history counted in `metrics`; with `log` (a directory and the days to keep), also
+    /// written to `system.query_log`.
+    ///
+    /// # Errors
+    /// The log's directory cannot be created.
+    pub fn new(metrics: Arc<Metrics>, log: Option<(std::path::PathBuf, u32)>) -> crate::Result<Self> {
+        let log = match log {
+            Some((dir, days)) => {
+                std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(dir.display(), e))?;
+                Some(QueryLog { dir, days, pending: Mutex::default() })
+            }
+            None => None,
+        };
+        Ok(Self { metrics, log, ..Self::default() })
+    }
+
+    /// Writes the statements ended since the last call to the query log, one file per day,
+    /// and removes the days older than it keeps. Nothing to do without a log.
+    ///
+    /// # Errors
+    /// A file cannot be written (the statements are kept for the next try).
+    pub fn flush_log(&self) -> crate::Result<()> {
+        let Some(log) = &self.log else { return Ok(()) };
+        let pending = std::mem::take(&mut *lock(&log.pending));
+        let mut days: BTreeMap<String, Vec<QueryRecord>> = BTreeMap::new();
+        for record in pending {
+            days.entry(day_of(record.started)).or_default().push(record);
+        }
+        let mut failed = None;
+        for (day, records) in days {
+            if let Err(e) = write_log_file(&log.dir.join(format!("day={day}")), &records) {
+                lock(&log.pending).extend(records);
+                failed = Some(e);
+            }
+        }
+        let oldest = day_of(Some(SystemTime::now() - Duration::from_secs(86_400 * u64::from(log.days))));
+        for entry in std::fs::read_dir(&log.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.strip_prefix("day=").is_some_and(|day| day < oldest.as_str()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -119,6 +171,9 @@ impl QueryHistory {
     }
 
     fn keep(&self, record: QueryRecord) {
+        if let Some(log) = &self.log {
+            lock(&log.pending).push(record.clone());
+        }
         let mut records = lock(&self.records);
         if records.len() == KEPT {
             records.pop_front();
@@ -180,6 +235,14 @@ impl QueryHistory {
     /// only their own.
     pub fn system_database(self: &Arc<Self>, viewer: Option<String>) -> Arc<dyn SchemaProvider> {
         let system = MemorySchemaProvider::new();
+        if let Some(log) = &self.log {
+            match log_table(&log.dir, viewer.as_deref()) {
+                Ok(table) => {
+                    let _ = system.register_table("query_log".into(), table);
+                }
+                Err(e) => tracing::warn!(error = %e, "system.query_log is not readable"),
+            }
+        }
         let table = Arc::new(QueriesTable { history: Arc::clone(self), viewer });
         // A fresh provider has no table of that name, so this cannot fail.
         let _ = system.register_table("queries".into(), table);
@@ -306,6 +369,90 @@ pub fn abandoned() -> crate::Error {
         reason: "stopped before its end: the client cancelled it or went away".into(),
         timed_out: false,
     })
+}
+
+/// `records` as rows of `system.queries`.
+fn batch(records: &[QueryRecord]) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let millis = |t: Option<SystemTime>| {
+        t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_millis() as i64).unwrap_or_default()
+    };
+    let text =
+        |f: fn(&QueryRecord) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(records.iter().map(f))) };
+    let count =
+        |f: fn(&QueryRecord) -> u64| -> ArrayRef { Arc::new(UInt64Array::from_iter_values(records.iter().map(f))) };
+    let columns: Vec<ArrayRef> = vec![
+        text(|r| &r.id),
+        Arc::new(
+            TimestampMillisecondArray::from(records.iter().map(|r| millis(r.started)).collect::<Vec<_>>())
+                .with_timezone("UTC"),
+        ),
+        text(|r| &r.user),
+        text(|r| &r.client),
+        text(|r| r.kind),
+        text(|r| r.state),
+        text(|r| &r.sql),
+        count(|r| r.queued.as_millis() as u64),
+        count(|r| r.planning.as_millis() as u64),
+        count(|r| r.execution.as_millis() as u64),
+        count(|r| (r.queued + r.planning + r.execution).as_millis() as u64),
+        count(|r| r.rows),
+        count(|r| r.bytes),
+        count(|r| r.read.rows()),
+        count(|r| r.read.bytes()),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.read.describe()))),
+        count(|r| r.spilled_bytes),
+        count(|r| r.peak_memory),
+        text(|r| &r.error),
+        text(|r| &r.trace_id),
+    ];
+    RecordBatch::try_new(schema(), columns)
+}
+
+/// `2026-11-29` (UTC), the query log's partition of a statement started at `time`.
+fn day_of(time: Option<SystemTime>) -> String {
+    let time: chrono::DateTime<chrono::Utc> = time.unwrap_or(SystemTime::UNIX_EPOCH).into();
+    time.format("%Y-%m-%d").to_string()
+}
+
+/// Writes `records` as one new Parquet file in `dir`, whole or not at all: readers list only
+/// `.parquet` names, and the file gets its name once written.
+fn write_log_file(dir: &std::path::Path, records: &[QueryRecord]) -> crate::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir.display(), e))?;
+    let name = uuid::Uuid::new_v4();
+    let partial = dir.join(format!(".{name}.partial"));
+    let file = std::fs::File::create(&partial).map_err(|e| crate::Error::io(partial.display(), e))?;
+    let batch = batch(records).map_err(|e| crate::Error::Internal(format!("query log batch: {e}")))?;
+    let written = (|| {
+        let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema(), None)?;
+        writer.write(&batch)?;
+        writer.close().map(|_| ())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(crate::Error::Internal(format!("writing the query log in {}: {e}", dir.display())));
+    }
+    let done = dir.join(format!("{name}.parquet"));
+    std::fs::rename(&partial, &done).map_err(|e| crate::Error::io(done.display(), e))
+}
+
+/// `system.query_log` as `viewer` sees it (`None`: everything; a user: their own rows).
+fn log_table(dir: &std::path::Path, viewer: Option<&str>) -> DFResult<Arc<dyn TableProvider>> {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    use datafusion::datasource::{ViewTable, provider_as_source};
+    use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
+    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("day".to_owned(), DataType::Utf8)]);
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema());
+    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
+    let Some(viewer) = viewer else { return Ok(table) };
+    // The viewer's name is a value in the plan, never SQL text.
+    let own = LogicalPlanBuilder::scan("query_log", provider_as_source(table), None)?
+        .filter(col("user").eq(lit(viewer)))?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(own, None)))
 }
 
 /// The kind of source whose error `error` is, if a source's.
@@ -451,42 +598,7 @@ impl TableProvider for QueriesTable {
         if let Some(viewer) = &self.viewer {
             records.retain(|r| &r.user == viewer);
         }
-        let millis = |t: Option<SystemTime>| {
-            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default()
-        };
-        let text = |f: fn(&QueryRecord) -> &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(records.iter().map(f)))
-        };
-        let count =
-            |f: fn(&QueryRecord) -> u64| -> ArrayRef { Arc::new(UInt64Array::from_iter_values(records.iter().map(f))) };
-        let columns: Vec<ArrayRef> = vec![
-            text(|r| &r.id),
-            Arc::new(
-                TimestampMillisecondArray::from(records.iter().map(|r| millis(r.started)).collect::<Vec<_>>())
-                    .with_timezone("UTC"),
-            ),
-            text(|r| &r.user),
-            text(|r| &r.client),
-            text(|r| r.kind),
-            text(|r| r.state),
-            text(|r| &r.sql),
-            count(|r| r.queued.as_millis() as u64),
-            count(|r| r.planning.as_millis() as u64),
-            count(|r| r.execution.as_millis() as u64),
-            count(|r| (r.queued + r.planning + r.execution).as_millis() as u64),
-            count(|r| r.rows),
-            count(|r| r.bytes),
-            count(|r| r.read.rows()),
-            count(|r| r.read.bytes()),
-            Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.read.describe()))),
-            count(|r| r.spilled_bytes),
-            count(|r| r.peak_memory),
-            text(|r| &r.error),
-            text(|r| &r.trace_id),
-        ];
-        let batch = RecordBatch::try_new(schema(), columns)?;
+        let batch = batch(&records)?;
         MemTable::try_new(schema(), vec![vec![batch]])?.scan(state, projection, filters, limit).await
     }
 }

@@ -27,6 +27,11 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// The `service.name` of exported spans (default `lakegate`).
     pub service_name: Option<String>,
+    /// Keep every ended statement in `system.query_log` (Parquet files under the data dir,
+    /// partitioned by `day`), not only the last 1000 of this process in `system.queries`.
+    pub query_log: bool,
+    /// How many days `system.query_log` keeps (default 30).
+    pub query_log_days: Option<u32>,
 }
 
 /// How log lines are written.

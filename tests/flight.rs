@@ -167,6 +167,12 @@ impl Server {
         self.child.id()
     }
 
+    /// Stops the server as [`Server::stop`] does, keeping its data directory for another run.
+    pub(crate) fn stop_keeping_data(mut self) -> (String, Lakegate) {
+        let lakegate = std::mem::replace(&mut self.lakegate, Lakegate::new());
+        (self.stop(), lakegate)
+    }
+
     pub(crate) fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");

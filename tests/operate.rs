@@ -498,3 +498,60 @@ async fn a_failing_source_is_counted() {
     );
     server.stop();
 }
+
+/// With `[telemetry] query_log`, ended statements outlive the process: a later process reads
+/// them from `system.query_log` by day, as DuckDB reads the same Parquet files; before anything
+/// is written the table is empty, not an error; a reader sees only their own rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_query_log_outlives_the_process() {
+    let lakegate = Lakegate::new().with_env("LAKEGATE_QUERY_LOG", "true");
+    let empty = lakegate.sql("SELECT count(*) FROM system.query_log").success();
+    assert_eq!(empty.first_count(), 0, "the first state: no statement logged yet");
+
+    let server = start_server_over(lakegate, &["--listen", "127.0.0.1:0"]);
+    let mut client = server.signed_in().await;
+    assert_eq!(run(&mut client, "SELECT 1 AS logged_one").await, Ok(1));
+    run(&mut client, "SELECT nope FROM nowhere").await.expect_err("fails");
+    let mut rita = server.sign_in("rita", "r3ader").await.expect("signs in");
+    assert_eq!(run(&mut rita, "SELECT 2 AS ritas").await, Ok(1));
+    let (_, lakegate) = server.stop_keeping_data();
+
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let logged = lakegate
+        .sql(
+            "SELECT day, \"user\", state, client, sql FROM system.query_log \
+             WHERE sql IN ('SELECT 1 AS logged_one', 'SELECT nope FROM nowhere', 'SELECT 2 AS ritas') ORDER BY started",
+        )
+        .success();
+    let rows = logged.rows();
+    let expected = [
+        [today.as_str(), USER, "finished", "tonic", "SELECT 1 AS logged_one"],
+        [today.as_str(), USER, "failed", "tonic", "SELECT nope FROM nowhere"],
+        [today.as_str(), "rita", "finished", "tonic", "SELECT 2 AS ritas"],
+    ];
+    assert_eq!(rows, expected.map(|r| r.map(str::to_owned).to_vec()).to_vec(), "{}", logged.stdout);
+    // An independent reader of the same files counts the same statements.
+    let files = format!("{}/query_log/day=*/*.parquet", lakegate.data_dir.path().display());
+    let duckdb = Command::new(venv_bin("python"))
+        .args([
+            "-c",
+            &format!(
+                "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{files}') WHERE sql IN ('SELECT 1 AS logged_one', 'SELECT 2 AS ritas')\").fetchone()[0])"
+            ),
+        ])
+        .output()
+        .expect("duckdb runs");
+    assert_eq!(String::from_utf8_lossy(&duckdb.stdout).trim(), "2", "{}", String::from_utf8_lossy(&duckdb.stderr));
+    let also = lakegate
+        .sql("SELECT count(*) FROM system.query_log WHERE sql IN ('SELECT 1 AS logged_one', 'SELECT 2 AS ritas')")
+        .success();
+    assert_eq!(also.first_count(), 2);
+
+    // A reader sees only their own rows.
+    let server = start_server_over(lakegate, &["--listen", "127.0.0.1:0"]);
+    let mut rita = server.sign_in("rita", "r3ader").await.expect("signs in");
+    let seen = fetch(&mut rita, "SELECT DISTINCT \"user\" FROM system.query_log").await.expect("reads");
+    let seen = pretty_format_batches(&seen).expect("prints").to_string();
+    assert!(seen.contains("rita") && !seen.contains(USER), "{seen}");
+    server.stop();
+}

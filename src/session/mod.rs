@@ -75,6 +75,8 @@ pub struct EngineConfig {
     pub max_concurrent_queries: Option<usize>,
     /// `[server] max_queries_per_user`: statements of one user running at once.
     pub max_queries_per_user: Option<usize>,
+    /// `[telemetry] query_log`: keep ended statements in `system.query_log` for this many days.
+    pub query_log_days: Option<u32>,
 }
 
 /// One lakegate process: its configuration, catalog and execution runtime.
@@ -125,7 +127,21 @@ impl Lakegate {
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
         let metrics = Arc::new(Metrics::new());
-        let history = Arc::new(QueryHistory::new(Arc::clone(&metrics)));
+        let log = config.query_log_days.map(|days| (data_dir.join("query_log"), days));
+        let history = Arc::new(QueryHistory::new(Arc::clone(&metrics), log)?);
+        if config.query_log_days.is_some() {
+            // Written every few seconds, and when the process ends (`Drop`).
+            let history = Arc::downgrade(&history);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    let Some(history) = history.upgrade() else { break };
+                    if let Err(e) = history.flush_log() {
+                        tracing::warn!(error = %e, "query log not written; retrying");
+                    }
+                }
+            });
+        }
         let slots = Arc::new(slots::Slots::new(config.max_concurrent_queries, config.max_queries_per_user));
         Ok(Self { config, catalog, runtime, stores, layers, history, metrics, slots, query_timeout })
     }
@@ -213,6 +229,15 @@ impl Lakegate {
             client: "cli".into(),
             statement_timeout: Arc::new(std::sync::Mutex::new(self.query_timeout)),
             allowed_locations: self.config.allowed_locations.clone().into(),
+        }
+    }
+}
+
+impl Drop for Lakegate {
+    /// The statements not yet in the query log go there before the process ends.
+    fn drop(&mut self) {
+        if let Err(e) = self.history.flush_log() {
+            eprintln!("warning: the last statements did not reach the query log: {e}");
         }
     }
 }
