@@ -642,6 +642,11 @@ async fn kill_query_and_statement_timeout() {
     let unknown = run(&mut admin, "KILL QUERY 'no-such-query'").await.expect_err("nothing to kill");
     assert!(unknown.contains("no query 'no-such-query' is running"), "{unknown}");
 
+    // The heavy query computes on its own threads: the server still answers at once.
+    let asked = std::time::Instant::now();
+    let probe = crate::operate::http_get(server.admin.as_deref().expect("served"), "/healthz", None);
+    assert_eq!(probe.0, 200);
+    assert!(asked.elapsed() < std::time::Duration::from_secs(1), "/healthz took {:?}", asked.elapsed());
     let killed_at = std::time::Instant::now();
     run(&mut admin, &format!("CALL system.runtime.kill_query(query_id => '{id}')")).await.expect("the admin kills it");
     let (outcome, ended_at) = running.await.expect("joins");
@@ -653,6 +658,18 @@ async fn kill_query_and_statement_timeout() {
     let took = ended_at.duration_since(killed_at);
     println!("KILL QUERY stopped the query in {} ms", took.as_millis());
     assert!(took < std::time::Duration::from_secs(1), "the kill took {took:?}");
+    // Its work stops too, not only its answer: the server's CPU time stands still.
+    let cpu_seconds = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).expect("proc stat");
+        let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+        // utime and stime, in clock ticks (100 per second on Linux).
+        (fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")) as f64 / 100.0
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = cpu_seconds();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let burnt = cpu_seconds() - before;
+    assert!(burnt < 0.3, "the killed query still computes: {burnt} s of CPU in 1 s");
 
     let states = format!("SELECT state FROM system.queries WHERE id = '{id}'");
     let mut state = String::new();

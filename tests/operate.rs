@@ -18,7 +18,7 @@ use crate::common::{Lakegate, venv_bin, wait_for};
 use crate::flight::{PASSWORD, Server, USER, fetch, password_hash, run};
 
 /// A plain HTTP/1.1 GET: the status and the body.
-fn http_get(base: &str, path: &str, basic: Option<(&str, &str)>) -> (u16, String) {
+pub(crate) fn http_get(base: &str, path: &str, basic: Option<(&str, &str)>) -> (u16, String) {
     let address = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).expect("the admin endpoint accepts");
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");

@@ -383,15 +383,8 @@ impl Session {
                 return Err(e);
             }
         };
-        let physical = super::scans::traced(physical, &execute)?;
-        let rows = match datafusion::physical_plan::execute_stream(Arc::clone(&physical), Arc::new(task)) {
-            Ok(rows) => rows,
-            Err(e) => {
-                let e = Error::from(e);
-                tracked.finish(Err(&e), Some(physical.as_ref()));
-                return Err(e);
-            }
-        };
+        let physical = super::scans::prepare(physical, &execute)?;
+        let rows = self.compute.execute(Arc::clone(&physical), Arc::new(task));
         let schema = rows.schema();
         let stream = TrackedStream {
             rows,

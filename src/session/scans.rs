@@ -1,5 +1,6 @@
-//! A `scan` span for each partition of each source a query reads, children of its `execute`
-//! span: DataFusion runs scans in tasks of its own, which do not inherit the caller's span.
+//! What a physical plan gets just before it runs: a `scan` span for each partition of each
+//! source it reads, children of its `execute` span (DataFusion runs scans in tasks of its own,
+//! which do not inherit the caller's span), and yields where operators multiply rows.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result as DFResult;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
@@ -17,18 +19,24 @@ use crate::telemetry::SPANS;
 use crate::{Error, Result};
 
 /// `plan` with each leaf wrapped so that reading a partition of it opens a `scan` span under
-/// `parent`.
-pub(super) fn traced(plan: Arc<dyn ExecutionPlan>, parent: &tracing::Span) -> Result<Arc<dyn ExecutionPlan>> {
-    if parent.is_disabled() {
-        return Ok(plan);
-    }
-    let traced = plan.transform_up(|node| {
-        if !node.children().is_empty() {
-            return Ok(Transformed::no(node));
+/// `parent`, and each join's output made cooperative.
+///
+/// A join can make millions of rows from memory without waiting on anything, so the task
+/// running it would never yield: a KILL would answer the client, but the task would burn a core
+/// until its end, since a task stops only where it yields. Cooperative output yields when the
+/// task's budget is spent.
+pub(super) fn prepare(plan: Arc<dyn ExecutionPlan>, parent: &tracing::Span) -> Result<Arc<dyn ExecutionPlan>> {
+    let prepared = plan.transform_up(|node| {
+        if node.children().is_empty() && !parent.is_disabled() {
+            let scan: Arc<dyn ExecutionPlan> = Arc::new(TracedScan { inner: node, parent: parent.clone() });
+            return Ok(Transformed::yes(scan));
         }
-        Ok(Transformed::yes(Arc::new(TracedScan { inner: node, parent: parent.clone() }) as Arc<dyn ExecutionPlan>))
+        if node.name().ends_with("JoinExec") || node.name() == "UnnestExec" {
+            return Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>));
+        }
+        Ok(Transformed::no(node))
     });
-    traced.map(|t| t.data).map_err(Error::from)
+    prepared.map(|t| t.data).map_err(Error::from)
 }
 
 #[derive(Debug)]
