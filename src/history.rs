@@ -340,6 +340,11 @@ impl Tracked {
         metrics.duration.with_label_values(&[record.kind]).observe(total.as_secs_f64());
         metrics.rows_returned.with_label_values(&[&record.user]).inc_by(record.rows);
         metrics.bytes_returned.with_label_values(&[&record.user]).inc_by(record.bytes);
+        // The statement's span, when it ends inside it, says how it ended.
+        let span = tracing::Span::current();
+        span.record("state", record.state);
+        span.record("rows", i64::try_from(record.rows).unwrap_or(i64::MAX));
+        span.record("bytes", i64::try_from(record.bytes).unwrap_or(i64::MAX));
         tracing::info!(
             query_id = %record.id,
             user = %record.user,

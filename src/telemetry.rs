@@ -116,7 +116,16 @@ pub fn init(filter: EnvFilter, format: LogFormat, config: &TelemetryConfig) -> c
 /// A new `statement` span for query `id`; with `traceparent` (a W3C trace context header), a
 /// child of the client's trace.
 pub fn statement_span(id: &str, user: &str, client: &str, traceparent: Option<&str>) -> Span {
-    let span = tracing::info_span!(target: SPANS, "statement", query_id = %id, user = %user, client = %client);
+    let span = tracing::info_span!(
+        target: SPANS,
+        "statement",
+        query_id = %id,
+        user = %user,
+        client = %client,
+        state = tracing::field::Empty,
+        rows = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+    );
     if let Some(header) = traceparent {
         use opentelemetry::propagation::TextMapPropagator;
         let carrier = std::collections::HashMap::from([("traceparent".to_owned(), header.to_owned())]);

@@ -298,6 +298,12 @@ async fn traces_arrive_with_their_tree() {
     let execute = parent_of(scan).expect("the scan has a parent");
     assert_eq!(execute["name"], "execute");
     assert!(is_statement(parent_of(execute)));
+    let query = statements
+        .iter()
+        .find(|s| s["attributes"]["rows"].as_i64() == Some(50))
+        .unwrap_or_else(|| panic!("the query's statement span carries its rows: {statements:#?}"));
+    assert_eq!(query["attributes"]["state"], "finished");
+    assert!(query["attributes"]["bytes"].as_i64().is_some_and(|b| b > 0), "{query}");
     let scanned: i64 = named("scan").filter_map(|s| s["attributes"]["rows"].as_i64()).sum();
     assert!(scanned >= 100, "the scans' rows: {ours:#?}");
 }
