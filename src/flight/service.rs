@@ -106,20 +106,14 @@ impl FlightSqlServer {
     ) -> Result<FlightInfo, Status> {
         let mut origin = incoming.origin(new_id());
         let span = incoming.span(&origin.id, &caller.user);
-        let started = Instant::now();
         let values = params.as_deref().map(wire::decode_parameters).transpose()?;
         let planned = match planned {
             Some(planned) => planned,
-            None => match caller.session.plan_with(&sql, values.as_ref()).instrument(span.clone()).await {
-                Ok(planned) => planned,
-                Err(e) => {
-                    origin.planning = started.elapsed();
-                    span.in_scope(|| caller.session.failed_to_plan(&origin, &sql, &e));
-                    return Err(status(e));
-                }
-            },
+            None => {
+                let planning = caller.session.plan_from(&mut origin, &sql, values.as_ref());
+                planning.instrument(span.clone()).await.map_err(status)?
+            }
         };
-        origin.planning = started.elapsed();
         let (schema, handle) = match planned {
             Planned::Query(plan) => {
                 let schema = wire::wire_schema(plan.schema().as_arrow());
@@ -205,27 +199,18 @@ impl FlightSqlServer {
         }
         let mut origin = incoming.origin(id.clone());
         let span = incoming.span(&id, &caller.user);
-        let started = Instant::now();
         let metrics = self.lakegate.metrics();
         let planned = match self.cached_plan(&id, &caller, true) {
             Some((plan, planning)) => {
                 metrics.plan_cache.with_label_values(&["hit"]).inc();
                 origin.planning = planning;
-                Ok(Planned::Query(plan))
+                Planned::Query(plan)
             }
             None => {
                 metrics.plan_cache.with_label_values(&["miss"]).inc();
                 let values = params.as_deref().map(wire::decode_parameters).transpose()?;
-                let planned = caller.session.plan_with(&sql, values.as_ref()).instrument(span.clone()).await;
-                origin.planning = started.elapsed();
-                planned
-            }
-        };
-        let planned = match planned {
-            Ok(planned) => planned,
-            Err(e) => {
-                span.in_scope(|| caller.session.failed_to_plan(&origin, &sql, &e));
-                return Err(status(e));
+                let planning = caller.session.plan_from(&mut origin, &sql, values.as_ref());
+                planning.instrument(span.clone()).await.map_err(status)?
             }
         };
         let plan = match planned {

@@ -235,17 +235,7 @@ impl Session {
     /// Lists a statement as running and returns what resolves when it must stop: a KILL, or
     /// the session's time limit.
     fn start(&self, origin: &Origin, kind: &'static str, sql: &str) -> (Tracked, crate::write::Stop) {
-        let record = QueryRecord {
-            id: origin.id.clone(),
-            user: self.principal.user.clone(),
-            client: origin.client.clone(),
-            kind,
-            sql: sql::redact(sql),
-            planning: origin.planning,
-            trace_id: crate::telemetry::trace_id(&tracing::Span::current()),
-            ..QueryRecord::default()
-        };
-        let (tracked, mut killed) = self.history.start(record);
+        let (tracked, mut killed) = self.history.start(self.record(origin, kind, sql));
         let timeout = self.statement_timeout();
         let stop = async move {
             let killed = async move {
@@ -304,35 +294,40 @@ impl Session {
     ) -> Result<Output> {
         let span = crate::telemetry::statement_span(&origin.id, &self.principal.user, &origin.client, traceparent);
         async {
-            let planning = Instant::now();
-            let planned = self.plan_with(sql, params).await;
-            origin.planning = planning.elapsed();
-            match planned {
-                Ok(planned) => self.run_as(origin, sql, planned).await,
-                Err(e) => {
-                    self.failed_to_plan(&origin, sql, &e);
-                    Err(e)
-                }
-            }
+            let planned = self.plan_from(&mut origin, sql, params).await?;
+            self.run_as(origin, sql, planned).await
         }
         .instrument(span)
         .await
     }
 
-    /// Records, in `system.queries` and the metrics, a statement from `origin` that did not
-    /// plan.
-    pub fn failed_to_plan(&self, origin: &Origin, sql: &str, error: &Error) {
-        let record = QueryRecord {
+    /// [`Session::plan_with`] for a statement from `origin`, whose planning time it sets; a
+    /// statement that does not plan is recorded, in `system.queries` and the metrics, as failed.
+    ///
+    /// # Errors
+    /// As [`Session::plan_with`].
+    pub async fn plan_from(&self, origin: &mut Origin, sql: &str, params: Option<&ParamValues>) -> Result<Planned> {
+        let started = Instant::now();
+        let planned = self.plan_with(sql, params).await;
+        origin.planning = started.elapsed();
+        if let Err(e) = &planned {
+            self.history.failed_to_plan(self.record(origin, "query", sql), e);
+        }
+        planned
+    }
+
+    /// What `system.queries` shows of a statement from `origin` before it ends.
+    fn record(&self, origin: &Origin, kind: &'static str, sql: &str) -> QueryRecord {
+        QueryRecord {
             id: origin.id.clone(),
             user: self.principal.user.clone(),
             client: origin.client.clone(),
-            kind: "query",
+            kind,
             sql: sql::redact(sql),
             planning: origin.planning,
             trace_id: crate::telemetry::trace_id(&tracing::Span::current()),
             ..QueryRecord::default()
-        };
-        self.history.failed_to_plan(record, error);
+        }
     }
 
     /// Streams the rows of query `plan`, planned from `sql` by `origin`, listed in
