@@ -73,6 +73,11 @@ fn contents(lg: &Lakegate) -> Vec<Vec<String>> {
         .rows()
 }
 
+/// An overwrite of 50M rows: long enough to be stopped while it writes.
+const BIG_OVERWRITE: &str = "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value % 1000 AS user_id, \
+    'big' AS version, concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) AS dt FROM generate_series(0, 50000000) \
+    DISTRIBUTE BY dt SORT BY user_id";
+
 fn all_of(version: &str) -> Vec<Vec<String>> {
     (1..=5).map(|d| vec![format!("2018-03-0{d}"), version.to_owned(), "4000".to_owned()]).collect()
 }
@@ -530,10 +535,13 @@ fn a_writer_killed_mid_write_changes_nothing() {
     let dir = lg.data_dir.path().join("events");
     create_events(&lg, &dir.display().to_string());
     lg.sql(&overwrite_sql("old", "")).success();
-    let big = "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value % 1000 AS user_id, 'big' AS version, \
-               concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) AS dt FROM generate_series(0, 50000000) DISTRIBUTE BY dt SORT BY user_id";
-    let mut child =
-        lg.command().args(["sql", "-e", big]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
+    let mut child = lg
+        .command()
+        .args(["sql", "-e", BIG_OVERWRITE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
     // Kill once it has staged some bytes.
     crate::common::wait_for("staged files", std::time::Duration::from_secs(120), || {
         walk(&dir).iter().any(|p| p.contains("/staging/") && p.ends_with(".parquet"))
@@ -551,9 +559,7 @@ fn a_write_over_its_time_limit_changes_nothing() {
     let dir = lg.data_dir.path().join("events");
     create_events(&lg, &dir.display().to_string());
     lg.sql(&overwrite_sql("old", "")).success();
-    let big = "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value % 1000 AS user_id, 'big' AS version, \
-               concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) AS dt FROM generate_series(0, 50000000) DISTRIBUTE BY dt SORT BY user_id";
-    let stopped = lg.sql(&format!("SET statement_timeout = '500ms'; {big}")).failure();
+    let stopped = lg.sql(&format!("SET statement_timeout = '500ms'; {BIG_OVERWRITE}")).failure();
     assert!(stopped.stderr.contains("time limit of 500ms"), "{}", stopped.stderr);
     assert_eq!(contents(&lg), all_of("old"));
     // A plain reader of the files sees the same: only the old version's files are in place.

@@ -379,7 +379,14 @@ impl Session {
             }
         };
         let physical = super::scans::prepare(physical, &execute)?;
-        let rows = self.compute.execute(Arc::clone(&physical), Arc::new(task));
+        let rows = match datafusion::physical_plan::execute_stream(Arc::clone(&physical), Arc::new(task)) {
+            Ok(rows) => rows,
+            Err(e) => {
+                let e = Error::from(e);
+                tracked.finish(Err(&e), Some(physical.as_ref()));
+                return Err(e);
+            }
+        };
         let schema = rows.schema();
         let stream = TrackedStream {
             rows,

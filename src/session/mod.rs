@@ -9,7 +9,6 @@
 
 mod batch;
 mod commands;
-mod cpu;
 mod execute;
 mod layers;
 mod progress;
@@ -91,7 +90,6 @@ pub struct Lakegate {
     history: Arc<QueryHistory>,
     metrics: Arc<Metrics>,
     slots: Arc<slots::Slots>,
-    compute: Arc<cpu::Compute>,
     /// `[execution] query_timeout`.
     query_timeout: Option<std::time::Duration>,
 }
@@ -145,8 +143,7 @@ impl Lakegate {
             });
         }
         let slots = Arc::new(slots::Slots::new(config.max_concurrent_queries, config.max_queries_per_user));
-        let compute = Arc::new(cpu::Compute::new()?);
-        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, slots, compute, query_timeout })
+        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, slots, query_timeout })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -229,7 +226,6 @@ impl Lakegate {
             principal: Arc::new(principal),
             history: Arc::clone(&self.history),
             slots: Arc::clone(&self.slots),
-            compute: Arc::clone(&self.compute),
             client: "cli".into(),
             statement_timeout: Arc::new(std::sync::Mutex::new(self.query_timeout)),
             allowed_locations: self.config.allowed_locations.clone().into(),
@@ -262,8 +258,6 @@ pub struct Session {
     pub(crate) history: Arc<QueryHistory>,
     /// The process's statement slots.
     pub(crate) slots: Arc<slots::Slots>,
-    /// Where queries compute.
-    pub(crate) compute: Arc<cpu::Compute>,
     /// The program whose statements these are, for `system.queries` (`cli` unless set).
     pub(crate) client: Arc<str>,
     /// How long a statement may run: `[execution] query_timeout`, or `SET statement_timeout`.
