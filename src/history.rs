@@ -251,10 +251,6 @@ impl QueryHistory {
 }
 
 impl Tracked {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// Lists the statement as waiting for a slot (`queued`), or as running again.
     pub fn set_queued(&self, queued: bool) {
         let metrics = &self.history.metrics;
@@ -311,7 +307,6 @@ impl Tracked {
         record.bytes = self.bytes;
         record.state = match result {
             Ok(()) => "finished",
-            Err(crate::Error::Stopped(_)) => "cancelled",
             Err(e) if crate::Stopped::in_error(e) => "cancelled",
             Err(e) => {
                 if let Some(source) = source_of(e) {
