@@ -129,14 +129,20 @@ impl Principal {
             Command::DropTable { .. } => self.require_admin("DROP TABLE"),
             Command::Vacuum { .. } => self.require_admin("VACUUM"),
             Command::AddPartitions { .. } => self.require_admin("ALTER TABLE"),
-            Command::RepairTable { table } => self.require_write(&database(table)),
+            Command::RepairTable { table }
+            | Command::CacheTable { table, .. }
+            | Command::UncacheTable { table, .. } => self.require_write(&database(table)),
+            Command::ClearCache => self.require_admin("CLEAR CACHE"),
             Command::Describe { table } | Command::ShowCreateTable { table } | Command::ShowPartitions { table } => {
                 self.require_read(&database(table))
             }
             Command::ShowTables { database, .. } => self.require_read(database.as_deref().unwrap_or(current)),
             Command::Use { database } => self.require_read(database),
             // Filtered to what the user may read where they list names.
-            Command::ShowDatabases { .. } | Command::ShowGrants | Command::IgnoredSetting { .. } => Ok(()),
+            Command::ShowDatabases { .. }
+            | Command::ShowGrants
+            | Command::ShowCachedTables
+            | Command::IgnoredSetting { .. } => Ok(()),
             // Anyone may limit their own statements; whose query one may kill is checked
             // against the query's owner when it is found.
             Command::SetStatementTimeout { .. } | Command::KillQuery { .. } => Ok(()),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::flight::{ServerConfig, UserConfig};
-pub use crate::session::{EngineConfig, ExecutionConfig, GeodataConfig, LayerConfig};
+pub use crate::session::{CacheConfig, EngineConfig, ExecutionConfig, GeodataConfig, LayerConfig};
 pub use crate::sources::cassandra::CassandraConfig;
 pub use crate::storage::S3Config;
 pub use crate::telemetry::TelemetryConfig;
@@ -27,6 +27,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub cassandra: CassandraConfig,
     pub telemetry: TelemetryConfig,
+    pub cache: CacheConfig,
 }
 
 /// `LAKEGATE_S3_*`: the `[s3]` settings from the environment.
@@ -130,6 +131,7 @@ impl From<Config> for EngineConfig {
             max_concurrent_queries: config.server.max_concurrent_queries,
             max_queries_per_user: config.server.max_queries_per_user,
             query_log_days: config.telemetry.query_log.then(|| config.telemetry.query_log_days.unwrap_or(30)),
+            cache: config.cache,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `CatalogProvider`/`SchemaProvider` traits. The catalog knows no concrete source: each kind
 //! implements [`SourceFactory`], and table providers are built lazily, on first use.
 
+mod cache;
 mod error;
 mod provider;
 mod secret;
@@ -12,6 +13,7 @@ mod source;
 mod spec;
 mod store;
 
+pub use cache::{Cache, CacheDefinition, CacheState, parquet_bytes};
 pub use error::{Error, Result};
 pub use provider::{Catalog, SessionCatalog, check_name};
 pub use secret::{is_reference, mask_secrets, resolve_reference};

@@ -1,7 +1,7 @@
 //! The catalog as DataFusion sees it: databases are schemas, tables are built lazily.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::cache::{Cache, CacheDefinition, CacheState, CachedTable, Usage};
 use crate::error::did_you_mean;
 use crate::store::{DEFAULT_DATABASE, Store, parse_spec};
 use crate::{Error, Result, Sources, TableSpec};
@@ -28,6 +29,8 @@ pub struct Catalog {
     /// Built providers, keyed by table and valid while the stored spec is unchanged, so a
     /// table re-created by another process is rebuilt here too.
     providers: Mutex<ProviderCache>,
+    /// This process's use of the caches.
+    usage: Arc<Usage>,
 }
 
 impl Catalog {
@@ -36,7 +39,7 @@ impl Catalog {
     /// # Errors
     /// [`Error::Open`] when the file cannot be opened or is not a lakegate catalog.
     pub fn open(path: &Path, sources: Sources) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self { store: Store::open(path)?, sources, providers: Mutex::default() }))
+        Ok(Arc::new(Self { store: Store::open(path)?, sources, providers: Mutex::default(), usage: Arc::default() }))
     }
 
     pub fn default_database() -> &'static str {
@@ -146,38 +149,206 @@ impl Catalog {
         self.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The provider of a stored table, built on first use. A table whose source fails to build
-    /// still resolves, to a provider that reports the failure when scanned, so one broken table
-    /// never breaks listing or queries of the others.
+    /// The provider of a stored table or cache, built on first use and rebuilt when its
+    /// stored spec or cache state changes (here or in another process).
     async fn provider(&self, database: &str, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(json) = self.store.table_json(database, name)? else { return Ok(None) };
+        let table = self.store.table_json(database, name)?;
+        let cache = self.store.cache_json(database, name)?;
+        let version = match (&table, &cache) {
+            (None, None) => return Ok(None),
+            (table, None) => table.clone().unwrap_or_default(),
+            (table, Some((definition, state))) => format!("{}\n{definition}\n{state}", table.as_deref().unwrap_or("")),
+        };
         let key = (database.to_owned(), name.to_owned());
-        if let Some((version, provider)) = self.lock_providers().get(&key)
-            && *version == json
+        if let Some((built_from, provider)) = self.lock_providers().get(&key)
+            && *built_from == version
         {
             return Ok(Some(Arc::clone(provider)));
         }
-        let spec = parse_spec(&format!("{database}.{name}"), &json)?;
-        let built = match self.sources.get(&spec.kind) {
-            Ok(factory) => factory.create(&spec).await,
-            Err(e) => Err(e.into()),
+        let qualified = format!("{database}.{name}");
+        let spec = table.map(|json| parse_spec(&qualified, &json)).transpose()?;
+        let provider = match (cache, spec) {
+            (Some((definition, state)), spec) => self.cached_table(key.clone(), spec, &definition, &state).await?,
+            (None, Some(spec)) => match self.source_provider(&spec).await {
+                Ok(provider) => provider,
+                Err(unavailable) => return Ok(Some(unavailable)),
+            },
+            (None, None) => return Ok(None),
         };
-        let provider: Arc<dyn TableProvider> = match built {
-            Ok(provider) => {
-                self.lock_providers().insert(key, (json, Arc::clone(&provider)));
-                provider
-            }
-            Err(cause) => {
-                tracing::warn!(table = %spec.qualified_name(), %cause, "table unavailable");
-                Arc::new(UnavailableTable {
-                    name: spec.qualified_name(),
-                    schema: spec.schema()?,
-                    cause: cause.to_string(),
-                })
-            }
-        };
+        self.lock_providers().insert(key, (version, Arc::clone(&provider)));
         Ok(Some(provider))
     }
+
+    /// The provider of a table's own source, never its cache. A table whose source fails to
+    /// build still resolves, to a provider that reports the failure when scanned (the `Err`
+    /// here), so one broken table never breaks listing or queries of the others.
+    ///
+    /// # Errors
+    /// The stand-in for an unavailable table.
+    pub async fn source_provider(
+        &self,
+        spec: &TableSpec,
+    ) -> std::result::Result<Arc<dyn TableProvider>, Arc<dyn TableProvider>> {
+        let built = match self.sources.get(&spec.kind) {
+            Ok(factory) => factory.create(spec).await,
+            Err(e) => Err(e.into()),
+        };
+        built.map_err(|cause| {
+            tracing::warn!(table = %spec.qualified_name(), %cause, "table unavailable");
+            let schema = spec.schema().unwrap_or_else(|_| Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+            Arc::new(UnavailableTable { name: spec.qualified_name(), schema, cause: cause.to_string() }) as _
+        })
+    }
+
+    async fn cached_table(
+        &self,
+        key: TableKey,
+        spec: Option<TableSpec>,
+        definition: &str,
+        state: &str,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let name = format!("{}.{}", key.0, key.1);
+        let definition: CacheDefinition =
+            serde_json::from_str(definition).map_err(|source| Error::Corrupt { table: name.clone(), source })?;
+        let state: CacheState =
+            serde_json::from_str(state).map_err(|source| Error::Corrupt { table: name.clone(), source })?;
+        let schema = match &spec {
+            Some(spec) => spec.schema()?,
+            None => TableSpec { columns: definition.columns.clone(), ..TableSpec::default() }.schema()?,
+        };
+        let data = match &state.data {
+            Some(data) => match self.sources.get(&data.kind)?.create(data).await {
+                Ok(provider) => Some((provider, PathBuf::from(&data.location), state.bytes)),
+                Err(e) => {
+                    tracing::warn!(table = %name, error = %e, "cache unreadable; reading the source");
+                    None
+                }
+            },
+            None => None,
+        };
+        if data.is_none() {
+            self.usage.mark_stale(key.clone());
+        }
+        Ok(Arc::new(CachedTable {
+            key,
+            schema,
+            data,
+            source: spec,
+            sources: self.sources.clone(),
+            usage: Arc::clone(&self.usage),
+        }))
+    }
+
+    /// Every cache, with this process's use of it.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], or [`Error::Corrupt`] naming the cache.
+    pub fn caches(&self) -> Result<Vec<Cache>> {
+        let mut caches = Vec::new();
+        for (database, name, definition, state) in self.store.caches()? {
+            let key = (database, name);
+            caches.push(self.parse_cache(key, &definition, &state)?);
+        }
+        Ok(caches)
+    }
+
+    /// The cache of `database.name`, if it is cached.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], or [`Error::Corrupt`] naming the cache.
+    pub fn cache(&self, database: &str, name: &str) -> Result<Option<Cache>> {
+        match self.store.cache_json(database, name)? {
+            Some((definition, state)) => {
+                Ok(Some(self.parse_cache((database.to_owned(), name.to_owned()), &definition, &state)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn parse_cache(&self, key: TableKey, definition: &str, state: &str) -> Result<Cache> {
+        let corrupt = |source| Error::Corrupt { table: format!("{}.{}", key.0, key.1), source };
+        Ok(Cache {
+            hits: self.usage.hits(&key),
+            stale: self.usage.is_stale(&key),
+            definition: serde_json::from_str(definition).map_err(corrupt)?,
+            state: serde_json::from_str(state).map_err(corrupt)?,
+            database: key.0,
+            name: key.1,
+        })
+    }
+
+    /// Stores a new cache (or replaces one), definition and state together.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDatabase`], [`Error::InvalidName`], [`Error::Storage`].
+    pub fn put_cache(
+        &self,
+        database: &str,
+        name: &str,
+        definition: &CacheDefinition,
+        state: &CacheState,
+    ) -> Result<()> {
+        check_name("table", name)?;
+        self.store.require_database(database)?;
+        self.store.put_cache(
+            database,
+            name,
+            &to_json(database, name, definition)?,
+            &to_json(database, name, state)?,
+        )?;
+        self.usage.loaded(&(database.to_owned(), name.to_owned()));
+        Ok(())
+    }
+
+    /// Replaces a cache's state, when it is still `expected`: a refresh that raced another one,
+    /// or `UNCACHE TABLE`, changes nothing. Returns whether it was replaced.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn swap_cache_state(
+        &self,
+        database: &str,
+        name: &str,
+        expected: &CacheState,
+        state: &CacheState,
+    ) -> Result<bool> {
+        let swapped = self.store.swap_cache_state(
+            database,
+            name,
+            &to_json(database, name, expected)?,
+            &to_json(database, name, state)?,
+        )?;
+        if swapped && state.data.is_some() && state.last_error.is_none() {
+            self.usage.loaded(&(database.to_owned(), name.to_owned()));
+        }
+        Ok(swapped)
+    }
+
+    /// Forgets a cache (its files are the caller's to remove); false when there was none.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn drop_cache(&self, database: &str, name: &str) -> Result<bool> {
+        let key = (database.to_owned(), name.to_owned());
+        self.usage.forget(&key);
+        self.lock_providers().remove(&key);
+        self.store.delete_cache(database, name)
+    }
+
+    /// Marks a cache out of date: this process reads the table's source instead until the
+    /// cache is loaded again.
+    pub fn mark_cache_stale(&self, database: &str, name: &str) {
+        self.usage.mark_stale((database.to_owned(), name.to_owned()));
+    }
+
+    /// Caches marked for reloading by this process's readers.
+    pub fn stale_caches(&self) -> Vec<(String, String)> {
+        self.usage.stale_keys()
+    }
+}
+
+fn to_json(database: &str, name: &str, value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|source| Error::Corrupt { table: format!("{database}.{name}"), source })
 }
 
 /// One session's view of the catalog: persistent tables plus tables registered for the
@@ -293,6 +464,10 @@ impl SchemaProvider for Database {
             tracing::error!(database = %self.name, error = %e, "cannot list tables");
             Vec::new()
         });
+        // A query's cache (`CACHE TABLE name AS SELECT`) is a table of its own.
+        if let Ok(caches) = self.catalog.store.caches() {
+            names.extend(caches.into_iter().filter(|(db, ..)| *db == self.name).map(|(_, name, ..)| name));
+        }
         let temporaries = self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         names.extend(temporaries.keys().filter(|(db, _)| *db == self.name).map(|(_, n)| n.clone()));
         names.sort();
@@ -311,7 +486,9 @@ impl SchemaProvider for Database {
         if let Some(provider) = self.temporary(name) {
             return Ok(Some(provider.table_type()));
         }
-        Ok(self.catalog.store.table_json(&self.name, name)?.map(|_| TableType::Base))
+        let stored = self.catalog.store.table_json(&self.name, name)?.is_some()
+            || self.catalog.store.cache_json(&self.name, name)?.is_some();
+        Ok(stored.then_some(TableType::Base))
     }
 
     /// DataFusion's `CREATE VIEW` / `CREATE TABLE AS`: kept for this session only.
@@ -329,7 +506,9 @@ impl SchemaProvider for Database {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.temporary(name).is_some() || matches!(self.catalog.store.table_json(&self.name, name), Ok(Some(_)))
+        self.temporary(name).is_some()
+            || matches!(self.catalog.store.table_json(&self.name, name), Ok(Some(_)))
+            || matches!(self.catalog.store.cache_json(&self.name, name), Ok(Some(_)))
     }
 }
 

@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS tables (
     created_at TEXT NOT NULL DEFAULT (datetime('now')),
     PRIMARY KEY (database, name)
 );
+CREATE TABLE IF NOT EXISTS caches (
+    database   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    PRIMARY KEY (database, name)
+);
 INSERT OR IGNORE INTO databases (name, comment) VALUES ('default', 'Default database');
 ";
 
@@ -104,6 +111,7 @@ impl Store {
                 return Err(Error::DatabaseNotEmpty { name: name.to_owned(), tables });
             }
             tx.execute("DELETE FROM tables WHERE database = ?1", [name])?;
+            tx.execute("DELETE FROM caches WHERE database = ?1", [name])?;
             tx.execute("DELETE FROM databases WHERE name = ?1", [name])?;
             tx.commit()?;
             Ok(true)
@@ -162,6 +170,57 @@ impl Store {
 
     pub(crate) fn delete_table(&self, database: &str, name: &str) -> Result<bool> {
         self.with(|c| Ok(c.execute("DELETE FROM tables WHERE database = ?1 AND name = ?2", [database, name])? == 1))
+    }
+}
+
+/// A cache's definition and state, each as JSON text.
+pub(crate) type CacheRow = (String, String, String, String);
+
+impl Store {
+    /// The definition and state of the cache of `database.name`, as JSON text.
+    pub(crate) fn cache_json(&self, database: &str, name: &str) -> Result<Option<(String, String)>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT definition, state FROM caches WHERE database = ?1 AND name = ?2")?;
+            Ok(stmt.query_row([database, name], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+        })
+    }
+
+    /// Every cache: database, name, definition and state.
+    pub(crate) fn caches(&self) -> Result<Vec<CacheRow>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT database, name, definition, state FROM caches ORDER BY database, name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Creates or replaces a cache, definition and state together.
+    pub(crate) fn put_cache(&self, database: &str, name: &str, definition: &str, state: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO caches (database, name, definition, state) VALUES (?1, ?2, ?3, ?4)",
+                params![database, name, definition, state],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Replaces a cache's state when it is still `expected` (so a refresh never overwrites a
+    /// newer one, or re-creates an uncached table); false when it was not.
+    pub(crate) fn swap_cache_state(&self, database: &str, name: &str, expected: &str, state: &str) -> Result<bool> {
+        self.with(|c| {
+            let changed = c.execute(
+                "UPDATE caches SET state = ?4 WHERE database = ?1 AND name = ?2 AND state = ?3",
+                params![database, name, expected, state],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    pub(crate) fn delete_cache(&self, database: &str, name: &str) -> Result<bool> {
+        self.with(|c| Ok(c.execute("DELETE FROM caches WHERE database = ?1 AND name = ?2", [database, name])? == 1))
     }
 }
 

@@ -153,6 +153,7 @@ pub async fn serve(
         },
     };
     let _admin = admin.map(AbortOnDrop);
+    let _refresher = AbortOnDrop(tokio::spawn(Arc::clone(&lakegate).refresh_caches()));
     let service = FlightServiceServer::new(service::FlightSqlServer::new(Arc::clone(&lakegate), auth)?)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);

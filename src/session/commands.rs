@@ -31,6 +31,7 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 return Ok(Output::Done(format!("dropped temporary table {}", table.name)));
             }
             let dropped = catalog.drop_table(&database, &table.name, if_exists)?;
+            super::cache::uncache(session, &database, &table.name)?;
             Ok(done(
                 dropped,
                 format!("dropped table {database}.{} (its files are kept)", table.name),
@@ -90,6 +91,15 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
         Command::RepairTable { table } => {
             if let Some(listings) = session.ctx.runtime_env().cache_manager.get_list_files_cache() {
                 listings.clear();
+            }
+            let database = database_of(session, &table);
+            if let Some(state) = super::cache::refresh(session, &database, &table.name).await? {
+                return Ok(Output::Done(format!(
+                    "refreshed {database}.{} and its cache: {} rows, {}",
+                    table.name,
+                    state.rows,
+                    crate::output::human_bytes(state.bytes)
+                )));
             }
             let spec = catalog.table(&database_of(session, &table), &table.name)?;
             if spec.partition_columns.is_empty() {
@@ -166,6 +176,12 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 None => "statements of this session run without a time limit".to_owned(),
             }))
         }
+        Command::CacheTable { table, lazy, options, query } => {
+            super::cache::cache(session, table, lazy, options, query).await
+        }
+        Command::UncacheTable { table, if_exists } => super::cache::uncache_table(session, table, if_exists),
+        Command::ClearCache => super::cache::clear(session),
+        Command::ShowCachedTables => super::cache::show(session),
         Command::Use { database } => {
             catalog.require_database(&database)?;
             session.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = database.clone();
@@ -206,8 +222,17 @@ fn strings(values: Vec<String>) -> ArrayRef {
 }
 
 fn rows(columns: Vec<(&str, ArrayRef)>) -> Result<Output> {
+    rows_of(columns, false)
+}
+
+/// Rows whose columns may hold NULLs.
+pub(super) fn rows_nullable(columns: Vec<(&str, ArrayRef)>) -> Result<Output> {
+    rows_of(columns, true)
+}
+
+fn rows_of(columns: Vec<(&str, ArrayRef)>, nullable: bool) -> Result<Output> {
     let schema = Arc::new(Schema::new(
-        columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), false)).collect::<Vec<_>>(),
+        columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), nullable)).collect::<Vec<_>>(),
     ));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns.into_iter().map(|(_, a)| a).collect())?;
     let stream = futures::stream::once(async move { Ok(batch) });

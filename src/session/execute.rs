@@ -184,6 +184,7 @@ impl Session {
                 return commands::lines("plan", explained?);
             }
             Planned::Write { plan, explain: false } => {
+                let target = (plan.table().database.clone(), plan.table().name.clone());
                 let execute = tracing::info_span!(target: SPANS, "execute");
                 let wrote =
                     crate::write::execute(&self.write_context(), *plan, Some(Box::pin(stop))).instrument(execute).await;
@@ -196,7 +197,19 @@ impl Session {
                     Err(_) => metrics.commits.with_label_values(&["failed"]).inc(),
                 }
                 tracked.finish(wrote.as_ref().map(|_| ()), None);
-                let wrote = wrote?;
+                let mut wrote = wrote?;
+                // As Spark re-caches a cached table it writes: later statements read the new rows.
+                match super::cache::refresh(self, &target.0, &target.1).await {
+                    Ok(Some(_)) => wrote.summary.push_str("; its cache was refreshed"),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.catalog.catalog().mark_cache_stale(&target.0, &target.1);
+                        tracing::warn!(table = %format!("{}.{}", target.0, target.1), error = %e, "cache not refreshed after a write");
+                        wrote.summary.push_str(&format!(
+                            "; its cache was not refreshed ({e}) and answers from the source until it is"
+                        ));
+                    }
+                }
                 return Ok(Output::Wrote { message: wrote.summary, rows: wrote.rows });
             }
         };

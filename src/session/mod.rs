@@ -8,6 +8,7 @@
 //! distributed engine unchanged.
 
 mod batch;
+mod cache;
 mod commands;
 mod execute;
 mod layers;
@@ -26,6 +27,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use lakegate_catalog::{Catalog, SessionCatalog};
 use serde::Deserialize;
 
+pub use self::cache::CacheConfig;
 pub use self::execute::{Origin, Planned};
 pub use self::layers::{GeodataConfig, LayerConfig};
 use self::layers::{Layers, fetch_remote_layers};
@@ -77,6 +79,7 @@ pub struct EngineConfig {
     pub max_queries_per_user: Option<usize>,
     /// `[telemetry] query_log`: keep ended statements in `system.query_log` for this many days.
     pub query_log_days: Option<u32>,
+    pub cache: CacheConfig,
 }
 
 /// One lakegate process: its configuration, catalog and execution runtime.
@@ -180,6 +183,43 @@ impl Lakegate {
         self.catalog.databases().map(|_| ()).map_err(Error::from)
     }
 
+    /// Keeps the caches loaded, for as long as it runs (`serve` runs it): loads `LAZY` caches
+    /// and caches whose files went missing, reloads on each cache's `refresh_interval`, and
+    /// reloads a cached Parquet table's cache when the table's committed files change. A
+    /// failed load is logged, recorded in the cache's state, and retried.
+    pub async fn refresh_caches(self: Arc<Self>) {
+        let mut last_files_check = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let check_files = last_files_check.elapsed() >= cache::CHECK_FILES_EVERY;
+            if check_files {
+                last_files_check = std::time::Instant::now();
+            }
+            let session = self.session().with_client("cache");
+            let caches = match self.catalog.caches() {
+                Ok(caches) => caches,
+                Err(e) => {
+                    tracing::warn!(error = %e, "caches not listed; retrying");
+                    continue;
+                }
+            };
+            for cache in caches {
+                if !cache::due(&session, &cache, check_files).await {
+                    continue;
+                }
+                let table = format!("{}.{}", cache.database, cache.name);
+                let started = std::time::Instant::now();
+                match cache::refresh(&session, &cache.database, &cache.name).await {
+                    Ok(Some(state)) => {
+                        tracing::info!(%table, rows = state.rows, bytes = state.bytes, seconds = started.elapsed().as_secs_f64(), "cache loaded");
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(%table, error = %e, "cache not loaded; retrying later"),
+                }
+            }
+        }
+    }
+
     /// Where managed tables (created without LOCATION) are stored.
     pub fn warehouse_dir(&self) -> PathBuf {
         self.config.data_dir.join("warehouse")
@@ -221,6 +261,8 @@ impl Lakegate {
             ctx,
             catalog,
             warehouse: self.warehouse_dir(),
+            data_dir: self.config.data_dir.clone(),
+            cache_disk_mb: self.config.cache.disk_mb.unwrap_or(cache::DEFAULT_DISK_MB),
             stores: Arc::clone(&self.stores),
             progress: Arc::default(),
             principal: Arc::new(principal),
@@ -248,6 +290,10 @@ pub struct Session {
     pub(crate) ctx: SessionContext,
     pub(crate) catalog: Arc<SessionCatalog>,
     pub(crate) warehouse: PathBuf,
+    /// Where caches keep their files (`<data-dir>/cache`).
+    pub(crate) data_dir: PathBuf,
+    /// `[cache] disk_mb`.
+    pub(crate) cache_disk_mb: u64,
     pub(crate) stores: Arc<ObjectStores>,
     pub(crate) progress: Arc<Progress>,
     /// Who runs this session's statements.

@@ -89,6 +89,24 @@ pub enum Command {
     },
     /// `SHOW GRANTS`: the signed-in user's role and databases.
     ShowGrants,
+    /// Spark's `CACHE [LAZY] TABLE t [OPTIONS (...)] [[AS] query]`: keep a copy of the table
+    /// (or the query's rows, as table `t`) on local disk, shared by every session.
+    CacheTable {
+        table: TableName,
+        lazy: bool,
+        options: BTreeMap<String, String>,
+        /// The query as written, byte for byte.
+        query: Option<String>,
+    },
+    /// `UNCACHE TABLE [IF EXISTS] t`.
+    UncacheTable {
+        table: TableName,
+        if_exists: bool,
+    },
+    /// `CLEAR CACHE`: every cache.
+    ClearCache,
+    /// `SHOW CACHED TABLES`.
+    ShowCachedTables,
 }
 
 /// Prefixes of settings that belong to Hive, Spark or Hadoop rather than to lakegate.
@@ -126,6 +144,11 @@ pub fn parse(sql: &str) -> Result<Option<Command>> {
     let mut p = Parser::new(&dialect).try_with_sql(sql)?;
     if let Some(command) = super::control::parse(&mut p)? {
         return finish(p, command).map(Some);
+    }
+    match super::cache::parse(&mut p, sql)? {
+        Some(cached @ Command::CacheTable { .. }) => return Ok(Some(cached)),
+        Some(command) => return finish(p, command).map(Some),
+        None => {}
     }
     let command = match p.parse_one_of_keywords(&[
         Keyword::CREATE,
@@ -380,7 +403,7 @@ fn column_list(p: &mut Parser) -> Result<Vec<(String, DataType)>> {
 }
 
 /// `(key value, 'key' = 'value', a.b 'v')`: keys lower-cased.
-fn key_values(p: &mut Parser) -> Result<BTreeMap<String, String>> {
+pub(super) fn key_values(p: &mut Parser) -> Result<BTreeMap<String, String>> {
     p.expect_token(&Token::LParen)?;
     if p.consume_token(&Token::RParen) {
         return Ok(BTreeMap::new());

@@ -3,6 +3,7 @@
 //! catalog's tables are found and resolved here for the writer; everything else is left to
 //! DataFusion's planner. Nothing here runs a statement: the session does.
 
+mod cache;
 mod control;
 pub mod ddl;
 mod insert;

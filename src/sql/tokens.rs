@@ -51,6 +51,23 @@ pub(crate) fn tokenize(sql: &str) -> Result<Vec<Located>> {
         .collect())
 }
 
+/// The byte offset in `sql` of a tokenizer location (1-based line, column in characters).
+pub(crate) fn byte_offset(sql: &str, location: sqlparser::tokenizer::Location) -> usize {
+    let (mut line, mut column) = (1, 1);
+    for (offset, c) in sql.char_indices() {
+        if (line, column) >= (location.line, location.column) {
+            return offset;
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    sql.len()
+}
+
 /// `sql` with each `?` placeholder numbered (`$1`, `$2`...), everything else byte for byte:
 /// DataFusion gives every `?` the same name, so two of different types would not plan.
 ///

@@ -91,6 +91,13 @@ impl std::fmt::Debug for WritePlan {
     }
 }
 
+impl WritePlan {
+    /// The table written.
+    pub(crate) fn table(&self) -> &TableSpec {
+        &self.spec
+    }
+}
+
 /// Whether Hive/Spark would store a `from` value into a `to` column (then cast).
 fn assignable(from: &DataType, to: &DataType) -> bool {
     let string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);

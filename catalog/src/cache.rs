@@ -1,0 +1,195 @@
+//! Accelerations: `CACHE TABLE` copies of a table (or of a query's rows) kept as Parquet files
+//! on local disk under the data dir, shared by every session and every process on it.
+//!
+//! The catalog stores each cache's definition and its state. The state names the current
+//! generation (one directory of files) and each load replaces it in one transaction, so a query
+//! reads one generation, whole: never a mix of old and new rows. Loading is the session's job
+//! (it plans and writes); here caches are only read, and a cache whose files are missing or
+//! changed is never read: the table's own source answers instead, and the cache is marked stale
+//! for the next refresh.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use serde::{Deserialize, Serialize};
+
+use crate::{ColumnSpec, Sources, TableSpec};
+
+/// What `CACHE TABLE` asked for, kept until `UNCACHE TABLE`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheDefinition {
+    /// `CACHE TABLE name AS SELECT ...`: the query as written; `None` caches the table itself.
+    pub query: Option<String>,
+    /// The query's columns, known before its first load (a `LAZY` cache has no files yet).
+    pub columns: Vec<ColumnSpec>,
+    /// `OPTIONS (...)`, keys lower-cased: `refresh_interval`, `refresh_column`.
+    pub options: BTreeMap<String, String>,
+    /// Who cached it: a query cache reads with this user's grants, like a view.
+    pub created_by: String,
+}
+
+/// What a cache holds now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheState {
+    /// The current generation's files, as a Parquet table; `None` until the first load.
+    pub data: Option<TableSpec>,
+    pub rows: u64,
+    /// The files' size on disk: a generation whose files no longer add up to it is not read.
+    pub bytes: u64,
+    /// When the data were read from the source (milliseconds since the epoch).
+    pub loaded_at_ms: Option<i64>,
+    /// When a load last started or failed, for retrying failed refreshes no faster than their interval.
+    pub attempted_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// For a Parquet source: a fingerprint of the committed files the data came from.
+    pub source_version: Option<String>,
+}
+
+impl CacheState {
+    /// The directory of the current generation's files.
+    pub fn directory(&self) -> Option<PathBuf> {
+        self.data.as_ref().map(|spec| PathBuf::from(&spec.location))
+    }
+}
+
+/// One cache as listed: its table, definition, state, and this process's use of it.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub database: String,
+    pub name: String,
+    pub definition: CacheDefinition,
+    pub state: CacheState,
+    /// Scans answered from the cache by this process.
+    pub hits: u64,
+    /// Marked for reloading: its files were missing, or it has never been loaded.
+    pub stale: bool,
+}
+
+type TableKey = (String, String);
+
+/// What the caches' readers tell the refresher, within one process.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    hits: Mutex<HashMap<TableKey, u64>>,
+    stale: Mutex<HashSet<TableKey>>,
+}
+
+impl Usage {
+    fn hit(&self, key: &TableKey) {
+        *self.hits.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default() += 1;
+    }
+
+    pub(crate) fn hits(&self, key: &TableKey) -> u64 {
+        self.hits.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied().unwrap_or_default()
+    }
+
+    pub(crate) fn mark_stale(&self, key: TableKey) {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    }
+
+    pub(crate) fn is_stale(&self, key: &TableKey) -> bool {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+    }
+
+    pub(crate) fn loaded(&self, key: &TableKey) {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    pub(crate) fn stale_keys(&self) -> Vec<TableKey> {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    pub(crate) fn forget(&self, key: &TableKey) {
+        self.loaded(key);
+        self.hits.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The total size of the Parquet files under `dir`, or `None` when it cannot be read.
+pub fn parquet_bytes(dir: &Path) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let kind = entry.file_type().ok()?;
+        if kind.is_dir() {
+            total += parquet_bytes(&entry.path())?;
+        } else if entry.path().extension().is_some_and(|e| e == "parquet") {
+            total += entry.metadata().ok()?.len();
+        }
+    }
+    Some(total)
+}
+
+/// A cached table as queries see it: the cache's files while they are intact, else the
+/// table's source.
+#[derive(Debug)]
+pub(crate) struct CachedTable {
+    pub(crate) key: TableKey,
+    pub(crate) schema: SchemaRef,
+    /// The current generation: its provider, directory and size.
+    pub(crate) data: Option<(Arc<dyn TableProvider>, PathBuf, u64)>,
+    /// The cached table's own spec; `None` for a query's cache.
+    pub(crate) source: Option<TableSpec>,
+    pub(crate) sources: Sources,
+    pub(crate) usage: Arc<Usage>,
+}
+
+impl CachedTable {
+    fn name(&self) -> String {
+        format!("{}.{}", self.key.0, self.key.1)
+    }
+}
+
+#[async_trait]
+impl TableProvider for CachedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// Filters are re-applied above the scan: the files prune with them, and a scan that falls
+    /// back to the source gets them too, whatever that source does with them.
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if let Some((provider, dir, bytes)) = &self.data
+            && !self.usage.is_stale(&self.key)
+        {
+            if parquet_bytes(dir) == Some(*bytes) {
+                self.usage.hit(&self.key);
+                return provider.scan(state, projection, filters, limit).await;
+            }
+            tracing::warn!(table = %self.name(), dir = %dir.display(), "cache files missing or changed; reading the source");
+        }
+        self.usage.mark_stale(self.key.clone());
+        let Some(spec) = &self.source else {
+            return Err(DataFusionError::Plan(format!(
+                "the cache {} holds no data yet (or lost its files); it is loaded again by REFRESH TABLE {0}",
+                self.name()
+            )));
+        };
+        let source = self.sources.get(&spec.kind)?.create(spec).await?;
+        source.scan(state, projection, filters, limit).await
+    }
+}
