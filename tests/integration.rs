@@ -3,6 +3,7 @@
 mod common;
 
 mod access;
+mod cache;
 mod cassandra;
 mod cli;
 mod faults;

@@ -64,6 +64,9 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 .filter(|t| wanted(&t.name))
                 .map(|t| (t.name, t.kind, false))
                 .collect();
+            let cached_queries =
+                catalog.caches()?.into_iter().filter(|c| c.database == database && c.definition.query.is_some());
+            listed.extend(cached_queries.filter(|c| wanted(&c.name)).map(|c| (c.name, "cache".to_owned(), false)));
             let temporary = session.catalog.temporary_names(&database);
             listed.extend(temporary.into_iter().filter(|n| wanted(n)).map(|n| (n, "temporary".to_owned(), true)));
             listed.sort();

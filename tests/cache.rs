@@ -1,0 +1,145 @@
+//! `CACHE TABLE` as persistent accelerations, tested through the real binary: each `lakegate
+//! sql` is a new process on the same data dir, so every answer from a cache is an answer from
+//! the files on disk, not from one process's memory. psql and DuckDB are the oracles.
+
+use crate::common::postgres::{PASSWORD, Postgres};
+use crate::common::{Lakegate, venv_bin};
+
+/// The rows of a csv output, as psql's `a|b` lines for comparing.
+fn as_psql(rows: Vec<Vec<String>>) -> String {
+    rows.iter().map(|r| r.join("|")).collect::<Vec<_>>().join("\n")
+}
+
+const SUMMARY: &str = "SELECT count(*), sum(length(payload)), min(id), max(id) FROM events WHERE id % 7 = 3";
+
+#[test]
+fn a_cached_postgres_table_answers_while_its_source_is_down_and_reloads_when_it_is_back() {
+    let mut pg = Postgres::start();
+    let database = pg.database();
+    pg.psql(
+        &database,
+        "CREATE TABLE events AS SELECT g AS id, md5(g::text) || CASE WHEN g % 5 = 0 THEN ' it''s' ELSE '' END AS payload \
+         FROM generate_series(1, 20000) g",
+    );
+    let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
+    lakegate
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE events STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'events', 'password' '${{env:PG_PASSWORD}}')",
+            pg.url(&database)
+        ))
+        .success();
+    let summary = || as_psql(lakegate.sql(SUMMARY).success().rows());
+    let cached = || lakegate.sql("SHOW CACHED TABLES").success().rows();
+
+    // The source is down while caching: an error naming the table, and nothing cached.
+    pg.stop();
+    let refused = lakegate.sql("CACHE TABLE events").failure();
+    assert!(refused.stderr.contains("default.events"), "the error names the table: {}", refused.stderr);
+    assert!(refused.stderr.contains("nothing was cached"), "{}", refused.stderr);
+    assert!(!refused.stderr.contains(PASSWORD), "no password in errors");
+    assert_eq!(cached(), Vec::<Vec<String>>::new(), "nothing is listed");
+    pg.resume();
+
+    let done = lakegate.sql("CACHE TABLE events OPTIONS ('refresh_column' 'id')").success();
+    assert!(done.stderr.contains("20000 rows"), "{}", done.stderr);
+    let expected = pg.psql(&database, SUMMARY);
+    assert_eq!(summary(), expected);
+    let explained = lakegate.sql(&format!("EXPLAIN {SUMMARY}")).success().stdout;
+    assert!(explained.contains("cache/default/events/"), "EXPLAIN shows the cache's files: {explained}");
+
+    // Source down: new processes answer from the cache; a refresh fails, says so, and keeps it.
+    pg.stop();
+    assert_eq!(summary(), expected, "answered from the cache while PostgreSQL is down");
+    let refresh = lakegate.sql("REFRESH TABLE events").failure();
+    assert!(refresh.stderr.contains("default.events"), "{}", refresh.stderr);
+    let listed = cached();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0][1].as_str(), listed[0][3].as_str()), ("events", "20000"));
+    assert!(!listed[0][9].is_empty(), "the last error is shown: {listed:?}");
+    assert_eq!(summary(), expected, "a failed refresh keeps the cache");
+
+    // Back up with new rows: an append-only refresh reads only rows above the highest id.
+    pg.resume();
+    pg.psql(&database, "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(20001, 20700) g");
+    let expected = pg.psql(&database, SUMMARY);
+    assert_ne!(summary(), expected, "the cache answers until it is refreshed");
+    lakegate.sql("REFRESH TABLE events").success();
+    assert_eq!(summary(), expected);
+    let listed = cached();
+    assert_eq!((listed[0][3].as_str(), listed[0][9].as_str()), ("20700", ""), "{listed:?}");
+
+    // Its files deleted under it: the source answers (never wrong rows), and a refresh reloads.
+    std::fs::remove_dir_all(lakegate.data_dir.path().join("cache/default/events")).expect("cache files removed");
+    assert_eq!(summary(), expected, "answered by the source");
+    lakegate.sql("REFRESH TABLE events").success();
+    pg.stop();
+    assert_eq!(summary(), expected, "reloaded, and answering without the source");
+
+    // UNCACHE: its files go, and queries need the source again.
+    lakegate.sql("UNCACHE TABLE events").success();
+    assert!(!lakegate.data_dir.path().join("cache/default/events").exists());
+    assert!(lakegate.sql(SUMMARY).failure().stderr.contains("events"));
+    lakegate.sql("UNCACHE TABLE IF EXISTS events").success();
+    assert!(lakegate.sql("UNCACHE TABLE events").failure().stderr.contains("not cached"));
+}
+
+#[test]
+fn caches_of_queries_and_of_parquet_tables_stay_exact_and_within_their_budget() {
+    let lakegate = Lakegate::new();
+    let dir = lakegate.data_dir.path().join("logs");
+    lakegate
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE logs (uid BIGINT, kind STRING, dt STRING) STORED AS PARQUET PARTITIONED BY (dt) LOCATION '{}'",
+            dir.display()
+        ))
+        .success();
+    lakegate
+        .sql(
+            "INSERT OVERWRITE TABLE logs PARTITION (dt) SELECT value, CASE WHEN value % 3 = 0 THEN 'click' ELSE 'view' END, \
+             CASE WHEN value % 2 = 0 THEN '2018-03-05' ELSE '2018-03-06' END FROM range(5000)",
+        )
+        .success();
+
+    // A query's cache is a table of its own; its text is kept byte for byte.
+    lakegate
+        .sql("CACHE TABLE quoted AS SELECT 'it''s' AS s, \"kind\", count(*) AS n FROM logs GROUP BY kind")
+        .success();
+    let rows = lakegate.sql("SELECT s, kind, n FROM quoted ORDER BY kind").success().rows();
+    assert_eq!(rows, vec![vec!["it's", "click", "1667"], vec!["it's", "view", "3333"]]);
+    assert!(lakegate.sql("SHOW TABLES").success().stdout.contains("quoted"));
+
+    // A cached Parquet table follows writes to it: INSERT refreshes the cache at once.
+    lakegate.sql("CACHE TABLE logs").success();
+    let inserted = lakegate.sql("INSERT INTO logs PARTITION (dt = '2018-03-07') SELECT 1, 'click'").success();
+    assert!(inserted.stderr.contains("cache was refreshed"), "{}", inserted.stderr);
+    let count = |filter: &str| lakegate.sql(&format!("SELECT count(*) FROM logs WHERE {filter}")).success().rows();
+    let duckdb = |filter: &str| {
+        let sql = format!(
+            "SELECT count(*) FROM read_parquet('{}/*/*.parquet', hive_partitioning = true) WHERE {filter}",
+            dir.display()
+        );
+        let out = std::process::Command::new(venv_bin("python"))
+            .args(["-c", &format!("import duckdb; print(duckdb.sql({sql:?}).fetchone()[0])")])
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        vec![vec![String::from_utf8_lossy(&out.stdout).trim().to_owned()]]
+    };
+    for filter in ["true", "dt = '2018-03-07'", "kind = 'click' AND dt = '2018-03-05'"] {
+        assert_eq!(count(filter), duckdb(filter), "{filter}");
+    }
+
+    // Over the disk budget: refused with the budget named, and nothing kept.
+    std::fs::write(lakegate.data_dir.path().join("lakegate.toml"), "[cache]\ndisk_mb = 1\n").expect("config");
+    let refused = lakegate
+        .sql("CACHE TABLE big AS SELECT value, sha256(CAST(value AS VARCHAR)) AS pad FROM range(200000)")
+        .failure();
+    assert!(refused.stderr.contains("disk_mb"), "{}", refused.stderr);
+    let listed = lakegate.sql("SHOW CACHED TABLES").success().rows();
+    assert_eq!(listed.iter().map(|r| r[1].clone()).collect::<Vec<_>>(), vec!["logs", "quoted"]);
+    let leftovers = lakegate.data_dir.path().join("cache/default/big").read_dir().map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "no files of the refused cache are kept");
+
+    lakegate.sql("CLEAR CACHE").success();
+    assert_eq!(lakegate.sql("SHOW CACHED TABLES").success().rows(), Vec::<Vec<String>>::new());
+}
