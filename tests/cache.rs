@@ -143,3 +143,48 @@ fn caches_of_queries_and_of_parquet_tables_stay_exact_and_within_their_budget() 
     lakegate.sql("CLEAR CACHE").success();
     assert_eq!(lakegate.sql("SHOW CACHED TABLES").success().rows(), Vec::<Vec<String>>::new());
 }
+
+#[test]
+fn the_server_loads_lazy_caches_and_refreshes_them_on_their_interval() {
+    let pg = Postgres::start();
+    let database = pg.database();
+    pg.psql(
+        &database,
+        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 20000) g",
+    );
+    let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
+    lakegate
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE events STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'events', 'password' '${{env:PG_PASSWORD}}')",
+            pg.url(&database)
+        ))
+        .success();
+    let lazy = lakegate.sql("CACHE LAZY TABLE events OPTIONS ('refresh_interval' '1s')").success();
+    assert!(lazy.stderr.contains("lazily"), "{}", lazy.stderr);
+    let listed = lakegate.sql("SHOW CACHED TABLES").success().rows();
+    assert_eq!((listed[0][3].as_str(), listed[0][8].as_str()), ("0", "false"), "not loaded yet: {listed:?}");
+
+    let server = crate::flight::Server::spawn(lakegate, "", &["--listen", "127.0.0.1:0"]).expect("the server starts");
+    let rows_cached = || {
+        let listed = server.lakegate.sql("SHOW CACHED TABLES").success().rows();
+        (listed[0][3].clone(), listed[0][8].clone())
+    };
+    crate::common::wait_for("the lazy cache to load", std::time::Duration::from_secs(60), || {
+        rows_cached() == ("20000".to_owned(), "true".to_owned())
+    });
+    pg.psql(&database, "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(20001, 20100) g");
+    crate::common::wait_for("the cache to refresh on its interval", std::time::Duration::from_secs(60), || {
+        rows_cached().0 == "20100"
+    });
+    let expected = pg.psql(&database, SUMMARY);
+    drop(pg);
+
+    // Through Flight SQL (ADBC, as Jupyter and Superset connect), with PostgreSQL gone.
+    let script = format!(
+        "import adbc_driver_flightsql.dbapi as f\nc = f.connect({:?})\ncur = c.cursor()\ncur.execute({SUMMARY:?})\nprint('|'.join(str(v) for v in cur.fetchone()))",
+        server.url()
+    );
+    let out = std::process::Command::new(venv_bin("python")).args(["-c", &script]).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+}

@@ -161,7 +161,17 @@ async fn load(
             let provider = catalog.source_provider(&spec).await.unwrap_or_else(|unavailable| unavailable);
             let version = source_version(session, &spec).await;
             let columns = spec.columns.iter().chain(&spec.partition_columns).cloned().collect::<Vec<_>>();
-            (session.ctx.read_table(provider)?, columns, version)
+            let mut frame = session.ctx.read_table(provider)?;
+            // Rows of one partition together, so the files' statistics prune by partition
+            // as the table's directories do.
+            if !spec.partition_columns.is_empty() {
+                let by = spec
+                    .partition_columns
+                    .iter()
+                    .map(|c| Expr::Column(datafusion::common::Column::new_unqualified(&c.name)).sort(true, true));
+                frame = frame.sort(by.collect())?;
+            }
+            (frame, columns, version)
         }
     };
     let data_spec = |dir: &Path| TableSpec {
@@ -185,13 +195,10 @@ async fn load(
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
     let mut base_rows = 0;
     if let (Some(previous), Some(column)) = (append_to, definition.options.get("refresh_column"))
-        && let Some(old) = previous.directory()
+        && let Some(old_spec) = &previous.data
     {
-        let old_data = catalog
-            .sources()
-            .get(crate::sources::parquet::KIND)?
-            .create(previous.data.as_ref().expect("a directory"))
-            .await?;
+        let old = PathBuf::from(&old_spec.location);
+        let old_data = catalog.sources().get(crate::sources::parquet::KIND)?.create(old_spec).await?;
         let column = || Expr::Column(datafusion::common::Column::new_unqualified(column));
         let highest = session.ctx.read_table(old_data)?.aggregate(vec![], vec![max(column())])?.collect().await?;
         let highest = datafusion::common::ScalarValue::try_from_array(highest[0].column(0), 0)?;
@@ -280,10 +287,11 @@ fn remove_old_generations(table_dir: &Path, previous: Option<&Path>, current: &C
     let Some(oldest_kept) = keep.iter().filter_map(|p| p.file_name()).min().map(|n| n.to_owned()) else { return };
     let Ok(entries) = std::fs::read_dir(table_dir) else { return };
     for entry in entries.flatten() {
-        if entry.file_name() < oldest_kept && !keep.contains(&entry.path()) {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), error = %e, "old cache generation left on disk");
-            }
+        if entry.file_name() < oldest_kept
+            && !keep.contains(&entry.path())
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(dir = %entry.path().display(), error = %e, "old cache generation left on disk");
         }
     }
 }
