@@ -93,6 +93,10 @@ async fn a_reader_reads_its_databases_and_nothing_else() {
     denied(query(&mut rita, "INSERT INTO reports.sales VALUES (3)").await, "rita", "writer");
     denied(query(&mut rita, "VACUUM reports.sales").await, "rita", "VACUUM");
     denied(query(&mut rita, "DESCRIBE secret.salaries").await, "rita", "database secret");
+    // Caches fill the gateway's disk: not a reader's to make or drop.
+    denied(query(&mut rita, "CACHE TABLE reports.sales").await, "rita", "writer");
+    denied(query(&mut rita, "UNCACHE TABLE reports.sales").await, "rita", "writer");
+    denied(query(&mut rita, "CLEAR CACHE").await, "rita", "CLEAR CACHE");
 
     let grants = query(&mut rita, "SHOW GRANTS").await.expect("own grants");
     assert_eq!(
@@ -138,6 +142,20 @@ async fn a_writer_inserts_into_its_databases_only() {
     denied(query(&mut wendy, "INSERT INTO secret.salaries VALUES (1)").await, "wendy", "database secret");
     denied(query(&mut wendy, "INSERT OVERWRITE TABLE secret.salaries SELECT 1").await, "wendy", "database secret");
     denied(query(&mut wendy, "CREATE DATABASE mine").await, "wendy", "CREATE DATABASE");
+
+    // A writer caches the tables of its databases, and a cached query reads with its grants.
+    query(&mut wendy, "CACHE TABLE reports.sales").await.expect("granted");
+    denied(
+        query(&mut wendy, "CACHE TABLE reports.copied AS SELECT * FROM secret.salaries").await,
+        "wendy",
+        "database secret",
+    );
+    server.lakegate.sql("CACHE TABLE secret.salaries").success();
+    let mut rita = server.sign_in("rita", PASSWORD).await.expect("signs in");
+    let cached = query(&mut rita, "SHOW CACHED TABLES").await.expect("listed");
+    assert_eq!(strings(&cached, 1), ["sales"], "only the caches of databases rita may read");
+    let rows = query(&mut rita, "SELECT count(*) FROM reports.sales").await.expect("read");
+    assert_eq!(strings(&rows, 0), ["3"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -122,7 +122,10 @@ impl Catalog {
         check_name("table", &spec.name)?;
         self.store.require_database(&spec.database)?;
         self.sources.check_options(&spec, true)?;
-        if self.store.table_json(&spec.database, &spec.name)?.is_some() {
+        // A query's cache (`CACHE TABLE name AS SELECT`) holds the name too.
+        let taken = self.store.table_json(&spec.database, &spec.name)?.is_some()
+            || self.store.cache_json(&spec.database, &spec.name)?.is_some();
+        if taken {
             return if if_not_exists { Ok(false) } else { Err(Error::TableExists(spec.qualified_name())) };
         }
         let factory = self.sources.get(&spec.kind)?;

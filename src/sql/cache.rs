@@ -26,7 +26,7 @@ pub(super) fn parse(p: &mut Parser, sql: &str) -> Result<Option<Command>> {
             let options = if p.parse_keyword(Keyword::OPTIONS) { key_values(p)? } else { BTreeMap::new() };
             let _ = p.parse_keyword(Keyword::AS);
             let query = match p.peek_token() {
-                next if next.token == Token::EOF => None,
+                next if matches!(next.token, Token::EOF | Token::SemiColon) => None,
                 next => {
                     let start = super::tokens::byte_offset(sql, next.span.start);
                     Some(sql[start..].trim_end().trim_end_matches(';').trim_end().to_owned())
