@@ -59,8 +59,10 @@ fn database_of(session: &Session, table: &TableName) -> String {
 }
 
 impl Session {
+    /// Absolute, since the catalog records it for every process, whatever its working directory.
     fn cache_dir(&self, database: &str, name: &str) -> PathBuf {
-        self.data_dir.join("cache").join(database).join(name)
+        let dir = self.data_dir.join("cache").join(database).join(name);
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 }
 
