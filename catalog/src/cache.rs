@@ -10,13 +10,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
+use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use serde::{Deserialize, Serialize};
@@ -77,14 +79,103 @@ pub struct Cache {
 
 type TableKey = (String, String);
 
-/// What the caches' readers tell the refresher, within one process.
+/// A cache's rows in memory, for one generation.
+#[derive(Debug)]
+enum InMemory {
+    /// Being read from the files; scans read the files meanwhile.
+    Loading,
+    Loaded {
+        table: Arc<MemTable>,
+        bytes: u64,
+    },
+    /// Larger than what the memory budget had left: read from the files.
+    TooBig,
+}
+
+/// What the caches' readers tell the refresher, within one process, and the caches' rows
+/// this process holds in memory.
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
     hits: Mutex<HashMap<TableKey, u64>>,
     stale: Mutex<HashSet<TableKey>>,
+    /// `[cache] memory_mb`, in bytes.
+    memory_budget: AtomicU64,
+    /// By table: the generation directory the rows came from, and the rows.
+    in_memory: Mutex<HashMap<TableKey, (PathBuf, InMemory)>>,
 }
 
 impl Usage {
+    pub(crate) fn set_memory_budget(&self, bytes: u64) {
+        self.memory_budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The rows of `key`'s generation `dir`, if this process holds them in memory.
+    fn rows_in_memory(&self, key: &TableKey, dir: &Path) -> Option<Arc<MemTable>> {
+        match self.in_memory.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            Some((from, InMemory::Loaded { table, .. })) if from == dir => Some(Arc::clone(table)),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller should read generation `dir` into memory: the first to ask for a
+    /// generation does, when the budget may hold it.
+    fn start_loading(&self, key: &TableKey, dir: &Path, bytes_on_disk: u64) -> bool {
+        let budget = self.memory_budget.load(Ordering::Relaxed);
+        let mut held = self.in_memory.lock().unwrap_or_else(|p| p.into_inner());
+        if held.get(key).is_some_and(|(from, _)| from == dir) {
+            return false;
+        }
+        // Parquet is smaller than its rows in memory: no use reading what cannot fit.
+        let fits = budget > 0 && bytes_on_disk <= budget;
+        held.insert(key.clone(), (dir.to_path_buf(), if fits { InMemory::Loading } else { InMemory::TooBig }));
+        fits
+    }
+
+    /// Reads every row of `plan` in the background and holds them, if they fit the budget.
+    fn load(
+        self: &Arc<Self>,
+        key: TableKey,
+        dir: PathBuf,
+        plan: Arc<dyn ExecutionPlan>,
+        task: Arc<TaskContext>,
+        partitions: usize,
+    ) {
+        let usage = Arc::clone(self);
+        tokio::spawn(async move {
+            let schema = plan.schema();
+            let loaded: DFResult<(MemTable, u64)> = async {
+                let batches = datafusion::physical_plan::collect(plan, task).await?;
+                let bytes: u64 = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+                let parts = partitions.max(1);
+                let mut split = vec![Vec::new(); parts];
+                for (i, batch) in batches.into_iter().enumerate() {
+                    split[i % parts].push(batch);
+                }
+                Ok((MemTable::try_new(schema, split)?, bytes))
+            }
+            .await;
+            let budget = usage.memory_budget.load(Ordering::Relaxed);
+            let mut held = usage.in_memory.lock().unwrap_or_else(|p| p.into_inner());
+            let others: u64 = held
+                .iter()
+                .filter(|(k, _)| **k != key)
+                .map(|(_, (_, m))| if let InMemory::Loaded { bytes, .. } = m { *bytes } else { 0 })
+                .sum();
+            let state = match loaded {
+                Ok((table, bytes)) if others + bytes <= budget => InMemory::Loaded { table: Arc::new(table), bytes },
+                Ok(_) => InMemory::TooBig,
+                Err(e) => {
+                    tracing::warn!(table = %format!("{}.{}", key.0, key.1), error = %e, "cache not held in memory");
+                    InMemory::TooBig
+                }
+            };
+            // Unless a newer generation took its place meanwhile.
+            if held.get(&key).is_some_and(|(from, _)| *from == dir) {
+                held.insert(key, (dir, state));
+            }
+        });
+    }
+
     fn hit(&self, key: &TableKey) {
         *self.hits.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default() += 1;
     }
@@ -111,6 +202,7 @@ impl Usage {
 
     pub(crate) fn forget(&self, key: &TableKey) {
         self.loaded(key);
+        self.in_memory.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         self.hits.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
@@ -178,6 +270,14 @@ impl TableProvider for CachedTable {
         {
             if parquet_bytes(dir) == Some(*bytes) {
                 self.usage.hit(&self.key);
+                if let Some(rows) = self.usage.rows_in_memory(&self.key, dir) {
+                    return rows.scan(state, projection, filters, limit).await;
+                }
+                if self.usage.start_loading(&self.key, dir, *bytes) {
+                    let all = provider.scan(state, None, &[], None).await?;
+                    let partitions = state.config().target_partitions();
+                    self.usage.load(self.key.clone(), dir.clone(), all, state.task_ctx(), partitions);
+                }
                 return provider.scan(state, projection, filters, limit).await;
             }
             tracing::warn!(table = %self.name(), dir = %dir.display(), "cache files missing or changed; reading the source");

@@ -338,6 +338,12 @@ impl Catalog {
         self.store.delete_cache(database, name)
     }
 
+    /// How much of the caches' rows this process may hold in memory (`[cache] memory_mb`);
+    /// the rest is read from their files.
+    pub fn set_cache_memory(&self, bytes: u64) {
+        self.usage.set_memory_budget(bytes);
+    }
+
     /// Marks a cache out of date: this process reads the table's source instead until the
     /// cache is loaded again.
     pub fn mark_cache_stale(&self, database: &str, name: &str) {

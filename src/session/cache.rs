@@ -34,9 +34,13 @@ pub struct CacheConfig {
     /// Disk all caches together may take, in MiB (default 10240): a cache that would take more
     /// is refused and nothing of it is kept.
     pub disk_mb: Option<u64>,
+    /// Rows of caches each process holds in memory, in MiB (default 1024; 0 for none): a
+    /// cache whose rows fit is read into memory on first use, the others from their files.
+    pub memory_mb: Option<u64>,
 }
 
 pub(super) const DEFAULT_DISK_MB: u64 = 10 * 1024;
+pub(super) const DEFAULT_MEMORY_MB: u64 = 1024;
 const OPTIONS: &[&str] = &["refresh_interval", "refresh_column"];
 /// A failed load is retried no sooner than this, unless its own interval is longer.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -253,7 +257,7 @@ async fn load(
     let batches = match written {
         Ok(batches) => batches,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            remove_abandoned(&dir).await;
             return Err(e);
         }
     };
@@ -270,6 +274,19 @@ async fn load(
         last_error: None,
         source_version,
     })
+}
+
+/// Removes the generation of a stopped or failed load. The writer's tasks stop at their next
+/// await once the write is dropped, so a file may still appear just after a first removal.
+async fn remove_abandoned(dir: &Path) {
+    for _ in 0..10 {
+        let _ = std::fs::remove_dir_all(dir);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !dir.exists() {
+            return;
+        }
+    }
+    tracing::warn!(dir = %dir.display(), "files of a failed cache load left on disk");
 }
 
 /// Hard links of the files of one generation into a new one (same disk, no copy).

@@ -127,6 +127,7 @@ impl Lakegate {
             None => None,
         };
         let catalog = Catalog::open(&data_dir.join("catalog.db"), sources::all(&stores, &config.cassandra))?;
+        catalog.set_cache_memory(config.cache.memory_mb.unwrap_or(cache::DEFAULT_MEMORY_MB) * 1024 * 1024);
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
         let metrics = Arc::new(Metrics::new());
