@@ -179,7 +179,7 @@ def spark_mode(logs_dir: Path, cluster, contact_point: str, clients: list[int], 
     )
     spark.sparkContext.setLogLevel("ERROR")
     spark.read.parquet(str(logs_dir)).createOrReplaceTempView("adserver_logs")
-    (spark.read.format("jdbc").option("url", f"jdbc:postgresql://127.0.0.1:{cluster.port}/postgres")
+    (spark.read.format("jdbc").option("url", f"jdbc:postgresql://127.0.0.1:{cluster.port}/postgres").option("driver", "org.postgresql.Driver")
      .option("dbtable", "public.users").option("user", postgres_bench.USER).option("password", postgres_bench.PASSWORD)
      .load().createOrReplaceTempView("users"))
     (spark.read.format("org.apache.spark.sql.cassandra").option("keyspace", "lakegate_demo").option("table", "programs")
