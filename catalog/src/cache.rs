@@ -196,10 +196,6 @@ impl Usage {
         self.stale.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
-    pub(crate) fn stale_keys(&self) -> Vec<TableKey> {
-        self.stale.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
-    }
-
     pub(crate) fn forget(&self, key: &TableKey) {
         self.loaded(key);
         self.in_memory.lock().unwrap_or_else(|p| p.into_inner()).remove(key);

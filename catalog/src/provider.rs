@@ -349,11 +349,6 @@ impl Catalog {
     pub fn mark_cache_stale(&self, database: &str, name: &str) {
         self.usage.mark_stale((database.to_owned(), name.to_owned()));
     }
-
-    /// Caches marked for reloading by this process's readers.
-    pub fn stale_caches(&self) -> Vec<(String, String)> {
-        self.usage.stale_keys()
-    }
 }
 
 fn to_json(database: &str, name: &str, value: &impl serde::Serialize) -> Result<String> {

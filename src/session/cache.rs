@@ -42,7 +42,7 @@ pub struct CacheConfig {
 pub(super) const DEFAULT_DISK_MB: u64 = 10 * 1024;
 pub(super) const DEFAULT_MEMORY_MB: u64 = 1024;
 const OPTIONS: &[&str] = &["refresh_interval", "refresh_column"];
-/// A failed load is retried no sooner than this, unless its own interval is longer.
+/// A failed load is retried no sooner than this, or its own interval when that is shorter.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// How often a cache of a Parquet table compares the table's committed files with its own.
 pub(crate) const CHECK_FILES_EVERY: Duration = Duration::from_secs(30);
