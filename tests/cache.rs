@@ -10,6 +10,18 @@ fn as_psql(rows: Vec<Vec<String>>) -> String {
     rows.iter().map(|r| r.join("|")).collect::<Vec<_>>().join("\n")
 }
 
+/// A lakegate with PostgreSQL table `events` of `database` registered, its password a reference.
+fn with_events(pg: &Postgres, database: &str) -> Lakegate {
+    let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
+    lakegate
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE events STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'events', 'password' '${{env:PG_PASSWORD}}')",
+            pg.url(database)
+        ))
+        .success();
+    lakegate
+}
+
 const SUMMARY: &str = "SELECT count(*), sum(length(payload)), min(id), max(id) FROM events WHERE id % 7 = 3";
 
 #[test]
@@ -21,13 +33,7 @@ fn a_cached_postgres_table_answers_while_its_source_is_down_and_reloads_when_it_
         "CREATE TABLE events AS SELECT g AS id, md5(g::text) || CASE WHEN g % 5 = 0 THEN ' it''s' ELSE '' END AS payload \
          FROM generate_series(1, 20000) g",
     );
-    let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
-    lakegate
-        .sql(&format!(
-            "CREATE EXTERNAL TABLE events STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'events', 'password' '${{env:PG_PASSWORD}}')",
-            pg.url(&database)
-        ))
-        .success();
+    let lakegate = with_events(&pg, &database);
     let summary = || as_psql(lakegate.sql(SUMMARY).success().rows());
     let cached = || lakegate.sql("SHOW CACHED TABLES").success().rows();
 
@@ -152,13 +158,7 @@ fn the_server_loads_lazy_caches_and_refreshes_them_on_their_interval() {
         &database,
         "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 20000) g",
     );
-    let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
-    lakegate
-        .sql(&format!(
-            "CREATE EXTERNAL TABLE events STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'events', 'password' '${{env:PG_PASSWORD}}')",
-            pg.url(&database)
-        ))
-        .success();
+    let lakegate = with_events(&pg, &database);
     let lazy = lakegate.sql("CACHE LAZY TABLE events OPTIONS ('refresh_interval' '1s')").success();
     assert!(lazy.stderr.contains("lazily"), "{}", lazy.stderr);
     let listed = lakegate.sql("SHOW CACHED TABLES").success().rows();

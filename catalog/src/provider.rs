@@ -123,8 +123,8 @@ impl Catalog {
         self.store.require_database(&spec.database)?;
         self.sources.check_options(&spec, true)?;
         // A query's cache (`CACHE TABLE name AS SELECT`) holds the name too.
-        let taken = self.store.table_json(&spec.database, &spec.name)?.is_some()
-            || self.store.cache_json(&spec.database, &spec.name)?.is_some();
+        let (table, cache) = self.store.table_and_cache_json(&spec.database, &spec.name)?;
+        let taken = table.is_some() || cache.is_some();
         if taken {
             return if if_not_exists { Ok(false) } else { Err(Error::TableExists(spec.qualified_name())) };
         }
@@ -155,8 +155,7 @@ impl Catalog {
     /// The provider of a stored table or cache, built on first use and rebuilt when its
     /// stored spec or cache state changes (here or in another process).
     async fn provider(&self, database: &str, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let table = self.store.table_json(database, name)?;
-        let cache = self.store.cache_json(database, name)?;
+        let (table, cache) = self.store.table_and_cache_json(database, name)?;
         let version = match (&table, &cache) {
             (None, None) => return Ok(None),
             (table, None) => table.clone().unwrap_or_default(),
@@ -490,8 +489,8 @@ impl SchemaProvider for Database {
         if let Some(provider) = self.temporary(name) {
             return Ok(Some(provider.table_type()));
         }
-        let stored = self.catalog.store.table_json(&self.name, name)?.is_some()
-            || self.catalog.store.cache_json(&self.name, name)?.is_some();
+        let (table, cache) = self.catalog.store.table_and_cache_json(&self.name, name)?;
+        let stored = table.is_some() || cache.is_some();
         Ok(stored.then_some(TableType::Base))
     }
 
@@ -511,8 +510,7 @@ impl SchemaProvider for Database {
 
     fn table_exist(&self, name: &str) -> bool {
         self.temporary(name).is_some()
-            || matches!(self.catalog.store.table_json(&self.name, name), Ok(Some(_)))
-            || matches!(self.catalog.store.cache_json(&self.name, name), Ok(Some(_)))
+            || matches!(self.catalog.store.table_and_cache_json(&self.name, name), Ok((Some(_), _) | (_, Some(_))))
     }
 }
 

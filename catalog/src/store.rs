@@ -174,15 +174,40 @@ impl Store {
 }
 
 /// A cache's definition and state, each as JSON text.
+pub(crate) type CacheJson = (String, String);
+
+/// A cache's database, name, definition and state.
 pub(crate) type CacheRow = (String, String, String, String);
 
 impl Store {
     /// The definition and state of the cache of `database.name`, as JSON text.
-    pub(crate) fn cache_json(&self, database: &str, name: &str) -> Result<Option<(String, String)>> {
+    pub(crate) fn cache_json(&self, database: &str, name: &str) -> Result<Option<CacheJson>> {
         self.with(|c| {
             let mut stmt =
                 c.prepare_cached("SELECT definition, state FROM caches WHERE database = ?1 AND name = ?2")?;
             Ok(stmt.query_row([database, name], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+        })
+    }
+
+    /// The stored spec of `database.name` and its cache's definition and state, in one read:
+    /// what resolving a table needs on every query.
+    pub(crate) fn table_and_cache_json(
+        &self,
+        database: &str,
+        name: &str,
+    ) -> Result<(Option<String>, Option<CacheJson>)> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT (SELECT spec FROM tables WHERE database = ?1 AND name = ?2), c.definition, c.state \
+                 FROM (SELECT 1) LEFT JOIN caches c ON c.database = ?1 AND c.name = ?2",
+            )?;
+            Ok(stmt.query_row([database, name], |r| {
+                let cache = match (r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?) {
+                    (Some(definition), Some(state)) => Some((definition, state)),
+                    _ => None,
+                };
+                Ok((r.get(0)?, cache))
+            })?)
         })
     }
 

@@ -196,14 +196,15 @@ impl Lakegate {
             if check_files {
                 last_files_check = std::time::Instant::now();
             }
-            let session = self.session().with_client("cache");
             let caches = match self.catalog.caches() {
+                Ok(caches) if caches.is_empty() => continue,
                 Ok(caches) => caches,
                 Err(e) => {
                     tracing::warn!(error = %e, "caches not listed; retrying");
                     continue;
                 }
             };
+            let session = self.session().with_client("cache");
             for cache in caches {
                 if !cache::due(&session, &cache, check_files).await {
                     continue;
