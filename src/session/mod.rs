@@ -12,6 +12,7 @@ mod cache;
 mod commands;
 mod execute;
 mod layers;
+mod memory;
 mod progress;
 mod scans;
 mod slots;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use lakegate_catalog::{Catalog, SessionCatalog};
@@ -115,7 +115,7 @@ impl Lakegate {
             .with_object_store_registry(Arc::clone(&stores) as _)
             .with_object_list_cache_ttl(Some(listing_ttl));
         if let Some(mb) = config.execution.memory_limit_mb {
-            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(mb * 1024 * 1024)));
+            runtime = runtime.with_memory_pool(Arc::new(memory::QueryPool::new(mb * 1024 * 1024)));
         }
         let runtime = runtime.build_arc()?;
         let query_timeout = match &config.execution.query_timeout {
