@@ -118,6 +118,10 @@ fn outcome<T>(what: &str, result: Result<T, String>) -> Outcome<T> {
     }
 }
 
+/// The longest one statement may take here (each takes under 30 s alone): a statement that
+/// stops making progress fails the test instead of holding the suite.
+const STATEMENT_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Runs `sql`, streaming its result, and folds each batch into `fold`.
 async fn stream<T>(
     client: &mut FlightSqlServiceClient<Channel>,
@@ -125,13 +129,19 @@ async fn stream<T>(
     mut state: T,
     mut fold: impl FnMut(&mut T, &datafusion::arrow::array::RecordBatch),
 ) -> Result<T, String> {
-    let info = client.execute(sql.into(), None).await.map_err(|e| e.to_string())?;
-    let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
-    let mut batches = client.do_get(ticket).await.map_err(|e| e.to_string())?;
-    while let Some(batch) = batches.try_next().await.map_err(|e| e.to_string())? {
-        fold(&mut state, &batch);
+    let run = async {
+        let info = client.execute(sql.into(), None).await.map_err(|e| e.to_string())?;
+        let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
+        let mut batches = client.do_get(ticket).await.map_err(|e| e.to_string())?;
+        while let Some(batch) = batches.try_next().await.map_err(|e| e.to_string())? {
+            fold(&mut state, &batch);
+        }
+        Ok::<_, String>(())
+    };
+    match tokio::time::timeout(STATEMENT_DEADLINE, run).await {
+        Ok(result) => result.map(|()| state),
+        Err(_) => Err(format!("no result after {STATEMENT_DEADLINE:?}: the statement stopped making progress")),
     }
-    Ok(state)
 }
 
 async fn count(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> i64 {

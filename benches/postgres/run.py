@@ -7,11 +7,15 @@ Usage, from the repository root:
     cargo build --release                               # -> $CARGO_TARGET_DIR/release/lakegate
     python3 benches/postgres/run.py [--rows 10000000] [--runs 3] [--keep]
 
-Two measurements, each the median of --runs, whole processes timed (start-up included):
+Four measurements, each the median of --runs, whole processes timed (start-up included):
   selective  the same SELECT, keeping 0.1% of the rows by a filter on an unindexed column:
              `lakegate sql -e` (filter pushed down) against `psql -c`, both printing the rows
              to /dev/null. Also reports how many rows lakegate's scan received, from
              EXPLAIN ANALYZE's output_rows: it must be the 0.1%, not the table.
+  grouped    a GROUP BY with count/sum/min/max/avg that lakegate pushes to PostgreSQL, against the
+             same SQL in psql; the scan must receive only the groups (EXPLAIN ANALYZE).
+  top-n      ORDER BY ... LIMIT 10 over the table, pushed the same way; the scan must receive
+             10 rows.
   full scan  every row and column into Arrow (`EXPLAIN ANALYZE SELECT *`, which runs the
              scan and drops the batches) against `psql -c "COPY t TO STDOUT (FORMAT binary)"`
              to /dev/null: the fastest way PostgreSQL sends a table.
@@ -94,6 +98,12 @@ def timed(runs: int, command: list[str], env: dict[str, str]) -> float:
     return statistics.median(times)
 
 
+def rows_moved(analyzed: str) -> int:
+    """The rows lakegate's PostgreSQL scan received, from EXPLAIN ANALYZE ("10.00 K" and the like)."""
+    count, unit = re.search(r"PostgresScanExec[^\n]*?output_rows=([\d.]+)\s?([KMB]?)", analyzed).groups()
+    return round(float(count) * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[unit])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -128,14 +138,26 @@ def main() -> None:
         selective = f"SELECT id, uid, type, cost, ts, token FROM events WHERE uid < {cutoff}"
         analyzed = subprocess.run([*lg, "sql", "--format", "csv", "-e", f"EXPLAIN ANALYZE {selective}"], env=env, check=True,
                                   capture_output=True, text=True).stdout
-        # EXPLAIN ANALYZE prints counts like "10.00 K".
-        count, unit = re.search(r"PostgresScanExec[^\n]*?output_rows=([\d.]+)\s?([KMB]?)", analyzed).groups()
-        moved = round(float(count) * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[unit])
+        moved = rows_moved(analyzed)
         expected = int(cluster.psql(f"SELECT count(*) FROM events WHERE uid < {cutoff}"))
         assert moved == expected, f"the scan received {moved} rows, the query keeps {expected}"
-        psql_select = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", USER, "-d", "postgres", "-c", selective]
-        t_psql_select = timed(args.runs, psql_select, env)
+        psql = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", USER, "-d", "postgres", "-c"]
+        t_psql_select = timed(args.runs, [*psql, selective], env)
         t_lg_select = timed(args.runs, [*lg, "sql", "--format", "csv", "-e", selective], env)
+
+        pushed = {}
+        for name, sql, rows in [
+            ("grouped", "SELECT type, count(*), sum(uid), min(ts), max(id), avg(uid) FROM events GROUP BY type", 2),
+            ("top_n", "SELECT id, uid, ts FROM events ORDER BY uid DESC, id LIMIT 10", 10),
+        ]:
+            analyzed = subprocess.run([*lg, "sql", "-e", f"EXPLAIN ANALYZE {sql}"], env=env, check=True,
+                                      capture_output=True, text=True).stdout
+            moved_rows = rows_moved(analyzed)
+            assert moved_rows == rows, f"{name}: the scan received {moved_rows} rows, not the {rows} pushed results"
+            t_psql = timed(args.runs, [*psql, sql], env)
+            t_lg = timed(args.runs, [*lg, "sql", "--format", "csv", "-e", sql], env)
+            pushed[name] = {"sql": sql, "rows_moved": moved_rows, "psql_s": t_psql, "lakegate_s": t_lg,
+                            "lakegate_over_psql": t_lg / t_psql}
 
         psql_copy = ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", USER, "-d", "postgres",
                      "-c", "COPY events TO STDOUT (FORMAT binary)"]
@@ -147,6 +169,7 @@ def main() -> None:
             "table_size": size,
             "selective": {"rows_kept": expected, "rows_moved": moved, "moved_fraction": moved / args.rows,
                           "psql_s": t_psql_select, "lakegate_s": t_lg_select, "lakegate_over_psql": t_lg_select / t_psql_select},
+            **pushed,
             "full_scan": {"psql_copy_binary_s": t_copy, "lakegate_s": t_lg_scan,
                           "psql_rows_per_s": args.rows / t_copy, "lakegate_rows_per_s": args.rows / t_lg_scan,
                           "lakegate_throughput_over_psql": t_copy / t_lg_scan},
@@ -156,6 +179,10 @@ def main() -> None:
         print(f"\nselective ({expected:,} of {args.rows:,} rows; lakegate's scan received {moved:,} = {100 * s['moved_fraction']:.3f}%)")
         print(f"  psql      {t_psql_select:7.3f} s")
         print(f"  lakegate  {t_lg_select:7.3f} s   time ratio lakegate/psql = {s['lakegate_over_psql']:.2f} (target <= 1.2)")
+        for name, p in pushed.items():
+            print(f"{name} (pushed; the scan received {p['rows_moved']} rows): {p['sql']}")
+            print(f"  psql      {p['psql_s']:7.3f} s")
+            print(f"  lakegate  {p['lakegate_s']:7.3f} s   time ratio lakegate/psql = {p['lakegate_over_psql']:.2f} (target <= 1.2)")
         print(f"full scan into Arrow ({args.rows:,} rows x 6 columns)")
         print(f"  psql COPY binary > /dev/null  {t_copy:7.3f} s  {f['psql_rows_per_s'] / 1e6:5.2f} M rows/s")
         print(f"  lakegate                      {t_lg_scan:7.3f} s  {f['lakegate_rows_per_s'] / 1e6:5.2f} M rows/s"

@@ -14,9 +14,7 @@
 use std::fmt;
 
 use datafusion::error::Result as DFResult;
-use datafusion::execution::memory_pool::{
-    FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
-};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation};
 
 /// [`FairSpillPool`] whose repartition reservations always succeed (see the module comment).
 #[derive(Debug)]

@@ -250,6 +250,7 @@ impl Lakegate {
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
+            .with_optimizer_rule(Arc::new(crate::sources::rewrite::PushToDatabases))
             .build();
         // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them: any
         // file the server can reach, so for admins only.

@@ -9,6 +9,7 @@ pub mod cassandra;
 pub mod parquet;
 pub mod postgres;
 pub mod redshift;
+pub mod rewrite;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ mod decode;
 mod dialect;
 pub(crate) mod exec;
 pub(crate) mod pushdown;
+pub(crate) mod pushed;
 pub(crate) mod quote;
 pub(crate) mod schema;
 
@@ -301,7 +302,7 @@ impl SourceFactory for PostgresSource {
 }
 
 /// A remote table as DataFusion sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RemoteTable {
     schema: SchemaRef,
     pub(crate) columns: Vec<TableColumn>,

@@ -12,7 +12,7 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::error::Result as DFResult;
-use datafusion::logical_expr::expr::{Between, InList, Like, Placeholder};
+use datafusion::logical_expr::expr::{AggregateFunction, Between, InList, Like, Placeholder};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, Operator};
 use datafusion::sql::sqlparser::ast::{self, Ident, visit_expressions_mut};
@@ -101,6 +101,149 @@ pub(crate) struct RemoteQuery {
     pub(crate) params: Vec<String>,
 }
 
+/// One column of a remote query's result: the SQL that computes it and how it is read.
+#[derive(Debug, Clone)]
+pub(crate) struct Output {
+    pub(crate) sql: String,
+    pub(crate) field: Field,
+    /// Whether the database orders this column exactly as DataFusion does.
+    pub(crate) orderable: bool,
+}
+
+impl Output {
+    pub(crate) fn column(column: &TableColumn) -> Self {
+        Self {
+            sql: quote::identifier(column.field.name()),
+            field: column.field.clone(),
+            orderable: column.native && is_ordered_natively(column.field.data_type()),
+        }
+    }
+
+    /// `<sql> ASC|DESC NULLS FIRST|LAST` when the database orders this column exactly as
+    /// DataFusion does.
+    pub(crate) fn order_key(&self, ascending: bool, nulls_first: bool) -> Option<String> {
+        let direction = if ascending { "ASC" } else { "DESC" };
+        let nulls = if nulls_first { "FIRST" } else { "LAST" };
+        self.orderable.then(|| format!("{} {direction} NULLS {nulls}", self.sql))
+    }
+}
+
+/// Types the database orders (and so takes the MIN/MAX of) exactly as DataFusion does. Not
+/// text (collations), nor floats (PostgreSQL has `-0 = 0`, Arrow orders `-0` first), nor
+/// booleans (PostgreSQL has no `min(bool)`).
+fn is_ordered_natively(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Decimal128(..)
+            | DataType::Date32
+            | DataType::Timestamp(..)
+    )
+}
+
+fn is_integer(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+/// `column` as a `GROUP BY` key, when the database tells its values apart exactly as
+/// DataFusion does: what it orders natively, plus text (equality does not depend on the
+/// collation) and booleans. Not floats (`-0 = 0` and NaNs group differently).
+pub(crate) fn group_key(column: &TableColumn) -> Option<Output> {
+    let data_type = column.field.data_type();
+    let groups = is_ordered_natively(data_type) || matches!(data_type, DataType::Utf8 | DataType::Boolean);
+    (column.native && groups).then(|| Output::column(column))
+}
+
+/// An aggregate as the database computes it.
+#[derive(Debug, Clone)]
+pub(crate) enum Aggregate {
+    /// One result column: `count`, `sum`, `min`, `max`.
+    Value(Output),
+    /// `avg` as DataFusion computes it, `sum / count` in floating point, from the database's
+    /// exact sum (as `float8`) and count.
+    Average { sum: Output, count: Output },
+}
+
+/// `expr`, an aggregate whose result is `field`, when the database computes exactly what
+/// DataFusion would: `count(*)` and `count(column)` of any column; `sum` of integer and
+/// decimal columns; `min`/`max` of the types in [`is_ordered_natively`]; `avg` of integer
+/// columns. Never with DISTINCT, FILTER or ORDER BY inside the call. Floats are never summed
+/// remotely: the order of additions changes the result.
+///
+/// Differences, both documented: a `bigint` sum that overflows is an error in the database,
+/// where DataFusion would wrap around; an average whose sum passes 2^53 is rounded once in the
+/// database, where DataFusion rounds at each addition.
+pub(crate) fn aggregate(expr: &Expr, columns: &[TableColumn], field: &Field) -> Option<Aggregate> {
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = expr.clone().unalias() else { return None };
+    if params.distinct || params.filter.is_some() || !params.order_by.is_empty() || params.null_treatment.is_some() {
+        return None;
+    }
+    let [arg] = params.args.as_slice() else { return None };
+    // The column an aggregate reads, through the casts DataFusion's type coercion adds.
+    let read = || {
+        column(arg, columns).or_else(|| match arg {
+            Expr::Cast(Cast { expr, field: to }) if matches!(to.data_type(), DataType::Int64 | DataType::Float64) => {
+                column(expr, columns).filter(|c| is_integer(c.field.data_type()))
+            }
+            _ => None,
+        })
+    };
+    let value = |sql: String| Some(Aggregate::Value(Output { sql, field: field.clone(), orderable: true }));
+    let name = quote::identifier;
+    match func.name() {
+        "count" => match arg {
+            Expr::Literal(v, _) if !v.is_null() => value("count(*)".to_owned()),
+            _ => value(format!("count({})", name(read()?.field.name()))),
+        },
+        "sum" => {
+            let c = read().filter(|c| c.native)?;
+            let exact = match (c.field.data_type(), field.data_type()) {
+                (from, DataType::Int64) => is_integer(from),
+                // Up to 28 digits DataFusion's sum has ten more, so neither side overflows; an
+                // unconstrained numeric (read as 38 digits) would be summed unrounded remotely.
+                (DataType::Decimal128(p, _), DataType::Decimal128(..)) => *p <= 28,
+                _ => false,
+            };
+            exact.then(|| format!("sum({})", name(c.field.name()))).and_then(value)
+        }
+        "min" | "max" => {
+            let c = column(arg, columns).filter(|c| c.native)?;
+            let exact = is_ordered_natively(c.field.data_type()) && c.field.data_type() == field.data_type();
+            exact.then(|| format!("{}({})", func.name(), name(c.field.name()))).and_then(value)
+        }
+        "avg" => {
+            let c = read().filter(|c| c.native && is_integer(c.field.data_type()))?;
+            if field.data_type() != &DataType::Float64 {
+                return None;
+            }
+            let column = name(c.field.name());
+            let part = |sql: String, suffix: &str, data_type: DataType, nullable: bool| Output {
+                sql,
+                field: Field::new(format!("{}: {suffix}", field.name()), data_type, nullable),
+                orderable: false,
+            };
+            Some(Aggregate::Average {
+                sum: part(format!("sum({column})"), "sum", DataType::Float64, true),
+                count: part(format!("count({column})"), "count", DataType::Int64, false),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// What a remote query computes beyond its filters: its groups, order and limit, each
+/// already in SQL (see [`crate::sources::rewrite`], which decides what may be pushed).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Clauses {
+    /// `GROUP BY` these; `Some(vec![])` for an aggregate without keys (one row).
+    pub(crate) group_by: Option<Vec<String>>,
+    /// `ORDER BY` these, each with its direction and where NULLs go.
+    pub(crate) order_by: Vec<String>,
+    pub(crate) limit: Option<usize>,
+}
+
 impl RemoteQuery {
     /// `SELECT <columns cast to their read types> FROM <table> [WHERE <filters>] [LIMIT n]`,
     /// `table` already quoted ([`quote::table`]). `filters` must all satisfy [`supports`].
@@ -115,14 +258,30 @@ impl RemoteQuery {
         limit: Option<usize>,
         dialect: &Dialect,
     ) -> DFResult<Self> {
+        let outputs: Vec<Output> = columns.iter().map(|c| Output::column(c)).collect();
+        let outputs: Vec<&Output> = outputs.iter().collect();
+        Self::render(table, &outputs, filters, &Clauses { limit, ..Clauses::default() }, dialect)
+    }
+
+    /// `SELECT <outputs cast to their read types> FROM <table> [WHERE <filters>] [GROUP BY ...]
+    /// [ORDER BY ...] [LIMIT n]`; as [`Self::select`] otherwise.
+    ///
+    /// # Errors
+    /// As [`Self::select`].
+    pub(crate) fn render(
+        table: &str,
+        outputs: &[&Output],
+        filters: &[Expr],
+        clauses: &Clauses,
+        dialect: &Dialect,
+    ) -> DFResult<Self> {
         let mut sql = String::from("SELECT ");
-        if columns.is_empty() {
+        if outputs.is_empty() {
             sql.push_str(dialect.constant_column);
         }
-        for (i, column) in columns.iter().enumerate() {
-            let name = quote::identifier(column.field.name());
+        for (i, output) in outputs.iter().enumerate() {
             let separator = if i == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}CAST({name} AS {})", wire_type(&column.field, dialect)?);
+            let _ = write!(sql, "{separator}CAST({} AS {})", output.sql, wire_type(&output.field, dialect)?);
         }
         let _ = write!(sql, " FROM {table}");
         let mut params = Vec::new();
@@ -134,7 +293,13 @@ impl RemoteQuery {
             requote_identifiers(&mut condition);
             let _ = write!(sql, " WHERE {condition}");
         }
-        if let Some(limit) = limit {
+        if let Some(keys) = clauses.group_by.as_ref().filter(|k| !k.is_empty()) {
+            let _ = write!(sql, " GROUP BY {}", keys.join(", "));
+        }
+        if !clauses.order_by.is_empty() {
+            let _ = write!(sql, " ORDER BY {}", clauses.order_by.join(", "));
+        }
+        if let Some(limit) = clauses.limit {
             let _ = write!(sql, " LIMIT {limit}");
         }
         Ok(Self { sql, params })

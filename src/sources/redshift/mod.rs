@@ -127,6 +127,11 @@ impl RedshiftTable {
         };
         Ok(Self { inner, bulk, stores })
     }
+
+    /// The table as read over the wire, which pushed aggregates and top-n queries use.
+    pub(crate) fn remote(&self) -> &RemoteTable {
+        &self.inner
+    }
 }
 
 #[async_trait]
