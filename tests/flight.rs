@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use futures::TryStreamExt;
 use tonic::transport::Channel;
 
+use crate::common::postgres::{PASSWORD as PG_PASSWORD, Postgres};
 use crate::common::{Lakegate, venv_bin};
 
 pub(crate) const USER: &str = "analyst";
@@ -250,9 +251,15 @@ fn clients_connect_with_the_readme_no_user_urls() {
     server.run_client(&clients_dir().join("jdbc/run.sh"), &[]);
 }
 
+/// Superset's REST API as an analyst uses it: the database added, its schemas, tables and
+/// columns, SQL Lab queries; then `CACHE TABLE` of a PostgreSQL table from SQL Lab, and the
+/// chart query answering from the cache after PostgreSQL stopped.
 #[test]
 fn superset_sql_lab_through_its_rest_api() {
-    let with_users = Server::start();
+    let mut pg = Postgres::start();
+    let with_users =
+        Server::start_with(Lakegate::new().with_env("PG_PASSWORD", PG_PASSWORD), &["--listen", "127.0.0.1:0"])
+            .expect("the server starts");
     let without_users = Server::start_without_users();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/superset.sh");
     let started = Command::new("bash").arg(&script).arg("start").output().expect("superset.sh runs");
@@ -262,14 +269,33 @@ fn superset_sql_lab_through_its_rest_api() {
         out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().trim_matches('\'').to_owned()
     };
     let (url, user, password) = (value("SUPERSET_URL"), value("SUPERSET_USER"), value("SUPERSET_PASSWORD"));
-    let run = std::panic::catch_unwind(|| {
+    let superset =
+        ["--superset", url.as_str(), "--superset-user", user.as_str(), "--superset-password", password.as_str()];
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for server in [&with_users, &without_users] {
-            server.run_client(
-                &clients_dir().join("superset_api.py"),
-                &["--superset", &url, "--superset-user", &user, "--superset-password", &password],
-            )
+            server.run_client(&clients_dir().join("superset_api.py"), &superset);
         }
-    });
+        let db = pg.database();
+        pg.psql(
+            &db,
+            "CREATE TABLE users AS SELECT i AS uid, CASE WHEN i % 4 = 0 THEN 'F' ELSE 'M' END AS gender FROM generate_series(1, 100) i",
+        );
+        with_users
+            .lakegate
+            .sql(&format!(
+                "CREATE EXTERNAL TABLE default.pg_users STORED AS POSTGRES LOCATION '{}' \
+                 OPTIONS ('table' 'users', 'password' '${{env:PG_PASSWORD}}')",
+                pg.url(&db)
+            ))
+            .success();
+        let chart = "SELECT gender, count(*) AS n FROM default.pg_users GROUP BY gender ORDER BY gender";
+        let expect = r#"[{"gender": "F", "n": 25}, {"gender": "M", "n": 75}]"#;
+        let walkthrough = ["--cache-table", "default.pg_users", "--chart", chart, "--expect", expect, "--phase"];
+        let client = clients_dir().join("superset_api.py");
+        with_users.run_client(&client, &[&superset[..], &walkthrough[..], &["cache"]].concat());
+        pg.stop();
+        with_users.run_client(&client, &[&superset[..], &walkthrough[..], &["cached"]].concat());
+    }));
     let _ = Command::new("bash").arg(&script).arg("stop").status();
     if let Err(panic) = run {
         std::panic::resume_unwind(panic);

@@ -14,6 +14,13 @@ the Superset database and drops the table at the end.
         --superset-user "$SUPERSET_USER" --superset-password "$SUPERSET_PASSWORD"
     scripts/services/superset.sh stop
 
+With --cache-table TABLE (an existing lakegate table over PostgreSQL), it walks
+through caching instead, as an analyst would in SQL Lab: --phase cache runs
+`CACHE TABLE TABLE` there and then the chart query; --phase cached (run after
+the test stopped PostgreSQL) runs only the chart query. Both check its rows
+against --expect (JSON). The Superset database allows DML, as it must for
+SQL Lab to send CACHE TABLE.
+
 Exits 0 when every check passes; otherwise prints what was expected and what
 came back, and exits 1.
 """
@@ -57,7 +64,13 @@ def main():
     p.add_argument("--superset", required=True, help="http://127.0.0.1:PORT")
     p.add_argument("--superset-user", default="admin")
     p.add_argument("--superset-password", default="admin")
+    p.add_argument("--cache-table", help="walk through CACHE TABLE on this table instead")
+    p.add_argument("--phase", choices=["cache", "cached"], default="cache")
+    p.add_argument("--chart", help="the chart query over --cache-table")
+    p.add_argument("--expect", help="the chart query's rows, as a JSON list of objects")
     a = p.parse_args()
+    if a.cache_table:
+        return cache_walkthrough(a)
 
     table = f"lg_superset_{uuid.uuid4().hex[:10]}"
     qualified = f"default.{table}"
@@ -98,6 +111,32 @@ def main():
             FAILURES.append("drop table")
         cur.close()
         conn.close()
+    return summary()
+
+
+def sql_lab(sup, db_id, sql):
+    return sup.call("POST", "/api/v1/sqllab/execute/", json={
+        "database_id": db_id, "sql": sql, "schema": "default", "runAsync": False, "queryLimit": 1000,
+        "client_id": uuid.uuid4().hex[:10], "tab": "lakegate"})
+
+
+def cache_walkthrough(a):
+    sup = Superset(a.superset, a.superset_user, a.superset_password)
+    db_id = sup.call("POST", "/api/v1/database/", json={
+        "database_name": f"lakegate-cache-{uuid.uuid4().hex[:10]}", "sqlalchemy_uri": sqlalchemy_url(a),
+        "expose_in_sqllab": True, "allow_run_async": False, "allow_dml": True})["id"]
+    try:
+        if a.phase == "cache":
+            res = sql_lab(sup, db_id, f"CACHE TABLE {a.cache_table}")
+            check(f"SQL Lab: CACHE TABLE {a.cache_table}", "success", res.get("status"))
+        res = sql_lab(sup, db_id, a.chart)
+        check(f"SQL Lab chart query ({a.phase})", "success", res.get("status"))
+        check(f"SQL Lab chart rows ({a.phase})", json.loads(a.expect), res.get("data"))
+    except Exception as e:
+        print(f"[FAIL] {type(e).__name__}: {e}")
+        FAILURES.append(str(e)[:200])
+    finally:
+        sup.call("DELETE", f"/api/v1/database/{db_id}")
     return summary()
 
 
