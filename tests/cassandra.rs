@@ -372,16 +372,26 @@ fn literals_are_bound_not_spliced() {
 
 /// A node that dies while a query streams from it fails that query, naming the table; the
 /// server keeps answering other queries.
+/// A node killed under a running scan fails that query naming the table; a cached Cassandra
+/// table keeps answering from its cache; the server keeps serving.
 #[test]
-fn a_node_killed_mid_scan_fails_the_query_and_the_server_keeps_serving() {
+fn a_node_killed_mid_scan_fails_the_query_and_cached_tables_and_the_server_keep_serving() {
     let node = OwnCassandra::start();
     let cql = Cql::connect_to(node.contact_point.clone());
     cql.keyspace("lg_kill");
-    cql.run(&["CREATE TABLE lg_kill.t (id int PRIMARY KEY, payload text)"]);
+    cql.run(&[
+        "CREATE TABLE lg_kill.t (id int PRIMARY KEY, payload text)",
+        "CREATE TABLE lg_kill.programs (pid int PRIMARY KEY, name text, seasons int)",
+        "INSERT INTO lg_kill.programs (pid, name, seasons) VALUES (1, 'NCIS', 22)",
+        "INSERT INTO lg_kill.programs (pid, name, seasons) VALUES (2, 'Bones', 12)",
+        "INSERT INTO lg_kill.programs (pid, name) VALUES (3, 'Elementary')",
+    ]);
     cql.insert("INSERT INTO lg_kill.t (id, payload) VALUES (?, ?)", (0..5000).map(|i| (i, "x".repeat(1000))).collect());
     let lg = Lakegate::new();
     lg.sql(&format!(
-        "CREATE EXTERNAL TABLE t STORED AS CASSANDRA LOCATION 'cassandra://{}/lg_kill/t' OPTIONS (fetch_size '20')",
+        "CREATE EXTERNAL TABLE t STORED AS CASSANDRA LOCATION 'cassandra://{0}/lg_kill/t' OPTIONS (fetch_size '20'); \
+         CREATE EXTERNAL TABLE programs STORED AS CASSANDRA LOCATION 'cassandra://{0}/lg_kill/programs'; \
+         CACHE TABLE programs",
         node.contact_point
     ))
     .success();
@@ -403,6 +413,17 @@ fn a_node_killed_mid_scan_fails_the_query_and_the_server_keeps_serving() {
             .await
             .expect("still serving");
         assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 2);
+
+        // The rows written above, from the cache.
+        let batches = crate::flight::fetch(&mut client, "SELECT name, seasons FROM programs ORDER BY pid")
+            .await
+            .expect("the cached table answers with its node gone");
+        let batch = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("one batch");
+        let names: Vec<Option<&str>> = batch.column(0).as_string::<i32>().iter().collect();
+        let seasons: Vec<Option<i32>> =
+            batch.column(1).as_primitive::<datafusion::arrow::datatypes::Int32Type>().iter().collect();
+        assert_eq!(names, [Some("NCIS"), Some("Bones"), Some("Elementary")]);
+        assert_eq!(seasons, [Some(22), Some(12), None]);
     });
 }
 
