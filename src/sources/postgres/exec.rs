@@ -2,9 +2,13 @@
 //!
 //! Without parameters (no pushed filter values) PostgreSQL sends the rows as
 //! `COPY (SELECT ...) TO STDOUT (FORMAT binary)`, its fastest way out. With parameters (COPY
-//! cannot take any), and always in a dialect without COPY TO STDOUT, the statement is
-//! bound to a server-side cursor (a protocol portal) and fetched `fetchsize` rows at a time.
-//! Either way at most one batch per partition is in memory, whatever the table's size.
+//! cannot take any) PostgreSQL runs the bound statement to its end in one Execute, the rows
+//! streamed back as they come: a portal fetched a row limit at a time never gets parallel
+//! workers, so a selective scan of a big table would run single-threaded. A dialect without
+//! COPY TO STDOUT (Redshift) binds the statement to a cursor fetched `fetchsize` rows at a time,
+//! as before this was measured on PostgreSQL. Each way at most one batch per
+//! partition is in memory, whatever the table's size: the driver stops reading the socket
+//! while a batch waits to be taken.
 
 use std::fmt;
 use std::sync::Arc;
@@ -157,9 +161,17 @@ impl PostgresScanExec {
         }
     }
 
-    /// Whether `query` streams as binary COPY (else through a cursor).
+    /// How `query` is read (see the module comment).
+    fn mode(&self, query: &RemoteQuery) -> Mode {
+        match (self.server.dialect.copy_out, query.params.is_empty()) {
+            (true, true) => Mode::Copy,
+            (true, false) => Mode::Stream,
+            (false, _) => Mode::Cursor,
+        }
+    }
+
     fn uses_copy(&self, query: &RemoteQuery) -> bool {
-        self.server.dialect.copy_out && query.params.is_empty()
+        self.mode(query) == Mode::Copy
     }
 
     /// The statement sent for `query`, as EXPLAIN shows it.
@@ -218,7 +230,7 @@ impl ExecutionPlan for PostgresScanExec {
             DataFusionError::Internal(format!("{} has {} partitions, not {partition}", self.name(), self.queries.len()))
         })?;
         let read = Read {
-            copy: self.uses_copy(&query),
+            mode: self.mode(&query),
             query,
             schema: Arc::clone(&self.schema),
             fetch_size: self.fetch_size,
@@ -235,10 +247,18 @@ impl ExecutionPlan for PostgresScanExec {
     }
 }
 
+/// How a read gets its rows (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Copy,
+    Stream,
+    Cursor,
+}
+
 /// One partition's read, run as its own task.
 struct Read {
     query: RemoteQuery,
-    copy: bool,
+    mode: Mode,
     schema: SchemaRef,
     fetch_size: usize,
     rows: Count,
@@ -341,6 +361,16 @@ impl Read {
             .into()
     }
 
+    /// Decodes one row of a bound statement's result.
+    fn push_row(&self, row: &tokio_postgres::Row, decoders: &mut [Decoder]) -> DFResult<()> {
+        for (i, decoder) in decoders.iter_mut().enumerate() {
+            let raw: Option<Raw<'_>> = row.try_get(i).map_err(|e| self.error(&e))?;
+            self.bytes.add(raw.as_ref().map_or(0, |r| r.0.len()));
+            decoder.push(raw.map(|r| r.0)).map_err(|e| self.value_error(i, e))?;
+        }
+        Ok(())
+    }
+
     /// Streams the query's rows into `tx` in batches; stops quietly when the consumer leaves.
     async fn run(self, tx: Sender<DFResult<RecordBatch>>) -> DFResult<()> {
         // Leased from the start: whatever ends the read early (an error, the consumer
@@ -349,16 +379,40 @@ impl Read {
         let client = lease.client()?;
         let mut decoders = self.decoders()?;
         let mut pending = 0;
-        if self.copy {
-            let statement = format!("COPY ({}) TO STDOUT (FORMAT binary)", self.query.sql);
-            let stream = client.copy_out(statement.as_str()).await.map_err(|e| self.error(&e))?;
-            futures::pin_mut!(stream);
-            let mut reader = CopyReader::default();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.error(&e))?;
-                self.bytes.add(chunk.len());
-                reader.feed(&chunk);
-                while reader.next_row(&mut decoders, |i, e| self.value_error(i, e))? {
+        let params: Vec<TextParam<'_>> = self.query.params.iter().map(|p| TextParam(p)).collect();
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        match self.mode {
+            Mode::Copy => {
+                let statement = format!("COPY ({}) TO STDOUT (FORMAT binary)", self.query.sql);
+                let stream = client.copy_out(statement.as_str()).await.map_err(|e| self.error(&e))?;
+                futures::pin_mut!(stream);
+                let mut reader = CopyReader::default();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| self.error(&e))?;
+                    self.bytes.add(chunk.len());
+                    reader.feed(&chunk);
+                    while reader.next_row(&mut decoders, |i, e| self.value_error(i, e))? {
+                        pending += 1;
+                        if pending == self.fetch_size {
+                            if tx.send(self.batch(&mut decoders, pending)).await.is_err() {
+                                return Ok(());
+                            }
+                            pending = 0;
+                        }
+                    }
+                }
+                if !reader.finished() {
+                    return Err(DataFusionError::Execution(format!(
+                        "{} at {}: the COPY stream ended early",
+                        self.label, self.server
+                    )));
+                }
+            }
+            Mode::Stream => {
+                let rows = client.query_raw(self.query.sql.as_str(), params).await.map_err(|e| self.error(&e))?;
+                futures::pin_mut!(rows);
+                while let Some(row) = rows.next().await {
+                    self.push_row(&row.map_err(|e| self.error(&e))?, &mut decoders)?;
                     pending += 1;
                     if pending == self.fetch_size {
                         if tx.send(self.batch(&mut decoders, pending)).await.is_err() {
@@ -368,40 +422,28 @@ impl Read {
                     }
                 }
             }
-            if !reader.finished() {
-                return Err(DataFusionError::Execution(format!(
-                    "{} at {}: the COPY stream ended early",
-                    self.label, self.server
-                )));
-            }
-        } else {
-            let transaction = client.transaction().await.map_err(|e| self.error(&e))?;
-            let statement = transaction.prepare(&self.query.sql).await.map_err(|e| self.error(&e))?;
-            let params: Vec<TextParam<'_>> = self.query.params.iter().map(|p| TextParam(p)).collect();
-            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            let cursor = transaction.bind(&statement, &params).await.map_err(|e| self.error(&e))?;
-            let fetch = i32::try_from(self.fetch_size).unwrap_or(i32::MAX);
-            loop {
-                let rows = transaction.query_portal_raw(&cursor, fetch).await.map_err(|e| self.error(&e))?;
-                futures::pin_mut!(rows);
-                let mut fetched = 0;
-                while let Some(row) = rows.next().await {
-                    let row = row.map_err(|e| self.error(&e))?;
-                    for (i, decoder) in decoders.iter_mut().enumerate() {
-                        let raw: Option<Raw<'_>> = row.try_get(i).map_err(|e| self.error(&e))?;
-                        self.bytes.add(raw.as_ref().map_or(0, |r| r.0.len()));
-                        decoder.push(raw.map(|r| r.0)).map_err(|e| self.value_error(i, e))?;
+            Mode::Cursor => {
+                let transaction = client.transaction().await.map_err(|e| self.error(&e))?;
+                let statement = transaction.prepare(&self.query.sql).await.map_err(|e| self.error(&e))?;
+                let cursor = transaction.bind(&statement, &params).await.map_err(|e| self.error(&e))?;
+                let fetch = i32::try_from(self.fetch_size).unwrap_or(i32::MAX);
+                loop {
+                    let rows = transaction.query_portal_raw(&cursor, fetch).await.map_err(|e| self.error(&e))?;
+                    futures::pin_mut!(rows);
+                    let mut fetched = 0;
+                    while let Some(row) = rows.next().await {
+                        self.push_row(&row.map_err(|e| self.error(&e))?, &mut decoders)?;
+                        fetched += 1;
                     }
-                    fetched += 1;
+                    if fetched > 0 && tx.send(self.batch(&mut decoders, fetched)).await.is_err() {
+                        return Ok(());
+                    }
+                    if fetched < self.fetch_size {
+                        break;
+                    }
                 }
-                if fetched > 0 && tx.send(self.batch(&mut decoders, fetched)).await.is_err() {
-                    return Ok(());
-                }
-                if fetched < self.fetch_size {
-                    break;
-                }
+                transaction.commit().await.map_err(|e| self.error(&e))?;
             }
-            transaction.commit().await.map_err(|e| self.error(&e))?;
         }
         // Only a connection whose result was read to its end goes back to the pool.
         lease.release();

@@ -53,7 +53,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         "sslrootcert",
         "PEM file of the CA that signed the server's certificate (default: the public web roots)",
     ),
-    ParamSpec::new("fetchsize", "rows per round trip when reading with a cursor (default: the session's batch size)")
+    ParamSpec::new("fetchsize", "rows per batch, and per round trip of a cursor (default: the session's batch size)")
         .integer(0, i64::MAX),
     ParamSpec::new("partitioncolumn", "integer column to split scans on, read in parallel (with numpartitions)"),
     ParamSpec::new("numpartitions", "how many parallel reads partitioncolumn splits a scan into").integer(0, i64::MAX),
