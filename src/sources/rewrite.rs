@@ -68,7 +68,7 @@ fn pushed_query(source: &Arc<dyn TableSource>) -> Option<PushedQuery> {
 }
 
 /// How one column of the aggregate's result comes from the pushed query's outputs.
-enum Result {
+enum Computed {
     Output(usize),
     Average { sum: usize, count: usize },
 }
@@ -88,18 +88,18 @@ fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
         let Some(mut key) = pushdown::group_key(column) else { return Ok(None) };
         keys.push(key.sql.clone());
         key.field = schema.field(results.len()).as_ref().clone();
-        results.push(Result::Output(outputs.len()));
+        results.push(Computed::Output(outputs.len()));
         outputs.push(key);
     }
     for expr in &aggregate.aggr_expr {
         let field = schema.field(results.len());
         match pushdown::aggregate(expr, &table.columns, field) {
             Some(pushdown::Aggregate::Value(output)) => {
-                results.push(Result::Output(outputs.len()));
+                results.push(Computed::Output(outputs.len()));
                 outputs.push(output);
             }
             Some(pushdown::Aggregate::Average { sum, count }) => {
-                results.push(Result::Average { sum: outputs.len(), count: outputs.len() + 1 });
+                results.push(Computed::Average { sum: outputs.len(), count: outputs.len() + 1 });
                 outputs.extend([sum, count]);
             }
             None => return Ok(None),
@@ -115,8 +115,8 @@ fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
         .enumerate()
         .map(|(i, result)| {
             let value = match result {
-                Result::Output(k) => column(*k),
-                Result::Average { sum, count } => column(*sum) / cast(column(*count), DataType::Float64),
+                Computed::Output(k) => column(*k),
+                Computed::Average { sum, count } => column(*sum) / cast(column(*count), DataType::Float64),
             };
             let (qualifier, field) = schema.qualified_field(i);
             value.alias_qualified(qualifier.cloned(), field.name())

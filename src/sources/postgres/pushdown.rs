@@ -481,4 +481,36 @@ mod tests {
             query.params
         );
     }
+
+    /// Which aggregates, keys and orders the database computes as DataFusion does.
+    #[test]
+    fn aggregates_keys_and_orders_are_pushed_only_when_exact() {
+        use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+        let mut cols = columns();
+        cols.push(TableColumn { field: Field::new("ratio", DataType::Float64, true), native: true });
+        let pushed = |e: Expr, t: DataType| aggregate(&e, &cols, &Field::new("out", t, true));
+        let sql = |e: Expr, t: DataType| match pushed(e, t) {
+            Some(Aggregate::Value(o)) => Some(o.sql),
+            Some(Aggregate::Average { sum, count }) => Some(format!("{} / {}", sum.sql, count.sql)),
+            None => None,
+        };
+        let widened = |c: &str, t: DataType| Expr::Cast(Cast::new(Box::new(col(c)), t));
+        assert_eq!(sql(count(lit(1)), DataType::Int64).as_deref(), Some("count(*)"));
+        assert_eq!(sql(count(col("token")), DataType::Int64).as_deref(), Some(r#"count("token")"#));
+        assert_eq!(sql(sum(widened("uid", DataType::Int64)), DataType::Int64).as_deref(), Some(r#"sum("uid")"#));
+        assert_eq!(sql(max(col("seen")), cols[3].field.data_type().clone()).as_deref(), Some(r#"max("seen")"#));
+        assert_eq!(
+            sql(avg(widened("uid", DataType::Float64)), DataType::Float64).as_deref(),
+            Some(r#"sum("uid") / count("uid")"#)
+        );
+        // Float sums (addition order), text min (collation), DISTINCT, non-native columns.
+        assert!(pushed(sum(col("ratio")), DataType::Float64).is_none());
+        assert!(pushed(min(col("gender")), DataType::Utf8).is_none());
+        assert!(pushed(count_distinct(col("uid")), DataType::Int64).is_none());
+        assert!(pushed(min(col("token")), DataType::Utf8).is_none());
+        assert!(group_key(&cols[1]).is_some() && group_key(&cols[2]).is_none() && group_key(&cols[4]).is_none());
+        let key = Output::column(&cols[0]);
+        assert_eq!(key.order_key(false, true).as_deref(), Some(r#""uid" DESC NULLS FIRST"#));
+        assert_eq!(Output::column(&cols[1]).order_key(true, false), None, "text orders by collation");
+    }
 }
