@@ -884,6 +884,11 @@ fn aggregates_distinct_and_top_n_run_in_postgres_when_exact() {
     let query = "SELECT program, sum(seconds) AS total FROM views GROUP BY program ORDER BY total DESC LIMIT 3";
     assert!(sent(&lg, query).0.contains(r#"GROUP BY "program" ORDER BY sum("seconds") DESC NULLS FIRST LIMIT 3"#));
     assert_same_rows(&lg, pg, &db, query, query, true);
+    // As Superset sends a chart: the dataset's SQL as a subquery, ordered and limited outside.
+    let query = "SELECT * FROM (SELECT program, sum(seconds) AS total FROM views GROUP BY program) AS virtual_table \
+                 ORDER BY total LIMIT 2";
+    assert!(sent(&lg, query).0.contains(r#"ORDER BY sum("seconds") ASC NULLS LAST LIMIT 2"#), "{}", sent(&lg, query).0);
+    assert_same_rows(&lg, pg, &db, query, query, true);
     let query = "SELECT id, day, seconds FROM views WHERE band = 'band 1' ORDER BY seconds DESC, id LIMIT 5";
     let (sql, _) = sent(&lg, query);
     assert!(sql.contains(r#"ORDER BY "seconds" DESC NULLS FIRST, "id" ASC NULLS LAST LIMIT 5"#), "{sql}");

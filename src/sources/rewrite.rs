@@ -126,7 +126,8 @@ fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
     Ok(Some(LogicalPlan::Projection(projection)))
 }
 
-/// `Sort(fetch n)` over projections of columns over a remote scan or a pushed aggregate: the
+/// `Sort(fetch n)` over projections of columns (and subquery aliases) over a remote scan or a
+/// pushed aggregate: the
 /// scan gets the `ORDER BY` and `LIMIT n` too, when every key is a column the database orders
 /// exactly as DataFusion does.
 fn push_order(sort: &Sort) -> DFResult<Option<LogicalPlan>> {
@@ -149,6 +150,14 @@ fn push_order(sort: &Sort) -> DFResult<Option<LogicalPlan>> {
                     }
                 }
                 node = projection.input.as_ref();
+            }
+            // Superset wraps a chart's SQL as `(...) AS virtual_table`: the same columns renamed.
+            LogicalPlan::SubqueryAlias(alias) => {
+                for key in &mut keys {
+                    let Ok(i) = alias.schema.index_of_column(key) else { return Ok(None) };
+                    *key = Column::from(alias.input.schema().qualified_field(i));
+                }
+                node = alias.input.as_ref();
             }
             LogicalPlan::TableScan(scan) if scan.fetch.is_none() => break scan,
             _ => return Ok(None),
