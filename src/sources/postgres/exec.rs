@@ -5,9 +5,9 @@
 //! cannot take any) PostgreSQL runs the bound statement to its end in one Execute, the rows
 //! streamed back as they come: a portal fetched a row limit at a time never gets parallel
 //! workers, so a selective scan of a big table would run single-threaded. A dialect without
-//! COPY TO STDOUT (Redshift) binds the statement to a cursor fetched `fetchsize` rows at a time,
-//! as before this was measured on PostgreSQL. Each way at most one batch per
-//! partition is in memory, whatever the table's size: the driver stops reading the socket
+//! COPY TO STDOUT (Redshift) still binds the statement to a cursor fetched `fetchsize` rows at
+//! a time: no real Redshift is at hand to measure a change against. Each way at most one batch
+//! per partition is in memory, whatever the table's size: the driver stops reading the socket
 //! while a batch waits to be taken.
 
 use std::fmt;
