@@ -464,6 +464,27 @@ mod tests {
             proptest::prop_assert_eq!(columns, vec![name.clone(); 3], "{}", query.sql);
             proptest::prop_assert_eq!(tables, vec![vec![name.clone(), name.clone()]], "{}", query.sql);
         }
+
+        /// So do a pushed aggregate's key, its aggregate's argument and its order.
+        #[test]
+        fn any_name_is_grouped_counted_and_ordered_as_itself(name in "[^\u{0}]{1,24}") {
+            let column = TableColumn { field: Field::new(&name, DataType::Int32, true), native: true };
+            let key = group_key(&column).expect("an integer key");
+            let counted = aggregate(
+                &datafusion::functions_aggregate::expr_fn::count(Expr::Column(Column::new_unqualified(&name))),
+                std::slice::from_ref(&column),
+                &Field::new("n", DataType::Int64, false),
+            );
+            let Some(Aggregate::Value(counted)) = counted else { panic!("count is pushed") };
+            let clauses = Clauses {
+                group_by: Some(vec![key.sql.clone()]),
+                order_by: vec![key.order_key(false, true).expect("integers order natively")],
+                limit: Some(3),
+            };
+            let query = RemoteQuery::render(&table(), &[&key, &counted], &[], &clauses, &POSTGRES).expect("renders");
+            let (columns, _) = names_in(&query.sql);
+            proptest::prop_assert_eq!(columns, vec![name.clone(); 4], "{}", query.sql);
+        }
     }
 
     #[test]
