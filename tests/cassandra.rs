@@ -370,8 +370,6 @@ fn literals_are_bound_not_spliced() {
     assert!(plan.contains(r#"WHERE "k" = ?"#), "{plan}");
 }
 
-/// A node that dies while a query streams from it fails that query, naming the table; the
-/// server keeps answering other queries.
 /// A node killed under a running scan fails that query naming the table; a cached Cassandra
 /// table keeps answering from its cache; the server keeps serving.
 #[test]
