@@ -18,8 +18,8 @@ With --cache-table TABLE (an existing lakegate table over PostgreSQL), it walks
 through caching instead, as an analyst would in SQL Lab: --phase cache runs
 `CACHE TABLE TABLE` there and then the chart query; --phase cached (run after
 the test stopped PostgreSQL) runs only the chart query. Both check its rows
-against --expect (JSON). The Superset database allows DML, as it must for
-SQL Lab to send CACHE TABLE.
+against --expect (JSON). The Superset database is added with DML allowed,
+as for any statement that is not a query.
 
 Exits 0 when every check passes; otherwise prints what was expected and what
 came back, and exits 1.
