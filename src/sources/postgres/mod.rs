@@ -335,6 +335,17 @@ impl RemoteTable {
 }
 
 impl RemoteTable {
+    /// The scan running `queries` (one per partition), `fetchsize` rows per batch.
+    pub(crate) fn scan_exec(
+        &self,
+        state: &dyn Session,
+        schema: SchemaRef,
+        queries: Vec<RemoteQuery>,
+    ) -> Arc<dyn ExecutionPlan> {
+        let fetch = self.options.fetch_size.unwrap_or(state.config().batch_size());
+        Arc::new(PostgresScanExec::new(self, schema, queries, fetch))
+    }
+
     /// One query per parallel read (see [`exec::splits`]).
     pub(crate) async fn queries(
         &self,
@@ -386,7 +397,6 @@ impl TableProvider for RemoteTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let (schema, queries) = self.queries(projection, filters, limit).await?;
-        let fetch = self.options.fetch_size.unwrap_or(state.config().batch_size());
-        Ok(Arc::new(PostgresScanExec::new(self, schema, queries, fetch)))
+        Ok(self.scan_exec(state, schema, queries))
     }
 }

@@ -1,6 +1,6 @@
 //! A remote table with more of a query in its `SELECT` than filters: an aggregate's groups, the
 //! `ORDER BY ... LIMIT` of a top-n. Built only by [`crate::sources::rewrite`], which decides
-//! what the database computes exactly as DataFusion would; read by [`PostgresScanExec`].
+//! what the database computes exactly as DataFusion would; read by the table's own scan.
 
 use std::sync::Arc;
 
@@ -13,7 +13,6 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::RemoteTable;
-use super::exec::PostgresScanExec;
 use super::pushdown::{Clauses, Output, RemoteQuery};
 
 #[derive(Debug, Clone)]
@@ -81,7 +80,6 @@ impl TableProvider for PushedQuery {
         };
         let table = &self.table;
         let query = RemoteQuery::render(&table.table, &chosen, &filters, &clauses, table.server.dialect)?;
-        let fetch = table.options.fetch_size.unwrap_or(state.config().batch_size());
-        Ok(Arc::new(PostgresScanExec::new(table, schema, vec![query], fetch)))
+        Ok(table.scan_exec(state, schema, vec![query]))
     }
 }
