@@ -15,4 +15,5 @@ mod operate;
 mod postgres;
 mod s3;
 mod sql_text;
+mod text;
 mod write;

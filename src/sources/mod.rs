@@ -6,10 +6,12 @@
 //! the scan. [`all`] is the one place that lists them.
 
 pub mod cassandra;
+mod files;
 pub mod parquet;
 pub mod postgres;
 pub mod redshift;
 pub mod rewrite;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -43,6 +45,8 @@ pub fn all(stores: &Arc<ObjectStores>, cassandra: &CassandraConfig) -> Sources {
     let wire = Arc::new(postgres::Wire::new(vec![&postgres::POSTGRES, &redshift::DIALECT]));
     Sources::new(vec![
         Arc::new(parquet::ParquetSource::new(Arc::clone(stores))),
+        Arc::new(text::TextSource::new(text::Text::Csv, Arc::clone(stores))),
+        Arc::new(text::TextSource::new(text::Text::Json, Arc::clone(stores))),
         Arc::new(postgres::PostgresSource::new(Arc::clone(&wire))),
         Arc::new(redshift::RedshiftSource::new(wire, Arc::clone(stores))),
         Arc::new(cassandra::CassandraSource::new(cassandra.clone())),

@@ -4,9 +4,16 @@ use datafusion::datasource::listing::ListingTableUrl;
 use object_store::ObjectMeta;
 use object_store::path::Path;
 
-/// A location is one file when it names a `.parquet` file, else a directory (prefix).
+/// A Parquet table's location is one file when it names a `.parquet` file, else a directory.
 pub(crate) fn listing_location(location: &str) -> String {
-    if location.ends_with(".parquet") || location.ends_with('/') { location.to_owned() } else { format!("{location}/") }
+    listing_location_of(location, ".parquet")
+}
+
+/// A location is one file when its name ends in the table's file `extension`, else a
+/// directory (prefix).
+pub(crate) fn listing_location_of(location: &str, extension: &str) -> String {
+    let one_file = !extension.is_empty() && location.ends_with(extension);
+    if one_file || location.ends_with('/') { location.to_owned() } else { format!("{location}/") }
 }
 
 /// The leading `key=value` directories of `file` under the table's location, as (key, value).

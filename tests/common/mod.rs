@@ -145,12 +145,18 @@ impl S3Server {
 
     /// Sends a bare HTTP request (moto does not check signatures) and returns the status.
     fn request(&self, method: &str, path: &str) -> Option<u16> {
+        self.request_with(method, path, &[])
+    }
+
+    fn request_with(&self, method: &str, path: &str, body: &[u8]) -> Option<u16> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
         );
         stream.write_all(request.as_bytes()).ok()?;
+        stream.write_all(body).ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         response.split_whitespace().nth(1)?.parse().ok()
@@ -159,6 +165,12 @@ impl S3Server {
     pub(crate) fn create_bucket(&self, bucket: &str) {
         let status = self.request("PUT", &format!("/{bucket}")).expect("moto answers");
         assert_eq!(status, 200, "creating bucket {bucket}");
+    }
+
+    /// Uploads `body` as object `key` (path segments as written: no escaping needed here).
+    pub(crate) fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let status = self.request_with("PUT", &format!("/{bucket}/{key}"), body).expect("moto answers");
+        assert_eq!(status, 200, "uploading {key}");
     }
 
     /// The environment a lakegate process needs to use this server.
