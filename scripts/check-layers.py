@@ -27,6 +27,7 @@ LAYERS = {
     "access": 3,
     "history": 3,
     "sql": 3,
+    "metastore": 3,  # catalogs that live elsewhere: reads through sources
     "write": 2,
     "sources": 1,  # sources/<kind> too
     "storage": 0,

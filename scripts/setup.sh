@@ -175,6 +175,9 @@ lakegate_setup() {
     lakegate_section "Apache Cassandra (jars from Maven Central, for the Cassandra tests)"
     bash "$LAKEGATE_ROOT/scripts/services/cassandra.sh" install
 
+    lakegate_section "Apache Hive standalone metastore (jars from Maven Central, for the metastore tests)"
+    bash "$LAKEGATE_ROOT/scripts/services/hive-metastore.sh" install
+
     lakegate_section "Toxiproxy (built from the Go module proxy, for the fault tests)"
     bash "$LAKEGATE_ROOT/scripts/services/toxiproxy.sh" install
 

@@ -161,8 +161,10 @@ impl Principal {
                 TableReference::Bare { .. } => Some(current.to_owned()),
                 TableReference::Partial { schema, .. } => Some(schema.to_string()),
                 TableReference::Full { catalog: c, schema, .. } if c.as_ref() == catalog => Some(schema.to_string()),
-                // Another catalog: only DataFusion's own (`datafusion` for URL tables) exists.
-                TableReference::Full { .. } => None,
+                // DataFusion's own catalog holds URL tables: any file the server reaches.
+                TableReference::Full { catalog: c, .. } if c.as_ref() == "datafusion" => None,
+                // A metastore's database is granted by its qualified name, `hive.sales`.
+                TableReference::Full { catalog: c, schema, .. } => Some(format!("{c}.{schema}")),
             }
         };
         let visit = plan.apply_with_subqueries(|node| {

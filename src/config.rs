@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::flight::{ServerConfig, UserConfig};
+pub use crate::metastore::CatalogConfig;
 pub use crate::session::{CacheConfig, EngineConfig, ExecutionConfig, GeodataConfig, LayerConfig};
 pub use crate::sources::cassandra::CassandraConfig;
 pub use crate::storage::S3Config;
@@ -28,6 +29,8 @@ pub struct Config {
     pub cassandra: CassandraConfig,
     pub telemetry: TelemetryConfig,
     pub cache: CacheConfig,
+    /// `[[catalogs]]`: metastores whose databases appear beside lakegate's own.
+    pub catalogs: Vec<CatalogConfig>,
 }
 
 /// `LAKEGATE_S3_*`: the `[s3]` settings from the environment.
@@ -132,6 +135,7 @@ impl From<Config> for EngineConfig {
             max_queries_per_user: config.server.max_queries_per_user,
             query_log_days: config.telemetry.query_log.then(|| config.telemetry.query_log_days.unwrap_or(30)),
             cache: config.cache,
+            catalogs: config.catalogs,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod demo;
 mod error;
 pub mod flight;
 pub mod history;
+pub mod metastore;
 pub mod metrics;
 pub mod output;
 pub mod repl;

@@ -11,6 +11,7 @@ mod flight;
 mod fuzz;
 mod geodata;
 mod memory;
+mod metastore;
 mod operate;
 mod postgres;
 mod s3;

@@ -80,6 +80,8 @@ pub struct EngineConfig {
     /// `[telemetry] query_log`: keep ended statements in `system.query_log` for this many days.
     pub query_log_days: Option<u32>,
     pub cache: CacheConfig,
+    /// `[[catalogs]]`: metastores whose databases appear as `<name>.<database>.<table>`.
+    pub catalogs: Vec<crate::metastore::CatalogConfig>,
 }
 
 /// One lakegate process: its configuration, catalog and execution runtime.
@@ -95,6 +97,8 @@ pub struct Lakegate {
     slots: Arc<slots::Slots>,
     /// `[execution] query_timeout`.
     query_timeout: Option<std::time::Duration>,
+    /// `[[catalogs]]`, by name.
+    metastores: Vec<(String, crate::metastore::HiveCatalog)>,
 }
 
 impl Lakegate {
@@ -147,7 +151,12 @@ impl Lakegate {
             });
         }
         let slots = Arc::new(slots::Slots::new(config.max_concurrent_queries, config.max_queries_per_user));
-        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, slots, query_timeout })
+        let metastores = config
+            .catalogs
+            .iter()
+            .map(|c| Ok((c.name.clone(), crate::metastore::HiveCatalog::new(c).map_err(Error::Config)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, slots, query_timeout, metastores })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -259,6 +268,9 @@ impl Lakegate {
         let viewer = (!principal.is_admin()).then(|| principal.user.clone());
         let catalog = self.catalog.session(vec![("system".to_owned(), self.history.system_database(viewer))]);
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
+        for (name, metastore) in &self.metastores {
+            ctx.register_catalog(name, Arc::new(metastore.clone()));
+        }
         lakegate_udfs::register_all(&ctx, self.layers.current());
         Session {
             ctx,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::Result as DFResult;
 use futures::TryStreamExt;
@@ -57,8 +58,13 @@ pub(crate) fn table_url(stores: &ObjectStores, spec: &TableSpec) -> DFResult<Lis
     files::table_url(stores, spec, EXTENSION)
 }
 
+/// DataFusion's Parquet format, with errors that name their file.
+pub(crate) fn file_format() -> Arc<dyn FileFormat> {
+    Arc::new(format::NamedParquetFormat::default())
+}
+
 fn listing_options(spec: &TableSpec) -> DFResult<ListingOptions> {
-    files::listing_options(Arc::new(format::NamedParquetFormat::default()), EXTENSION, spec)
+    files::listing_options(file_format(), EXTENSION, spec)
 }
 
 /// The Hive partitions (`dt=2018-03-05/...`) that hold files of a partitioned table, sorted.

@@ -78,65 +78,8 @@ impl TextSource {
         Ok(self.resolve_options(spec)?)
     }
 
-    /// The format, and the extension its files end in.
-    fn format(&self, options: &Options) -> DFResult<(Arc<dyn FileFormat>, String)> {
-        let compression = match options.choice("compression")? {
-            Some("gzip") => FileCompressionType::GZIP,
-            Some("bzip2") => FileCompressionType::BZIP2,
-            Some("xz") => FileCompressionType::XZ,
-            Some("zstd") => FileCompressionType::ZSTD,
-            _ => FileCompressionType::UNCOMPRESSED,
-        };
-        let multiline = options.bool("multiline")?.unwrap_or(false);
-        let format: Arc<dyn FileFormat> = match self.text {
-            Text::Csv => {
-                let delimiter = match (options.text("delimiter"), options.text("sep")) {
-                    (Some(_), Some(_)) => {
-                        return Err(DataFusionError::Plan("give delimiter or sep, not both".into()));
-                    }
-                    (Some(d), None) => character("delimiter", d)?,
-                    (None, Some(d)) => character("sep", d)?,
-                    (None, None) => b',',
-                };
-                let quote = character("quote", options.text("quote").unwrap_or("\""))?;
-                let escape = options.text("escape").map(|e| character("escape", e)).transpose()?;
-                let comment = options.text("comment").map(|c| character("comment", c)).transpose()?;
-                let infer_types = options.bool("inferschema")?.unwrap_or(false);
-                // DataFusion 55's CSV scan reads only empty values as NULL: it drops the
-                // reader's null pattern, so another one would be taken as data.
-                if let Some(null) = options.text("nullvalue").filter(|v| !v.is_empty()) {
-                    return Err(DataFusionError::NotImplemented(format!(
-                        "nullValue '{null}': lakegate reads only empty CSV values as NULL; read the column as STRING and use NULLIF({{column}}, '{null}')"
-                    )));
-                }
-                let mut csv = CsvFormat::default()
-                    .with_has_header(options.bool("header")?.unwrap_or(false))
-                    .with_delimiter(delimiter)
-                    .with_quote(quote)
-                    .with_escape(escape)
-                    .with_comment(comment)
-                    .with_newlines_in_values(multiline)
-                    .with_file_compression_type(compression);
-                // Spark reads every column as a string unless asked to infer; so does DataFusion
-                // when it may look at no rows.
-                if !infer_types {
-                    csv = csv.with_schema_infer_max_rec(0);
-                }
-                Arc::new(csv)
-            }
-            Text::Json => Arc::new(
-                JsonFormat::default().with_newline_delimited(!multiline).with_file_compression_type(compression),
-            ),
-        };
-        let extension = match options.text("extension") {
-            Some(extension) => format!("{extension}{}", compression.get_ext()),
-            None => format!(".{}", format.get_ext_with_compression(&compression)?.trim_start_matches('.')),
-        };
-        Ok((format, extension))
-    }
-
     fn listing(&self, spec: &TableSpec) -> DFResult<(ListingOptions, String)> {
-        let (format, extension) = self.format(&self.options(spec)?)?;
+        let (format, extension) = format(self.text, &self.options(spec)?)?;
         Ok((files::listing_options(format, &extension, spec)?, extension))
     }
 
@@ -151,6 +94,87 @@ impl TextSource {
         }
         fields
     }
+}
+
+/// The format of `text` files with Spark's `options` (keys lower case; others ignored;
+/// Spark's defaults for the rest), and
+/// the extension its files end in: for tables defined elsewhere, such as in a metastore.
+///
+/// # Errors
+/// An option of the wrong kind, or one lakegate cannot honour.
+pub(crate) fn file_format(
+    text: Text,
+    options: &std::collections::BTreeMap<String, String>,
+) -> DFResult<(Arc<dyn FileFormat>, String)> {
+    let (kind, params) = match text {
+        Text::Csv => ("csv", CSV_PARAMS),
+        Text::Json => ("json", JSON_PARAMS),
+    };
+    let mut known = std::collections::BTreeMap::new();
+    for param in params {
+        if let Some(value) = options.get(param.name).map(String::as_str).or(param.default) {
+            param.check(value)?;
+            known.insert(param.name.to_owned(), value.to_owned());
+        }
+    }
+    format(text, &Options::new(kind, params, known))
+}
+
+/// The format of `text` files with a table's `options`, and the extension its files end in.
+fn format(text: Text, options: &Options) -> DFResult<(Arc<dyn FileFormat>, String)> {
+    let compression = match options.choice("compression")? {
+        Some("gzip") => FileCompressionType::GZIP,
+        Some("bzip2") => FileCompressionType::BZIP2,
+        Some("xz") => FileCompressionType::XZ,
+        Some("zstd") => FileCompressionType::ZSTD,
+        _ => FileCompressionType::UNCOMPRESSED,
+    };
+    let multiline = options.bool("multiline")?.unwrap_or(false);
+    let format: Arc<dyn FileFormat> = match text {
+        Text::Csv => {
+            let delimiter = match (options.text("delimiter"), options.text("sep")) {
+                (Some(_), Some(_)) => {
+                    return Err(DataFusionError::Plan("give delimiter or sep, not both".into()));
+                }
+                (Some(d), None) => character("delimiter", d)?,
+                (None, Some(d)) => character("sep", d)?,
+                (None, None) => b',',
+            };
+            let quote = character("quote", options.text("quote").unwrap_or("\""))?;
+            let escape = options.text("escape").map(|e| character("escape", e)).transpose()?;
+            let comment = options.text("comment").map(|c| character("comment", c)).transpose()?;
+            let infer_types = options.bool("inferschema")?.unwrap_or(false);
+            // DataFusion 55's CSV scan reads only empty values as NULL: it drops the
+            // reader's null pattern, so another one would be taken as data.
+            if let Some(null) = options.text("nullvalue").filter(|v| !v.is_empty()) {
+                return Err(DataFusionError::NotImplemented(format!(
+                    "nullValue '{null}': lakegate reads only empty CSV values as NULL; read the column as STRING and use NULLIF({{column}}, '{null}')"
+                )));
+            }
+            let mut csv = CsvFormat::default()
+                .with_has_header(options.bool("header")?.unwrap_or(false))
+                .with_delimiter(delimiter)
+                .with_quote(quote)
+                .with_escape(escape)
+                .with_comment(comment)
+                .with_newlines_in_values(multiline)
+                .with_file_compression_type(compression);
+            // Spark reads every column as a string unless asked to infer; so does DataFusion
+            // when it may look at no rows.
+            if !infer_types {
+                csv = csv.with_schema_infer_max_rec(0);
+            }
+            Arc::new(csv)
+        }
+        Text::Json => {
+            Arc::new(JsonFormat::default().with_newline_delimited(!multiline).with_file_compression_type(compression))
+        }
+    };
+    let extension = match options.text("extension") {
+        Some(extension) => format!("{extension}{}", compression.get_ext()),
+        None => format!(".{}", format.get_ext_with_compression(&compression)?.trim_start_matches('.')),
+    };
+    Ok((format, extension))
 }
 
 /// One character written in an option, where Spark also takes `\t` and the like.

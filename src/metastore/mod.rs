@@ -1,0 +1,186 @@
+//! An existing Hive Metastore as a catalog beside lakegate's own: its databases and tables
+//! appear as `<catalog>.<database>.<table>` (as in Trino), read through to the metastore with
+//! a short cache, nothing copied. A query's partitions come from the metastore's partition
+//! list, filtered there by the query's partition predicates (`get_partitions_by_filter`, as
+//! Spark and Trino do), so a one-day query of a table with 10,000 partitions fetches one
+//! partition's metadata and lists one directory.
+
+mod client;
+mod table;
+mod thrift;
+mod types;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use serde::Deserialize;
+
+use self::client::MetastoreClient;
+use self::table::HiveTableProvider;
+
+/// `[[catalogs]]`: a catalog that lives elsewhere.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// The catalog's name in SQL: `SELECT * FROM <name>.<database>.<table>`.
+    pub name: String,
+    /// `hive_metastore`.
+    pub kind: String,
+    /// `thrift://host:9083`.
+    pub uri: String,
+    /// How long names and table definitions are reused before the metastore is asked again
+    /// (default 10 s).
+    pub cache_seconds: Option<u64>,
+}
+
+/// The kinds of `[[catalogs]]` this build knows.
+const KINDS: &[&str] = &["hive_metastore"];
+
+/// One metastore, shared by every session of the process.
+#[derive(Debug, Clone)]
+pub struct HiveCatalog(Arc<Metastore>);
+
+/// What was read from a metastore, with when.
+type Cached<K, V> = Mutex<HashMap<K, (Instant, V)>>;
+
+/// A metastore's client and what was read from it, each kept for the cache interval.
+#[derive(Debug)]
+struct Metastore {
+    client: Arc<MetastoreClient>,
+    ttl: Duration,
+    databases: Mutex<Option<(Instant, Vec<String>)>>,
+    table_names: Cached<String, Vec<String>>,
+    tables: Cached<(String, String), Arc<dyn TableProvider>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl HiveCatalog {
+    /// The catalog `config` describes; nothing is asked of the metastore until it is used,
+    /// so a metastore that is down stops only its own tables.
+    ///
+    /// # Errors
+    /// An unknown kind, a name that is not a plain identifier, or a URI that is not
+    /// `thrift://host:port`.
+    pub fn new(config: &CatalogConfig) -> Result<Self, String> {
+        if !KINDS.contains(&config.kind.as_str()) {
+            return Err(format!(
+                "catalog '{}': unknown kind '{}'; lakegate knows {}",
+                config.name,
+                config.kind,
+                KINDS.join(", ")
+            ));
+        }
+        let plain = config.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if config.name.is_empty() || !plain || ["lakegate", "datafusion"].contains(&config.name.as_str()) {
+            return Err(format!(
+                "catalog name '{}' must be lower-case letters, digits and _, and not lakegate or datafusion",
+                config.name
+            ));
+        }
+        Ok(Self(Arc::new(Metastore {
+            client: Arc::new(MetastoreClient::new(&config.uri)?),
+            ttl: Duration::from_secs(config.cache_seconds.unwrap_or(10)),
+            databases: Mutex::new(None),
+            table_names: Mutex::new(HashMap::new()),
+            tables: Mutex::new(HashMap::new()),
+        })))
+    }
+}
+
+impl Metastore {
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.ttl
+    }
+
+    /// Runs a metastore call from DataFusion's synchronous listing methods: on a worker of the
+    /// multi-threaded runtime it blocks that worker only; elsewhere the listing is empty.
+    fn blocking<T>(&self, call: impl std::future::Future<Output = client::Result<T>>) -> Option<T> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return None;
+        }
+        match tokio::task::block_in_place(|| handle.block_on(call)) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the metastore");
+                None
+            }
+        }
+    }
+
+    fn database_names(&self) -> Vec<String> {
+        if let Some((at, names)) = locked(&self.databases).as_ref()
+            && self.fresh(*at)
+        {
+            return names.clone();
+        }
+        let names = self.blocking(self.client.databases()).unwrap_or_default();
+        *locked(&self.databases) = Some((Instant::now(), names.clone()));
+        names
+    }
+
+    fn table_names(&self, database: &str) -> Vec<String> {
+        if let Some((at, names)) = locked(&self.table_names).get(database)
+            && self.fresh(*at)
+        {
+            return names.clone();
+        }
+        let names = self.blocking(self.client.tables(database)).unwrap_or_default();
+        locked(&self.table_names).insert(database.to_owned(), (Instant::now(), names.clone()));
+        names
+    }
+
+    async fn table(&self, database: &str, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let key = (database.to_owned(), name.to_lowercase());
+        if let Some((at, provider)) = locked(&self.tables).get(&key)
+            && self.fresh(*at)
+        {
+            return Ok(Some(Arc::clone(provider)));
+        }
+        let external = |e: client::MetastoreError| DataFusionError::External(Box::new(e));
+        let Some(table) = self.client.table(&key.0, &key.1).await.map_err(external)? else { return Ok(None) };
+        let provider: Arc<dyn TableProvider> = Arc::new(HiveTableProvider::try_new(Arc::clone(&self.client), table)?);
+        locked(&self.tables).insert(key, (Instant::now(), Arc::clone(&provider)));
+        Ok(Some(provider))
+    }
+}
+
+impl CatalogProvider for HiveCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.0.database_names()
+    }
+
+    /// Any name is a database until a table is looked up in it: that lookup is async, this is not.
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        Some(Arc::new(HiveDatabase { metastore: Arc::clone(&self.0), name: name.to_lowercase() }))
+    }
+}
+
+/// One database of a metastore.
+#[derive(Debug)]
+struct HiveDatabase {
+    metastore: Arc<Metastore>,
+    name: String,
+}
+
+#[async_trait]
+impl SchemaProvider for HiveDatabase {
+    fn table_names(&self) -> Vec<String> {
+        self.metastore.table_names(&self.name)
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        self.metastore.table(&self.name, name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.table_names().iter().any(|t| t.eq_ignore_ascii_case(name))
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Spark SQL against a Hive metastore: the writer and reader that lakegate's Hive catalog
+is checked against.
+
+Runs each --sql statement in order in one local Spark session with Hive support
+(Spark's built-in Hive 2.3 metastore client unless --conf says otherwise), the catalog
+being the Thrift metastore at --metastore, and prints per statement one JSON line,
+{"sql": ..., "rows": [[...], ...]} (rows as Spark returns them, in its order; values
+JSON can't hold as text), or {"sql": ..., "error": "..."} and stops there with exit 1
+(with --keep-going it goes on, and still exits 1).
+
+    .venv/bin/python tests/clients/spark_hive.py --metastore thrift://127.0.0.1:PORT \
+        --warehouse /tmp/warehouse --sql 'CREATE DATABASE sales' \
+        --sql 'SHOW DATABASES' [--conf spark.sql.hive.metastore.version=4.0.1 ...]
+
+--warehouse is spark.sql.warehouse.dir: where Spark puts a database created without a
+LOCATION (a path, or a URI such as file:///... or s3a://...).
+"""
+
+import argparse
+import datetime
+import decimal
+import json
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+
+def plain(value):
+    if hasattr(value, "asDict"):
+        return {k: plain(v) for k, v in value.asDict().items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (datetime.date, datetime.datetime, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return value
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--metastore", required=True, help="thrift://HOST:PORT")
+    p.add_argument("--warehouse", required=True, help="spark.sql.warehouse.dir")
+    p.add_argument("--sql", action="append", default=[], help="a statement; repeat in order")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="another Spark setting; repeatable")
+    p.add_argument("--keep-going", action="store_true", help="run the rest after an error")
+    a = p.parse_args()
+
+    warehouse = a.warehouse
+    if "://" not in warehouse:
+        warehouse = "file://" + os.path.abspath(warehouse)
+    builder = (
+        SparkSession.builder.master("local[1]")
+        .appName("lakegate-spark-hive")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.sql.warehouse.dir", warehouse)
+        # Spark hands spark.hadoop.* to its Hive client's configuration: this is
+        # hive.metastore.uris there.
+        .config("spark.hadoop.hive.metastore.uris", a.metastore)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+    )
+    for setting in a.conf:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            p.error(f"--conf {setting}: expected KEY=VALUE")
+        builder = builder.config(key, value)
+    spark = builder.enableHiveSupport().getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+
+    failed = False
+    for statement in a.sql:
+        try:
+            rows = [plain(list(row)) for row in spark.sql(statement).collect()]
+            print(json.dumps({"sql": statement, "rows": rows}), flush=True)
+        except Exception as e:  # reported, not raised: the caller compares the lines
+            failed = True
+            message = " ".join(str(e).split())[:2000]
+            print(json.dumps({"sql": statement, "error": f"{type(e).__name__}: {message}"}),
+                  flush=True)
+            if not a.keep_going:
+                break
+    spark.stop()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

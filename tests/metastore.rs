@@ -1,0 +1,159 @@
+//! A real Hive metastore (`scripts/services/hive-metastore.sh`, from Maven Central) that Spark
+//! fills, read by lakegate as a catalog with no registration; Spark is the oracle.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{Lakegate, venv_bin};
+
+/// A metastore of its own, stopped (by its pid, through the script) on drop.
+struct Metastore {
+    uri: String,
+    state: tempfile::TempDir,
+}
+
+fn script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/hive-metastore.sh")
+}
+
+impl Metastore {
+    fn start() -> Self {
+        let state = tempfile::tempdir().expect("state dir");
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .env("LAKEGATE_HMS_STATE", state.path().join("state"))
+            .output()
+            .expect("hive-metastore.sh runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "the metastore did not start:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        let uri = text.lines().find_map(|l| l.strip_prefix("HIVE_METASTORE_URI=")).expect("URI").to_owned();
+        Self { uri, state }
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .env("LAKEGATE_HMS_STATE", self.state.path().join("state"))
+            .output();
+    }
+
+    /// lakegate with this metastore as catalog `hive`.
+    fn lakegate(&self) -> Lakegate {
+        let lg = Lakegate::new();
+        let config = lg.data_dir.path().join("lakegate.toml");
+        let toml = format!(
+            "[[catalogs]]\nname = \"hive\"\nkind = \"hive_metastore\"\nuri = \"{}\"\ncache_seconds = 0\n",
+            self.uri
+        );
+        std::fs::write(&config, toml).expect("config");
+        lg
+    }
+
+    /// Runs `statements` in one Spark session on this metastore; each one's rows.
+    fn spark(&self, warehouse: &Path, statements: &[&str]) -> Vec<Vec<Value>> {
+        let mut command = Command::new(venv_bin("python"));
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/spark_hive.py"))
+            .args(["--metastore", &self.uri, "--warehouse"])
+            .arg(warehouse);
+        for statement in statements {
+            command.args(["--sql", statement]);
+        }
+        let out = command.output().expect("spark runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "spark failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| {
+                let answer: Value = serde_json::from_str(l).expect("JSON");
+                answer["rows"].as_array().cloned().unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Metastore {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Spark's rows as lakegate's CSV output prints them.
+fn as_text(rows: &[Value]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
+    let metastore = Metastore::start();
+    let warehouse = tempfile::tempdir().expect("warehouse");
+    let answers = metastore.spark(
+        warehouse.path(),
+        &[
+            "CREATE DATABASE sales",
+            "CREATE TABLE sales.events (uid BIGINT, type STRING, tags ARRAY<STRING>) USING parquet PARTITIONED BY (dt STRING)",
+            "INSERT INTO sales.events PARTITION (dt='2024-01-01') VALUES (1, 'click', array('a')), (2, 'view', array())",
+            "INSERT INTO sales.events PARTITION (dt='2024-01-02') VALUES (3, 'click', NULL)",
+            "INSERT INTO sales.events PARTITION (dt='2024-01-03') VALUES (4, 'it''s', array('b', 'c'))",
+            "CREATE TABLE sales.hive_events (uid BIGINT, amount DECIMAL(10,2)) PARTITIONED BY (dt STRING) STORED AS PARQUET",
+            "INSERT INTO sales.hive_events PARTITION (dt='2024-01-01') VALUES (1, 2.50), (2, 3.25)",
+            "CREATE TABLE sales.staged (id INT, name STRING) USING csv OPTIONS (header 'true')",
+            r#"INSERT INTO sales.staged VALUES (1, 'x'), (2, 'y "z"')"#,
+            "CREATE TABLE sales.archive (id INT) USING orc",
+            "SELECT uid, type, dt FROM sales.events ORDER BY uid",
+            "SELECT dt, sum(amount) FROM sales.hive_events GROUP BY dt ORDER BY dt",
+            "SELECT id, name FROM sales.staged ORDER BY id",
+        ],
+    );
+    let lg = metastore.lakegate();
+    // No CREATE statement: the metastore's databases and tables are there.
+    let run = lg
+        .sql("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'hive' AND table_schema = 'sales' ORDER BY 1")
+        .success();
+    assert_eq!(run.rows(), vec![vec!["archive"], vec!["events"], vec!["hive_events"], vec!["staged"]]);
+    let run = lg.sql("SELECT uid, type, dt FROM hive.sales.events ORDER BY uid").success();
+    assert_eq!(run.rows(), as_text(&answers[10]));
+    let run = lg.sql("SELECT dt, sum(amount) FROM hive.sales.hive_events GROUP BY dt ORDER BY dt").success();
+    assert_eq!(run.rows(), as_text(&answers[11]));
+    let run =
+        lg.run(&["sql", "--format", "json", "-e", "SELECT id, name FROM hive.sales.staged ORDER BY id"]).success();
+    let rows: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON row")).collect();
+    let rows: Vec<Value> = rows.iter().map(|r| serde_json::json!([r["id"], r["name"]])).collect();
+    assert_eq!(rows, answers[12]);
+    // A one-day query reads one partition's files: the others are never listed.
+    let plan =
+        lg.run(&["sql", "-e", "EXPLAIN SELECT count(*) FROM hive.sales.events WHERE dt = '2024-01-02'"]).success();
+    assert!(plan.stdout.contains("dt=2024-01-02") && !plan.stdout.contains("dt=2024-01-01"), "{}", plan.stdout);
+    let run = lg.sql("SELECT count(*) FROM hive.sales.events WHERE dt >= '2024-01-02'").success();
+    assert_eq!(run.rows(), vec![vec!["2"]]);
+    // A format lakegate cannot read is listed and described, and a query names the format.
+    let run = lg.sql("SELECT * FROM hive.sales.archive").failure();
+    assert!(run.stderr.contains("orc") && run.stderr.contains("sales.archive"), "{}", run.stderr);
+    // Spark adds a partition; lakegate sees it (this test's cache interval is 0).
+    metastore
+        .spark(warehouse.path(), &["INSERT INTO sales.events PARTITION (dt='2024-01-04') VALUES (5, 'new', NULL)"]);
+    assert_eq!(lg.sql("SELECT count(*) FROM hive.sales.events").success().rows(), vec![vec!["5"]]);
+    // The metastore goes down: lakegate's own tables keep working; its tables name the URI.
+    lg.sql("CREATE TABLE local (a INT)").success();
+    metastore.stop();
+    assert_eq!(lg.sql("SELECT count(*) FROM local").success().rows(), vec![vec!["0"]]);
+    let run = lg.sql("SELECT * FROM hive.sales.events").failure();
+    assert!(run.stderr.contains(&metastore.uri), "{}", run.stderr);
+}
