@@ -272,7 +272,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo { rows, postgres } => lakegate::demo::run(&lakegate, rows, postgres.as_deref()).await,
         Command::Catalog { action } => {
             let statement = match action {
-                CatalogAction::Databases => Statement::ShowDatabases { pattern: None },
+                CatalogAction::Databases => Statement::ShowDatabases { catalog: None, pattern: None },
                 CatalogAction::Tables { database } => {
                     Statement::ShowTables { database: Some(parse_database_name(&database)?), pattern: None }
                 }

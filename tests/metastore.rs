@@ -100,6 +100,18 @@ fn as_text(rows: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Prints `catalog database tables` for catalog `hive` as ADBC's `adbc_get_objects` lists it.
+const ADBC_OBJECTS: &str = r#"
+import sys
+import adbc_driver_flightsql.dbapi as flight
+with flight.connect(sys.argv[1]) as conn:
+    for catalog in conn.adbc_get_objects(depth="tables", catalog_filter="hive").read_all().to_pylist():
+        for schema in catalog["catalog_db_schemas"]:
+            if schema["db_schema_name"] == "sales":
+                names = sorted(t["table_name"] for t in schema["db_schema_tables"])
+                print(catalog["catalog_name"], schema["db_schema_name"], ",".join(names))
+"#;
+
 #[test]
 fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let metastore = Metastore::start();
@@ -146,6 +158,30 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     // A format lakegate cannot read is listed and described, and a query names the format.
     let run = lg.sql("SELECT * FROM hive.sales.archive").failure();
     assert!(run.stderr.contains("orc") && run.stderr.contains("sales.archive"), "{}", run.stderr);
+    // Browsing: lakegate's statements, and Flight SQL's catalog calls as ADBC (Jupyter) makes them.
+    assert_eq!(lg.sql("SHOW DATABASES IN hive").success().rows(), vec![vec!["default"], vec!["sales"]]);
+    let run = lg.sql("SHOW TABLES IN hive.sales LIKE '*events'").success();
+    assert_eq!(
+        run.rows(),
+        vec![vec!["hive.sales", "events", "hive", "false"], vec!["hive.sales", "hive_events", "hive", "false"]]
+    );
+    let run = lg.sql("DESCRIBE hive.sales.events").success();
+    let described: Vec<(String, String)> =
+        run.rows().into_iter().map(|r| (r[0].clone(), r[r.len() - 1].clone())).collect();
+    assert_eq!(
+        described,
+        [("uid", "false"), ("type", "false"), ("tags", "false"), ("dt", "true")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let toml = std::fs::read_to_string(lg.data_dir.path().join("lakegate.toml")).expect("config");
+    let server =
+        crate::flight::Server::spawn(metastore.lakegate(), &toml, &["--listen", "127.0.0.1:0"]).expect("serve");
+    let objects =
+        Command::new(venv_bin("python")).args(["-c", ADBC_OBJECTS, server.url()]).output().expect("python runs");
+    let listed = String::from_utf8_lossy(&objects.stdout);
+    assert!(objects.status.success(), "{listed}{}", String::from_utf8_lossy(&objects.stderr));
+    assert_eq!(listed.trim(), "hive sales archive,events,hive_events,staged");
+    drop(server);
     // Spark adds a partition; lakegate sees it (this test's cache interval is 0).
     metastore
         .spark(warehouse.path(), &["INSERT INTO sales.events PARTITION (dt='2024-01-04') VALUES (5, 'new', NULL)"]);

@@ -559,9 +559,12 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.caller(&request)?;
+        let caller = self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append(session::CATALOG);
+        for catalog in caller.session.other_catalogs() {
+            builder.append(catalog);
+        }
         one_batch(builder.build())
     }
 
@@ -584,6 +587,11 @@ impl FlightSqlService for FlightSqlServer {
         let mut builder = query.into_builder();
         for database in caller.session.readable_databases() {
             builder.append(session::CATALOG, database);
+        }
+        for catalog in caller.session.other_catalogs() {
+            for database in caller.session.readable_databases_of(&catalog) {
+                builder.append(&catalog, database);
+            }
         }
         one_batch(builder.build())
     }
@@ -620,6 +628,20 @@ impl FlightSqlService for FlightSqlServer {
                 builder
                     .append(session::CATALOG, &database, &name, "TABLE", &wire::wire_schema(&schema))
                     .map_err(|e| Status::internal(e.to_string()))?;
+            }
+        }
+        for catalog in caller.session.other_catalogs() {
+            for database in caller.session.readable_databases_of(&catalog) {
+                for (name, schema) in caller.session.tables_of(&catalog, &database).await {
+                    let Ok(schema) = schema.inspect_err(|e| {
+                        tracing::warn!(%catalog, %database, table = %name, error = %e, "table left out of GetTables");
+                    }) else {
+                        continue;
+                    };
+                    builder
+                        .append(&catalog, &database, &name, "TABLE", &wire::wire_schema(&schema))
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                }
             }
         }
         one_batch(builder.build())

@@ -22,6 +22,14 @@ use serde::Deserialize;
 use self::client::MetastoreClient;
 use self::table::HiveTableProvider;
 
+/// The partition columns of a metastore table; none for any other table.
+pub fn partition_columns(provider: &dyn TableProvider) -> Vec<String> {
+    match provider.downcast_ref::<HiveTableProvider>() {
+        Some(table) => table.partition_columns(),
+        None => Vec::new(),
+    }
+}
+
 /// `[[catalogs]]`: a catalog that lives elsewhere.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

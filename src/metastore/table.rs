@@ -121,6 +121,10 @@ impl HiveTableProvider {
         Ok(Self { client, table, schema: Arc::new(Schema::new(all)), file_schema, partition_fields, format })
     }
 
+    pub(crate) fn partition_columns(&self) -> Vec<String> {
+        self.partition_fields.iter().map(|f| f.name().clone()).collect()
+    }
+
     /// The metastore filter for the predicates on string partition keys, e.g.
     /// `dt = "2024-01-01" and (region = "eu" or region = "us")`; `None` for every partition.
     fn partition_filter(&self, filters: &[Expr]) -> Option<String> {

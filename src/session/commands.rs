@@ -38,13 +38,32 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 format!("table {database}.{} does not exist", table.name),
             ))
         }
-        Command::ShowDatabases { pattern } => {
+        Command::ShowDatabases { catalog: Some(other), pattern } => {
+            known_catalog(session, &other)?;
+            let mut names = session.readable_databases_of(&other);
+            names.retain(|n| pattern.as_deref().is_none_or(|p| matches_pattern(p, n)));
+            rows(vec![("database", strings(names))])
+        }
+        Command::ShowDatabases { catalog: None, pattern } => {
             let names: Vec<String> = catalog
                 .databases()?
                 .into_iter()
                 .filter(|n| pattern.as_deref().is_none_or(|p| matches_pattern(p, n)) && session.principal.may_read(n))
                 .collect();
             rows(vec![("database", strings(names))])
+        }
+        Command::ShowTables { database: Some(qualified), pattern } if other_catalog(session, &qualified).is_some() => {
+            let (other, database) = other_catalog(session, &qualified).unwrap_or_default();
+            let mut names: Vec<String> =
+                session.tables_of(&other, &database).await.into_iter().map(|(name, _)| name).collect();
+            names.retain(|n| pattern.as_deref().is_none_or(|p| matches_pattern(p, n)));
+            names.sort();
+            rows(vec![
+                ("database", strings(vec![qualified; names.len()])),
+                ("table_name", strings(names.clone())),
+                ("source", strings(vec![other; names.len()])),
+                ("is_temporary", Arc::new(names.iter().map(|_| Some(false)).collect::<BooleanArray>())),
+            ])
         }
         Command::ShowGrants => {
             let principal = &session.principal;
@@ -337,6 +356,21 @@ fn absolute_location(location: &str) -> Result<String> {
     Ok(absolute.display().to_string())
 }
 
+/// `(catalog, database)` when `qualified` names a database of another catalog: `hive.sales`.
+fn other_catalog(session: &Session, qualified: &str) -> Option<(String, String)> {
+    let (catalog, database) = qualified.split_once('.')?;
+    session.other_catalogs().iter().any(|c| c == catalog).then(|| (catalog.to_owned(), database.to_owned()))
+}
+
+fn known_catalog(session: &Session, name: &str) -> Result<()> {
+    if session.other_catalogs().iter().any(|c| c == name) {
+        return Ok(());
+    }
+    let mut known = vec![crate::sql::CATALOG.to_owned()];
+    known.extend(session.other_catalogs());
+    Err(Error::Unsupported(format!("no catalog '{name}'; there are {}", known.join(", "))))
+}
+
 async fn describe(session: &Session, table: &TableName) -> Result<Output> {
     let database = database_of(session, table);
     let (fields, partitions): (Vec<Field>, Vec<String>) = match session.catalog.catalog().table(&database, &table.name)
@@ -349,7 +383,10 @@ async fn describe(session: &Session, table: &TableName) -> Result<Output> {
             )
         }
         Err(e) => match session.ctx.table_provider(format!("{database}.{}", table.name).as_str()).await {
-            Ok(provider) => (provider.schema().fields().iter().map(|f| f.as_ref().clone()).collect(), Vec::new()),
+            Ok(provider) => (
+                provider.schema().fields().iter().map(|f| f.as_ref().clone()).collect(),
+                crate::metastore::partition_columns(provider.as_ref()),
+            ),
             Err(_) => return Err(e.into()),
         },
     };

@@ -376,6 +376,40 @@ impl Session {
         names
     }
 
+    /// The names of the `[[catalogs]]` beside lakegate's own (metastores).
+    pub fn other_catalogs(&self) -> Vec<String> {
+        let mut names = self.ctx.catalog_names();
+        names.retain(|c| c != CATALOG && c != "datafusion");
+        names.sort();
+        names
+    }
+
+    /// The databases of `catalog` (one of [`Session::other_catalogs`]) this session may read:
+    /// granted by their qualified names, `hive.sales`.
+    pub fn readable_databases_of(&self, catalog: &str) -> Vec<String> {
+        let Some(provider) = self.ctx.catalog(catalog) else { return Vec::new() };
+        let mut names = provider.schema_names();
+        names.retain(|d| self.principal.may_read(&format!("{catalog}.{d}")));
+        names.sort();
+        names
+    }
+
+    /// The tables of `database` in `catalog` (one of [`Session::other_catalogs`]) with their
+    /// schemas, each read from the catalog; a table whose definition cannot be read comes
+    /// with its error.
+    pub async fn tables_of(&self, catalog: &str, database: &str) -> Vec<(String, Result<SchemaRef>)> {
+        let Some(schema) = self.ctx.catalog(catalog).and_then(|c| c.schema(database)) else { return Vec::new() };
+        let mut tables = Vec::new();
+        for name in schema.table_names() {
+            match schema.table(&name).await {
+                Ok(Some(provider)) => tables.push((name, Ok(provider.schema()))),
+                Ok(None) => {}
+                Err(e) => tables.push((name, Err(e.into()))),
+            }
+        }
+        tables
+    }
+
     /// The tables this session sees in `database` (stored ones, `system`'s, its temporary
     /// views) with their schemas: the stored schema where there is one, so listing never
     /// reaches out to a source. A table whose schema cannot be had comes with its error, so

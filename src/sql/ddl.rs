@@ -37,7 +37,9 @@ pub enum Command {
         table: TableName,
         if_exists: bool,
     },
+    /// `SHOW DATABASES [IN catalog]`: lakegate's own, or another catalog's (a metastore's).
     ShowDatabases {
+        catalog: Option<String>,
         pattern: Option<String>,
     },
     ShowTables {
@@ -283,6 +285,8 @@ pub(crate) fn table_name(name: &ObjectName) -> Result<TableName> {
         [catalog, db, table] if catalog == super::CATALOG => {
             Ok(TableName { database: Some(db.clone()), name: table.clone() })
         }
+        // Another catalog's (a metastore's) database goes by its qualified name, `hive.sales`.
+        [catalog, db, table] => Ok(TableName { database: Some(format!("{catalog}.{db}")), name: table.clone() }),
         _ => Err(Error::Syntax(format!("'{name}' is not a table name: write table or database.table"))),
     }
 }
@@ -484,11 +488,24 @@ fn like(p: &mut Parser) -> Result<Option<String>> {
 
 fn show(p: &mut Parser) -> Result<Option<Command>> {
     if p.parse_one_of_keywords(&[Keyword::DATABASES, Keyword::SCHEMAS]).is_some() {
-        return Ok(Some(Command::ShowDatabases { pattern: like(p)? }));
+        let catalog = if p.parse_one_of_keywords(&[Keyword::IN, Keyword::FROM]).is_some() {
+            Some(ident(&p.parse_identifier()?)).filter(|c| c != super::CATALOG)
+        } else {
+            None
+        };
+        return Ok(Some(Command::ShowDatabases { catalog, pattern: like(p)? }));
     }
     if p.parse_keyword(Keyword::TABLES) {
         let database = if p.parse_one_of_keywords(&[Keyword::IN, Keyword::FROM]).is_some() {
-            Some(ident(&p.parse_identifier()?))
+            // `db`, `lakegate.db`, or another catalog's `hive.sales`.
+            let parts = p.parse_object_name(false)?.0;
+            let parts: Vec<String> = parts.iter().filter_map(|part| part.as_ident().map(ident)).collect();
+            match parts.as_slice() {
+                [db] => Some(db.clone()),
+                [catalog, db] if catalog == super::CATALOG => Some(db.clone()),
+                [catalog, db] => Some(format!("{catalog}.{db}")),
+                _ => return Err(Error::Syntax("SHOW TABLES IN database, or IN catalog.database".into())),
+            }
         } else {
             None
         };
