@@ -186,6 +186,25 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     metastore
         .spark(warehouse.path(), &["INSERT INTO sales.events PARTITION (dt='2024-01-04') VALUES (5, 'new', NULL)"]);
     assert_eq!(lg.sql("SELECT count(*) FROM hive.sales.events").success().rows(), vec![vec!["5"]]);
+    // lakegate's nightly batch writes: one day replaced, one new day added. Spark reads both
+    // through the metastore, and agrees with lakegate.
+    lg.sql(
+        "INSERT OVERWRITE TABLE hive.sales.events PARTITION (dt) \
+         SELECT uid + 100 AS uid, upper(type) AS type, tags, dt FROM hive.sales.events WHERE dt = '2024-01-01' DISTRIBUTE BY dt SORT BY uid",
+    )
+    .success();
+    lg.sql("INSERT INTO hive.sales.events PARTITION (dt='2024-02-01') SELECT 9, 'lakegate', make_array('z')").success();
+    let by_day = "SELECT dt, count(*), sum(uid), min(type) FROM sales.events GROUP BY dt ORDER BY dt";
+    let spark = metastore.spark(warehouse.path(), &["SHOW PARTITIONS sales.events", by_day]);
+    let days: Vec<&str> = spark[0].iter().filter_map(|r| r[0].as_str()).collect();
+    assert_eq!(days, ["dt=2024-01-01", "dt=2024-01-02", "dt=2024-01-03", "dt=2024-01-04", "dt=2024-02-01"]);
+    let ours = lg.sql(&by_day.replace("sales.events", "hive.sales.events")).success().rows();
+    assert_eq!(ours, as_text(&spark[1]));
+    assert_eq!(ours[0], ["2024-01-01", "2", "203", "CLICK"]);
+    assert_eq!(ours[4], ["2024-02-01", "1", "9", "lakegate"]);
+    // The metastore's CSV tables are read, not written.
+    let run = lg.sql("INSERT INTO hive.sales.staged SELECT 3, 'w'").failure();
+    assert!(run.stderr.contains("Parquet tables only"), "{}", run.stderr);
     // The metastore goes down: lakegate's own tables keep working; its tables name the URI.
     lg.sql("CREATE TABLE local (a INT)").success();
     metastore.stop();

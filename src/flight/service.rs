@@ -615,6 +615,8 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request)?;
+        let with_schemas = query.include_schema;
+        let wanted_catalog = query.catalog.clone();
         let mut builder = query.into_builder();
         for database in caller.session.readable_databases() {
             for (name, schema) in caller.session.tables(&database).await {
@@ -630,9 +632,11 @@ impl FlightSqlService for FlightSqlServer {
                     .map_err(|e| Status::internal(e.to_string()))?;
             }
         }
-        for catalog in caller.session.other_catalogs() {
+        // A metastore table's schema costs a call to the metastore: only when asked for.
+        let others = caller.session.other_catalogs();
+        for catalog in others.into_iter().filter(|c| wanted_catalog.as_ref().is_none_or(|w| w == c)) {
             for database in caller.session.readable_databases_of(&catalog) {
-                for (name, schema) in caller.session.tables_of(&catalog, &database).await {
+                for (name, schema) in caller.session.tables_of(&catalog, &database, with_schemas).await {
                     let Ok(schema) = schema.inspect_err(|e| {
                         tracing::warn!(%catalog, %database, table = %name, error = %e, "table left out of GetTables");
                     }) else {

@@ -48,6 +48,8 @@ pub(crate) struct HiveTable {
     pub(crate) columns: Vec<HiveColumn>,
     pub(crate) partition_keys: Vec<HiveColumn>,
     pub(crate) parameters: BTreeMap<String, String>,
+    /// The storage descriptor as the metastore sent it: new partitions copy it.
+    pub(crate) storage: Struct,
 }
 
 /// A partition: its key values, in the table's key order, and where its files are.
@@ -144,6 +146,7 @@ impl MetastoreClient {
         let Some(table) = answer.as_ref().and_then(Value::as_struct) else { return Ok(None) };
         let sd = table.get(&7).and_then(Value::as_struct).cloned().unwrap_or_default();
         let serde = sd.get(&7).and_then(Value::as_struct).cloned().unwrap_or_default();
+        let sd = sd.clone();
         Ok(Some(HiveTable {
             database: text(table, 2),
             name: text(table, 1),
@@ -155,7 +158,39 @@ impl MetastoreClient {
             columns: columns(sd.get(&1)),
             partition_keys: columns(table.get(&8)),
             parameters: table.get(&9).map(Value::as_string_map).unwrap_or_default(),
+            storage: sd,
         }))
+    }
+
+    /// Adds `partitions` to the table (those it has already are left as they are), each a
+    /// copy of the table's storage descriptor at its own location, as Hive and Spark add them.
+    pub(crate) async fn add_partitions(&self, table: &HiveTable, partitions: &[HivePartition]) -> Result<()> {
+        let now = i32::try_from(chrono::Utc::now().timestamp()).unwrap_or(i32::MAX);
+        let parts = partitions
+            .iter()
+            .map(|p| {
+                let mut sd = table.storage.clone();
+                sd.insert(2, Value::string(&p.location));
+                Value::Struct(Struct::from([
+                    (1, Value::List(11, p.values.iter().map(|v| Value::string(v)).collect())),
+                    (2, Value::string(&table.database)),
+                    (3, Value::string(&table.name)),
+                    (4, Value::I32(now)),
+                    (5, Value::I32(0)),
+                    (6, Value::Struct(sd)),
+                    (7, Value::Map(11, 11, Vec::new())),
+                ]))
+            })
+            .collect();
+        let request = Struct::from([
+            (1, Value::string(&table.database)),
+            (2, Value::string(&table.name)),
+            (3, Value::List(12, parts)),
+            (4, Value::Bool(true)),
+            (5, Value::Bool(false)),
+        ]);
+        self.call("add_partitions_req", Struct::from([(1, Value::Struct(request))])).await?;
+        Ok(())
     }
 
     /// The table's partitions that `filter` (the metastore's filter language; `None`: all) keeps.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DFResult};
+use lakegate_catalog::TableSpec;
 use serde::Deserialize;
 
 use self::client::MetastoreClient;
@@ -28,6 +29,45 @@ pub fn partition_columns(provider: &dyn TableProvider) -> Vec<String> {
         Some(table) => table.partition_columns(),
         None => Vec::new(),
     }
+}
+
+/// The metastore table `database.table` of `catalog` (named `name`) as lakegate's writer takes it.
+///
+/// # Errors
+/// No such table, the metastore cannot be reached, or the table is not Parquet.
+pub async fn write_spec(catalog: &dyn CatalogProvider, name: &str, database: &str, table: &str) -> DFResult<TableSpec> {
+    let provider = metastore_table(catalog, database, table).await?;
+    let hive = provider.downcast_ref::<HiveTableProvider>().ok_or_else(|| missing(database, table))?;
+    hive.write_spec(name).map_err(DataFusionError::NotImplemented)
+}
+
+/// After a write into `database.table` of `catalog`: the partitions it made, added to the
+/// metastore so Spark and Hive read them.
+///
+/// # Errors
+/// The metastore cannot be reached or refuses the partitions.
+pub async fn add_partitions(
+    catalog: &dyn CatalogProvider,
+    database: &str,
+    table: &str,
+    dirs: &[String],
+) -> DFResult<()> {
+    let provider = metastore_table(catalog, database, table).await?;
+    let hive = provider.downcast_ref::<HiveTableProvider>().ok_or_else(|| missing(database, table))?;
+    hive.add_partitions(dirs).await
+}
+
+fn missing(database: &str, table: &str) -> DataFusionError {
+    DataFusionError::Plan(format!("no table {database}.{table} in the metastore"))
+}
+
+async fn metastore_table(
+    catalog: &dyn CatalogProvider,
+    database: &str,
+    table: &str,
+) -> DFResult<Arc<dyn TableProvider>> {
+    let schema = catalog.schema(database).ok_or_else(|| missing(database, table))?;
+    schema.table(table).await?.ok_or_else(|| missing(database, table))
 }
 
 /// `[[catalogs]]`: a catalog that lives elsewhere.

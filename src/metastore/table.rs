@@ -19,6 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use futures::TryStreamExt;
+use lakegate_catalog::{ColumnSpec, TableSpec};
 
 use super::client::{HivePartition, HiveTable, MetastoreClient};
 use super::types::{hive_type, spark_schema};
@@ -119,6 +120,55 @@ impl HiveTableProvider {
         let mut all: Vec<FieldRef> = file_schema.fields().iter().cloned().collect();
         all.extend(partition_fields.iter().cloned());
         Ok(Self { client, table, schema: Arc::new(Schema::new(all)), file_schema, partition_fields, format })
+    }
+
+    /// The table as lakegate's writer takes it: Parquet files under the table's location.
+    ///
+    /// # Errors
+    /// The table is not stored as Parquet.
+    pub(crate) fn write_spec(&self, catalog: &str) -> Result<TableSpec, String> {
+        let parquet = self.format.as_ref().is_ok_and(|f| f.get_ext() == "parquet");
+        if !parquet {
+            return Err(format!(
+                "INSERT into {catalog}.{}.{}: lakegate writes the metastore's Parquet tables only",
+                self.table.database, self.table.name
+            ));
+        }
+        let column = |f: &FieldRef| ColumnSpec::new(f.name(), f.data_type(), true);
+        Ok(TableSpec {
+            database: format!("{catalog}.{}", self.table.database),
+            name: self.table.name.clone(),
+            kind: parquet::KIND.to_owned(),
+            location: self.table.location.clone(),
+            options: BTreeMap::new(),
+            columns: self.file_schema.fields().iter().map(column).collect(),
+            partition_columns: self.partition_fields.iter().map(column).collect(),
+            comment: None,
+        })
+    }
+
+    /// Registers the partitions a write made (`dt=2024-01-05/region=eu`, escaped as Hive
+    /// escapes them) that the metastore does not have yet, at their directories.
+    pub(crate) async fn add_partitions(&self, dirs: &[String]) -> DFResult<()> {
+        let root = self.table.location.trim_end_matches('/');
+        let partitions: Vec<HivePartition> = dirs
+            .iter()
+            .filter(|d| !d.is_empty())
+            .map(|dir| HivePartition {
+                values: dir
+                    .split('/')
+                    .map(|part| {
+                        let value = part.split_once('=').map_or(part, |(_, v)| v);
+                        percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned()
+                    })
+                    .collect(),
+                location: format!("{root}/{dir}"),
+            })
+            .collect();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.client.add_partitions(&self.table, &partitions).await.map_err(|e| DataFusionError::External(Box::new(e)))
     }
 
     pub(crate) fn partition_columns(&self) -> Vec<String> {

@@ -52,10 +52,12 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 .collect();
             rows(vec![("database", strings(names))])
         }
-        Command::ShowTables { database: Some(qualified), pattern } if other_catalog(session, &qualified).is_some() => {
-            let (other, database) = other_catalog(session, &qualified).unwrap_or_default();
+        Command::ShowTables { database: Some(qualified), pattern }
+            if session.metastore_database(Some(&qualified)).is_some() =>
+        {
+            let (other, database) = session.metastore_database(Some(&qualified)).unwrap_or_default();
             let mut names: Vec<String> =
-                session.tables_of(&other, &database).await.into_iter().map(|(name, _)| name).collect();
+                session.tables_of(&other, &database, false).await.into_iter().map(|(name, _)| name).collect();
             names.retain(|n| pattern.as_deref().is_none_or(|p| matches_pattern(p, n)));
             names.sort();
             rows(vec![
@@ -354,12 +356,6 @@ fn absolute_location(location: &str) -> Result<String> {
     }
     let absolute = std::path::absolute(location).map_err(|e| Error::io(location, e))?;
     Ok(absolute.display().to_string())
-}
-
-/// `(catalog, database)` when `qualified` names a database of another catalog: `hive.sales`.
-fn other_catalog(session: &Session, qualified: &str) -> Option<(String, String)> {
-    let (catalog, database) = qualified.split_once('.')?;
-    session.other_catalogs().iter().any(|c| c == catalog).then(|| (catalog.to_owned(), database.to_owned()))
 }
 
 fn known_catalog(session: &Session, name: &str) -> Result<()> {

@@ -118,7 +118,19 @@ impl Session {
             Parsed::Statement(statement) => statement,
         };
         let state = self.ctx.state();
-        if let Some(insert) = sql::catalog_insert(&self.catalog, &self.current_database(), &statement)? {
+        let metastore_target = match sql::insert_target(&statement)? {
+            Some(target) => self.metastore_database(target.database.as_deref()).map(|(c, db)| (c, db, target.name)),
+            None => None,
+        };
+        let other = match &metastore_target {
+            Some((catalog, database, name)) => {
+                let provider =
+                    self.ctx.catalog(catalog).ok_or_else(|| Error::Unsupported(format!("no catalog {catalog}")))?;
+                Some(crate::metastore::write_spec(provider.as_ref(), catalog, database, name).await?)
+            }
+            None => None,
+        };
+        if let Some(insert) = sql::catalog_insert(&self.catalog, &self.current_database(), &statement, other)? {
             self.principal.require_write(&insert.request.table.database)?;
             let mut query = Statement::Statement(Box::new(sqlparser::ast::Statement::Query(insert.query)));
             rewrite::struct_field_access(&mut query);
@@ -198,6 +210,15 @@ impl Session {
                 }
                 tracked.finish(wrote.as_ref().map(|_| ()), None);
                 let mut wrote = wrote?;
+                // A metastore's table: the partitions it does not know yet are added there, so
+                // Spark and Hive read them too.
+                if let Some((catalog, database)) = self.metastore_database(Some(&target.0))
+                    && let Some(provider) = self.ctx.catalog(&catalog)
+                {
+                    crate::metastore::add_partitions(provider.as_ref(), &database, &target.1, &wrote.partitions)
+                        .await?;
+                    wrote.summary.push_str(&format!("; partitions registered in the metastore {catalog}"));
+                }
                 // As Spark re-caches a cached table it writes: later statements read the new rows.
                 match super::cache::refresh(self, &target.0, &target.1).await {
                     Ok(Some(_)) => wrote.summary.push_str("; its cache was refreshed"),

@@ -384,6 +384,13 @@ impl Session {
         names
     }
 
+    /// `(catalog, database)` when `database` names a database of another catalog, as
+    /// `hive.sales` does.
+    pub(crate) fn metastore_database(&self, database: Option<&str>) -> Option<(String, String)> {
+        let (catalog, database) = database?.split_once('.')?;
+        self.other_catalogs().iter().any(|c| c == catalog).then(|| (catalog.to_owned(), database.to_owned()))
+    }
+
     /// The databases of `catalog` (one of [`Session::other_catalogs`]) this session may read:
     /// granted by their qualified names, `hive.sales`.
     pub fn readable_databases_of(&self, catalog: &str) -> Vec<String> {
@@ -394,13 +401,22 @@ impl Session {
         names
     }
 
-    /// The tables of `database` in `catalog` (one of [`Session::other_catalogs`]) with their
-    /// schemas, each read from the catalog; a table whose definition cannot be read comes
-    /// with its error.
-    pub async fn tables_of(&self, catalog: &str, database: &str) -> Vec<(String, Result<SchemaRef>)> {
+    /// The tables of `database` in `catalog` (one of [`Session::other_catalogs`]), with their
+    /// schemas when `with_schemas` (each read from the catalog: a table whose definition
+    /// cannot be read comes with its error), else with empty ones.
+    pub async fn tables_of(
+        &self,
+        catalog: &str,
+        database: &str,
+        with_schemas: bool,
+    ) -> Vec<(String, Result<SchemaRef>)> {
         let Some(schema) = self.ctx.catalog(catalog).and_then(|c| c.schema(database)) else { return Vec::new() };
         let mut tables = Vec::new();
         for name in schema.table_names() {
+            if !with_schemas {
+                tables.push((name, Ok(Arc::new(datafusion::arrow::datatypes::Schema::empty()))));
+                continue;
+            }
             match schema.table(&name).await {
                 Ok(Some(provider)) => tables.push((name, Ok(provider.schema()))),
                 Ok(None) => {}

@@ -20,7 +20,8 @@ pub(crate) struct CatalogInsert {
 }
 
 /// The INSERT of `statement` when its target is a table of the catalog (not a temporary
-/// table, which DataFusion writes).
+/// table, which DataFusion writes), or `other_catalog`: the target's definition when it is a
+/// table of another catalog (`hive.sales.events`, [`insert_target`]).
 ///
 /// # Errors
 /// The target does not exist, or is a remote source, which lakegate does not write.
@@ -28,6 +29,7 @@ pub(crate) fn catalog_insert(
     catalog: &SessionCatalog,
     current_database: &str,
     statement: &Statement,
+    other_catalog: Option<TableSpec>,
 ) -> Result<Option<CatalogInsert>> {
     use sqlparser::ast::Statement as Sql;
     let (sql, explain) = match statement {
@@ -45,7 +47,10 @@ pub(crate) fn catalog_insert(
     if catalog.temporary_names(&database).contains(&name.name) {
         return Ok(None);
     }
-    let table = catalog.catalog().table(&database, &name.name)?;
+    let table = match other_catalog {
+        Some(table) => table,
+        None => catalog.catalog().table(&database, &name.name)?,
+    };
     let sources = catalog.catalog().sources();
     if !sources.capabilities(&table.kind).writable {
         return Err(Error::Unsupported(format!(
@@ -84,6 +89,24 @@ pub(crate) fn catalog_insert(
         sort_by,
     };
     Ok(Some(CatalogInsert { query, request, explain }))
+}
+
+/// The table an INSERT (or `EXPLAIN INSERT`) writes, as written.
+///
+/// # Errors
+/// The target is not a table name.
+pub(crate) fn insert_target(statement: &Statement) -> Result<Option<ddl::TableName>> {
+    let sql = match statement {
+        Statement::Statement(sql) => sql,
+        Statement::Explain(explain) => match explain.statement.as_ref() {
+            Statement::Statement(sql) => sql,
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let sqlparser::ast::Statement::Insert(insert) = sql.as_ref() else { return Ok(None) };
+    let TableObject::TableName(name) = &insert.table else { return Ok(None) };
+    ddl::table_name(name).map(Some)
 }
 
 /// One entry of a `PARTITION (...)` spec: `dt='2018-03-05'` (static) or `dt` (dynamic).

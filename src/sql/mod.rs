@@ -17,7 +17,7 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 
 pub use control::parse_duration;
-pub(crate) use insert::catalog_insert;
+pub(crate) use insert::{catalog_insert, insert_target};
 pub use script::{ScriptStatement, split_statements};
 pub use tokens::{number_placeholders, redact};
 

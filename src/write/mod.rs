@@ -107,6 +107,9 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
         || string(to)
         || (from.is_temporal() && to.is_temporal())
         || matches!((from, to), (DataType::Dictionary(_, v), t) if assignable(v, t))
+        // Lists whose items are: `make_array('a')` into an ARRAY<STRING> column.
+        || matches!((from, to), (DataType::List(f) | DataType::LargeList(f), DataType::List(t) | DataType::LargeList(t))
+            if assignable(f.data_type(), t.data_type()))
 }
 
 /// Plans an INSERT into a Parquet table of the catalog, whose rows are `query`'s.
@@ -347,6 +350,8 @@ pub(crate) struct Wrote {
     pub(crate) rows: u64,
     /// How long moving the files into place and publishing took.
     pub(crate) publish: std::time::Duration,
+    /// The partition directories written or replaced (`dt=2024-01-05`), in order.
+    pub(crate) partitions: Vec<String>,
 }
 
 /// Moves the staged files into their partitions, where they stay invisible until each
@@ -462,7 +467,8 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
     if !named.is_empty() {
         summary.push_str(&format!("; {verb} {} partitions: {}", named.len(), abbreviate(&named)));
     }
-    Ok(Wrote { summary, rows, publish: publish_time })
+    let partitions = named.into_iter().cloned().collect();
+    Ok(Wrote { summary, rows, publish: publish_time, partitions })
 }
 
 /// Lists what a write would do, without writing: the physical plan and the partitions.
@@ -557,5 +563,10 @@ mod tests {
         assert!(assignable(&DataType::Int32, &DataType::Int64));
         assert!(assignable(&DataType::Date32, &DataType::Utf8));
         assert!(!assignable(&DataType::Date32, &DataType::Int32));
+        let list = |t: DataType, name: &str| {
+            DataType::List(std::sync::Arc::new(datafusion::arrow::datatypes::Field::new(name, t, true)))
+        };
+        assert!(assignable(&list(DataType::Utf8, "item"), &list(DataType::Utf8View, "element")));
+        assert!(!assignable(&list(DataType::Date32, "item"), &list(DataType::Int32, "item")));
     }
 }
