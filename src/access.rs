@@ -124,6 +124,7 @@ impl Principal {
         let database = |t: &TableName| t.database.clone().unwrap_or_else(|| current.to_owned());
         match command {
             Command::CreateDatabase { .. } => self.require_admin("CREATE DATABASE"),
+            Command::RefreshDatabase { name } => self.require_read(name),
             Command::DropDatabase { .. } => self.require_admin("DROP DATABASE"),
             Command::CreateTable(_) => self.require_admin("CREATE TABLE"),
             Command::DropTable { .. } => self.require_admin("DROP TABLE"),
@@ -231,7 +232,7 @@ mod tests {
     #[test]
     fn refusals_name_the_user_and_the_privilege() {
         let reader = user(Role::Reader, &["reports"]);
-        let create = Command::CreateDatabase { name: "x".into(), if_not_exists: false, comment: None };
+        let create = Command::CreateDatabase { name: "x".into(), if_not_exists: false, comment: None, mount: None };
         let err = reader.check_command(&create, "default").unwrap_err().to_string();
         assert!(err.contains("'ana'") && err.contains("CREATE DATABASE") && err.contains("admin"), "{err}");
         let err = reader.require_write("reports").unwrap_err().to_string();

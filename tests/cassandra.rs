@@ -623,3 +623,37 @@ fn a_password_protected_node_reads_with_the_right_password_and_refuses_a_wrong_o
         assert!(!log.contains(secret), "the server's log shows a password: {log}");
     }
 }
+
+/// `CREATE DATABASE ... STORED AS CASSANDRA`: every table of the keyspace, with no registration;
+/// the CQL driver's own reads are the oracle.
+#[test]
+fn a_mounted_keyspace_shows_every_table() {
+    let cql = Cql::connect();
+    let ks = format!("mounted_{}", std::process::id());
+    let setup = [
+        format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
+        format!("CREATE TABLE {ks}.programs (id int PRIMARY KEY, name text)"),
+        format!("INSERT INTO {ks}.programs (id, name) VALUES (1, 'NCIS')"),
+        format!("INSERT INTO {ks}.programs (id, name) VALUES (2, 'Bones')"),
+        format!("CREATE TABLE {ks}.channels (id int PRIMARY KEY)"),
+    ];
+    cql.run(&setup.iter().map(String::as_str).collect::<Vec<_>>());
+    let lg = Lakegate::new().with_cassandra(&cql.contact_point);
+    let mount = format!("CREATE DATABASE media STORED AS CASSANDRA LOCATION 'cassandra://{}/{ks}'", cql.contact_point);
+    assert!(lg.sql(&mount).success().stderr.contains("2 remote tables"));
+    let names: Vec<String> =
+        lg.sql("SHOW TABLES IN media").success().rows().into_iter().map(|r| r[1].clone()).collect();
+    assert_eq!(names, ["channels", "programs"]);
+    let run = lg.sql("SELECT id, name FROM media.programs ORDER BY id").success();
+    assert_eq!(run.rows(), vec![vec!["1", "NCIS"], vec!["2", "Bones"]]);
+    cql.run(&[format!("CREATE TABLE {ks}.episodes (id int PRIMARY KEY, program int)").as_str()]);
+    assert!(lg.sql("REFRESH DATABASE media").success().stderr.contains("3 remote tables"));
+    assert_eq!(lg.sql("SELECT count(*) FROM media.episodes").success().rows(), vec![vec!["0"]]);
+    let run = lg
+        .sql(&format!(
+            "CREATE DATABASE nothing STORED AS CASSANDRA LOCATION 'cassandra://{}/no_such_ks'",
+            cql.contact_point
+        ))
+        .failure();
+    assert!(run.stderr.contains("no_such_ks"), "{}", run.stderr);
+}

@@ -1001,3 +1001,46 @@ fn generated_aggregate_queries_give_psqls_answers() {
         assert_same_rows(&lg, pg, &db, &sql, &oracle, top);
     }
 }
+
+/// `CREATE DATABASE ... STORED AS POSTGRES`: every table of the remote schema is there, with
+/// no registration; tables created later appear on REFRESH DATABASE; psql is the oracle.
+#[test]
+fn a_mounted_database_shows_every_table_of_its_remote_schema() {
+    let pg = Postgres::shared();
+    let db = pg.database();
+    pg.psql(
+        &db,
+        r#"CREATE SCHEMA crm; CREATE TABLE crm.users (uid int8, name text); INSERT INTO crm.users VALUES (1, 'ann'), (2, 'bo');
+           CREATE TABLE crm."Odd ""Name""" (x int4); INSERT INTO crm."Odd ""Name""" VALUES (7);
+           CREATE TABLE public.elsewhere (y int4)"#,
+    );
+    let lg = lakegate();
+    let mount = format!(
+        "CREATE DATABASE crm STORED AS POSTGRES LOCATION '{}' OPTIONS ('schema' 'crm', 'password' '${{env:PG_PASSWORD}}')",
+        pg.url(&db)
+    );
+    let run = lg.sql(&mount).success();
+    assert!(run.stderr.contains("2 remote tables"), "{}", run.stderr);
+    let listed = json_rows(&lg, "SHOW TABLES IN crm");
+    let names: Vec<&str> = listed.iter().filter_map(|r| r["table_name"].as_str()).collect();
+    assert_eq!(names, ["Odd \"Name\"", "users"]);
+    assert_same_rows(&lg, pg, &db, "SELECT uid, name FROM crm.users", "SELECT uid, name FROM crm.users", false);
+    assert_same_rows(&lg, pg, &db, r#"SELECT x FROM crm."Odd ""Name""""#, r#"SELECT x FROM crm."Odd ""Name""""#, false);
+    // A table created after the mount: seen on REFRESH DATABASE (or after the listing's 10 s).
+    pg.psql(&db, "CREATE TABLE crm.orders (id int4); INSERT INTO crm.orders VALUES (1), (2), (3)");
+    assert!(lg.sql("REFRESH DATABASE crm").success().stderr.contains("3 remote tables"));
+    assert_eq!(lg.sql("SELECT count(*) FROM crm.orders").success().rows(), vec![vec!["3"]]);
+    // The catalog keeps the reference, never the password; a password in the URL is refused.
+    let shown = std::fs::read(lg.data_dir.path().join("catalog.db")).expect("catalog");
+    assert!(!String::from_utf8_lossy(&shown).contains(PASSWORD));
+    let with_password = pg.url(&db).replace("lakegate@", &format!("lakegate:{PASSWORD}@"));
+    let run = lg.sql(&format!("CREATE DATABASE leaky STORED AS POSTGRES LOCATION '{with_password}'")).failure();
+    assert!(run.stderr.contains("holds a password") && !run.stderr.contains(PASSWORD), "{}", run.stderr);
+    // Sources that cannot list their tables say so; an unreachable server registers nothing.
+    let run = lg.sql("CREATE DATABASE files STORED AS PARQUET LOCATION '/tmp'").failure();
+    assert!(run.stderr.contains("cannot be mounted"), "{}", run.stderr);
+    let nowhere = format!("postgres://lakegate@127.0.0.1:{}/none", crate::common::free_port());
+    let run = lg.sql(&format!("CREATE DATABASE gone STORED AS POSTGRES LOCATION '{nowhere}'")).failure();
+    assert!(run.stderr.contains("127.0.0.1"), "{}", run.stderr);
+    assert!(!lg.sql("SHOW DATABASES").success().stdout.contains("gone"));
+}

@@ -31,7 +31,12 @@ pub struct Catalog {
     providers: Mutex<ProviderCache>,
     /// This process's use of the caches.
     usage: Arc<Usage>,
+    /// The remote tables of each mounted database, with when they were listed.
+    mounted: Mutex<HashMap<String, (std::time::Instant, Vec<String>)>>,
 }
+
+/// How long a mounted database's listing of remote tables is reused.
+const MOUNT_LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Catalog {
     /// Opens (creating if needed) the catalog file at `path`.
@@ -39,7 +44,13 @@ impl Catalog {
     /// # Errors
     /// [`Error::Open`] when the file cannot be opened or is not a lakegate catalog.
     pub fn open(path: &Path, sources: Sources) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self { store: Store::open(path)?, sources, providers: Mutex::default(), usage: Arc::default() }))
+        Ok(Arc::new(Self {
+            store: Store::open(path)?,
+            sources,
+            providers: Mutex::default(),
+            usage: Arc::default(),
+            mounted: Mutex::default(),
+        }))
     }
 
     pub fn default_database() -> &'static str {
@@ -68,7 +79,102 @@ impl Catalog {
     /// [`Error::DatabaseExists`] without `if_not_exists`.
     pub fn create_database(&self, name: &str, comment: Option<&str>, if_not_exists: bool) -> Result<bool> {
         check_name("database", name)?;
-        self.store.create_database(name, comment, if_not_exists)
+        self.store.create_database(name, comment, if_not_exists, None)
+    }
+
+    /// Creates a database that shows every table of a remote schema or keyspace: `mount` is
+    /// a table spec of a source that can list its tables (kind, location, options) without a
+    /// table. Listing the tables proves the source reachable; nothing is stored if it fails.
+    ///
+    /// # Errors
+    /// A source that cannot mount, bad options or a clear-text secret, an unreachable
+    /// source, or [`Error::DatabaseExists`] without `if_not_exists`.
+    pub async fn mount_database(
+        &self,
+        name: &str,
+        comment: Option<&str>,
+        mut mount: TableSpec,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        check_name("database", name)?;
+        if if_not_exists && self.store.database_exists(name)? {
+            return Ok(false);
+        }
+        mount.database = name.to_owned();
+        self.sources.check_options(&mount, true)?;
+        let factory = self.sources.get(&mount.kind)?;
+        let tables = factory.list_tables(&mount).await?;
+        let json = serde_json::to_string(&mount).map_err(|source| Error::Corrupt { table: name.to_owned(), source })?;
+        let created = self.store.create_database(name, comment, if_not_exists, Some(&json))?;
+        self.lock_mounted().insert(name.to_owned(), (std::time::Instant::now(), tables));
+        Ok(created)
+    }
+
+    /// The remote schema `database` mounts, if it is a mounted database.
+    ///
+    /// # Errors
+    /// The catalog cannot be read, or the stored mount is not a spec.
+    pub fn mount(&self, database: &str) -> Result<Option<TableSpec>> {
+        self.store.mount_json(database)?.map(|json| parse_spec(database, &json)).transpose()
+    }
+
+    fn lock_mounted(&self) -> std::sync::MutexGuard<'_, HashMap<String, (std::time::Instant, Vec<String>)>> {
+        self.mounted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The remote tables a mounted database shows, listed again after a few seconds (or at
+    /// once after [`Catalog::forget_listing`]); empty for other databases.
+    ///
+    /// # Errors
+    /// The remote source cannot be listed.
+    pub async fn mounted_tables(&self, database: &str) -> Result<Vec<String>> {
+        let Some(mount) = self.mount(database)? else { return Ok(Vec::new()) };
+        if let Some((at, names)) = self.lock_mounted().get(database)
+            && at.elapsed() < MOUNT_LISTING_TTL
+        {
+            return Ok(names.clone());
+        }
+        let names = self.sources.get(&mount.kind)?.list_tables(&mount).await?;
+        self.lock_mounted().insert(database.to_owned(), (std::time::Instant::now(), names.clone()));
+        Ok(names)
+    }
+
+    /// Forgets a mounted database's listing: `REFRESH DATABASE`.
+    pub fn forget_listing(&self, database: &str) {
+        self.lock_mounted().remove(database);
+    }
+
+    /// The provider of table `name` of mounted `database`, if the remote schema has it.
+    async fn mounted_provider(&self, database: &str, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(mount) = self.mount(database)? else { return Ok(None) };
+        if !self.mounted_tables(database).await?.iter().any(|t| t == name) {
+            return Ok(None);
+        }
+        let key = (database.to_owned(), name.to_owned());
+        let version = format!("mount {}", serde_json::to_string(&mount).unwrap_or_default());
+        if let Some((built_from, provider)) = self.lock_providers().get(&key)
+            && *built_from == version
+        {
+            return Ok(Some(Arc::clone(provider)));
+        }
+        let factory = self.sources.get(&mount.kind)?;
+        // Remote sources discover a table's columns without a query session.
+        let session = datafusion::execution::context::SessionContext::new().state();
+        let prepared = factory.prepare(&session, factory.mounted_table(&mount, name)).await;
+        let provider = match prepared {
+            Ok(spec) => match self.source_provider(&spec).await {
+                Ok(provider) => provider,
+                Err(unavailable) => return Ok(Some(unavailable)),
+            },
+            Err(cause) => {
+                let name = format!("{database}.{name}");
+                tracing::warn!(table = %name, %cause, "mounted table unavailable");
+                let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+                return Ok(Some(Arc::new(UnavailableTable { name, schema, cause: cause.to_string() })));
+            }
+        };
+        self.lock_providers().insert(key, (version, Arc::clone(&provider)));
+        Ok(Some(provider))
     }
 
     /// # Errors
@@ -157,7 +263,7 @@ impl Catalog {
     async fn provider(&self, database: &str, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let (table, cache) = self.store.table_and_cache_json(database, name)?;
         let version = match (&table, &cache) {
-            (None, None) => return Ok(None),
+            (None, None) => return self.mounted_provider(database, name).await,
             (table, None) => table.clone().unwrap_or_default(),
             (table, Some((definition, state))) => format!("{}\n{definition}\n{state}", table.as_deref().unwrap_or("")),
         };
@@ -454,6 +560,21 @@ struct Database {
 }
 
 impl Database {
+    /// A mounted database's remote tables, from DataFusion's synchronous listing: on a worker
+    /// of the multi-threaded runtime it blocks that worker only; elsewhere it lists none.
+    fn mounted_names(&self) -> Vec<String> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return Vec::new() };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread
+            || !matches!(self.catalog.store.mount_json(&self.name), Ok(Some(_)))
+        {
+            return Vec::new();
+        }
+        tokio::task::block_in_place(|| handle.block_on(self.catalog.mounted_tables(&self.name))).unwrap_or_else(|e| {
+            tracing::warn!(database = %self.name, error = %e, "cannot list the mounted database");
+            Vec::new()
+        })
+    }
+
     fn temporary(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
         let temporaries = self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         temporaries.get(&(self.name.clone(), name.to_owned())).map(Arc::clone)
@@ -471,6 +592,7 @@ impl SchemaProvider for Database {
         if let Ok(caches) = self.catalog.store.caches() {
             names.extend(caches.into_iter().filter(|(db, ..)| *db == self.name).map(|(_, name, ..)| name));
         }
+        names.extend(self.mounted_names());
         let temporaries = self.temporary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         names.extend(temporaries.keys().filter(|(db, _)| *db == self.name).map(|(_, n)| n.clone()));
         names.sort();
@@ -491,7 +613,8 @@ impl SchemaProvider for Database {
         }
         let (table, cache) = self.catalog.store.table_and_cache_json(&self.name, name)?;
         let stored = table.is_some() || cache.is_some();
-        Ok(stored.then_some(TableType::Base))
+        let mounted = !stored && self.catalog.mounted_tables(&self.name).await?.iter().any(|t| t == name);
+        Ok((stored || mounted).then_some(TableType::Base))
     }
 
     /// DataFusion's `CREATE VIEW` / `CREATE TABLE AS`: kept for this session only.
@@ -511,6 +634,7 @@ impl SchemaProvider for Database {
     fn table_exist(&self, name: &str) -> bool {
         self.temporary(name).is_some()
             || matches!(self.catalog.store.table_and_cache_json(&self.name, name), Ok((Some(_), _) | (_, Some(_))))
+            || self.mounted_names().iter().any(|t| t == name)
     }
 }
 

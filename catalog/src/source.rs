@@ -272,6 +272,24 @@ pub trait SourceFactory: Debug + Send + Sync {
     /// Builds the provider of a registered table. Runs lazily, on first use in a process.
     async fn create(&self, spec: &TableSpec) -> DFResult<Arc<dyn TableProvider>>;
 
+    /// The tables of the remote schema or keyspace `mount` names (a spec without a table):
+    /// what `CREATE DATABASE ... STORED AS <kind>` shows. Sources that cannot list say so.
+    async fn list_tables(&self, mount: &TableSpec) -> DFResult<Vec<String>> {
+        Err(datafusion::error::DataFusionError::NotImplemented(format!(
+            "{} databases cannot be mounted: register each table with CREATE EXTERNAL TABLE (database {})",
+            self.name(),
+            mount.database
+        )))
+    }
+
+    /// The spec of table `name` of a mounted database: `mount` naming that table.
+    fn mounted_table(&self, mount: &TableSpec, name: &str) -> TableSpec {
+        let mut spec = mount.clone();
+        spec.name = name.to_owned();
+        spec.options.insert("table".into(), name.to_owned());
+        spec
+    }
+
     /// The table's options with defaults filled in and references resolved, for use only.
     ///
     /// # Errors

@@ -51,6 +51,13 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")).map_err(open_error)?;
+        // Catalogs made before databases could be mounted gain the column (NULL: not mounted).
+        let mounts: bool = conn
+            .query_row("SELECT count(*) FROM pragma_table_info('databases') WHERE name = 'mount'", [], |r| r.get(0))
+            .map_err(open_error)?;
+        if !mounts {
+            conn.execute_batch("ALTER TABLE databases ADD COLUMN mount TEXT").map_err(open_error)?;
+        }
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -86,16 +93,33 @@ impl Store {
         })
     }
 
-    /// Returns false when the database existed and `if_not_exists` was given.
-    pub(crate) fn create_database(&self, name: &str, comment: Option<&str>, if_not_exists: bool) -> Result<bool> {
+    /// Returns false when the database existed and `if_not_exists` was given. `mount` is the
+    /// JSON spec of the remote schema a mounted database shows.
+    pub(crate) fn create_database(
+        &self,
+        name: &str,
+        comment: Option<&str>,
+        if_not_exists: bool,
+        mount: Option<&str>,
+    ) -> Result<bool> {
         self.with(|c| {
-            let inserted =
-                c.execute("INSERT OR IGNORE INTO databases (name, comment) VALUES (?1, ?2)", params![name, comment])?;
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO databases (name, comment, mount) VALUES (?1, ?2, ?3)",
+                params![name, comment, mount],
+            )?;
             match (inserted, if_not_exists) {
                 (1, _) => Ok(true),
                 (_, true) => Ok(false),
                 _ => Err(Error::DatabaseExists(name.to_owned())),
             }
+        })
+    }
+
+    /// The JSON spec of the remote schema `name` mounts, if it is a mounted database.
+    pub(crate) fn mount_json(&self, name: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT mount FROM databases WHERE name = ?1")?;
+            Ok(stmt.query_row([name], |r| r.get::<_, Option<String>>(0)).optional()?.flatten())
         })
     }
 

@@ -16,9 +16,42 @@ use crate::{Error, Result};
 pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
     let catalog = session.catalog.catalog();
     match command {
-        Command::CreateDatabase { name, if_not_exists, comment } => {
+        Command::CreateDatabase { name, if_not_exists, comment, mount: None } => {
             let created = catalog.create_database(&name, comment.as_deref(), if_not_exists)?;
             Ok(done(created, format!("created database {name}"), format!("database {name} already exists")))
+        }
+        Command::CreateDatabase { name, if_not_exists, comment, mount: Some(mount) } => {
+            let location = mount.location.unwrap_or_default();
+            // The catalog keeps the location as written: a password belongs in OPTIONS, as a reference.
+            let url = url::Url::parse(&location.replacen("jdbc:", "", 1)).ok();
+            if url.is_some_and(|u| u.password().is_some() || u.query_pairs().any(|(k, _)| k == "password")) {
+                return Err(Error::Invalid(format!(
+                    "the LOCATION of database {name} holds a password: give OPTIONS ('password' '${{env:NAME}}') instead"
+                )));
+            }
+            let spec = TableSpec {
+                database: name.clone(),
+                name: String::new(),
+                kind: mount.kind,
+                location,
+                options: mount.options,
+                columns: Vec::new(),
+                partition_columns: Vec::new(),
+                comment: comment.clone(),
+            };
+            let created = catalog.mount_database(&name, comment.as_deref(), spec, if_not_exists).await?;
+            let tables = catalog.mounted_tables(&name).await?.len();
+            Ok(done(
+                created,
+                format!("created database {name}: {tables} remote tables"),
+                format!("database {name} already exists"),
+            ))
+        }
+        Command::RefreshDatabase { name } => {
+            catalog.require_database(&name)?;
+            catalog.forget_listing(&name);
+            let tables = catalog.mounted_tables(&name).await?.len();
+            Ok(Output::Done(format!("refreshed database {name}: {tables} remote tables")))
         }
         Command::DropDatabase { name, if_exists, cascade } => {
             let dropped = catalog.drop_database(&name, if_exists, cascade)?;
@@ -85,6 +118,10 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
                 .filter(|t| wanted(&t.name))
                 .map(|t| (t.name, t.kind, false))
                 .collect();
+            if let Some(mount) = catalog.mount(&database)? {
+                let remote = catalog.mounted_tables(&database).await?;
+                listed.extend(remote.into_iter().filter(|n| wanted(n)).map(|n| (n, mount.kind.clone(), false)));
+            }
             let cached_queries =
                 catalog.caches()?.into_iter().filter(|c| c.database == database && c.definition.query.is_some());
             listed.extend(cached_queries.filter(|c| wanted(&c.name)).map(|c| (c.name, "cache".to_owned(), false)));

@@ -125,8 +125,8 @@ pub(crate) async fn prepare(
     if spec.columns.is_empty() {
         if files.is_empty() {
             return Err(DataFusionError::Plan(format!(
-                "no {format} files ending in '{}' at '{}' to read the schema from; check the location, or declare the columns",
-                options.file_extension, spec.location
+                "no {format} files at '{}' to read the schema from (files ending in '{}' are read); check the location, or declare the columns",
+                spec.location, options.file_extension
             )));
         }
         if spec.partition_columns.is_empty() {

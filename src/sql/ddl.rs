@@ -26,6 +26,12 @@ pub enum Command {
         name: String,
         if_not_exists: bool,
         comment: Option<String>,
+        /// `STORED AS POSTGRES LOCATION '...' OPTIONS (...)`: every table of a remote schema.
+        mount: Option<Mount>,
+    },
+    /// `REFRESH DATABASE db`: list a mounted database's remote tables again now.
+    RefreshDatabase {
+        name: String,
     },
     DropDatabase {
         name: String,
@@ -109,6 +115,15 @@ pub enum Command {
     ClearCache,
     /// `SHOW CACHED TABLES`.
     ShowCachedTables,
+}
+
+/// The remote schema or keyspace a database mounts, as written.
+#[derive(Debug, PartialEq)]
+pub struct Mount {
+    pub kind: String,
+    pub location: Option<String>,
+    /// Keys lower-cased, values as written.
+    pub options: BTreeMap<String, String>,
 }
 
 /// Prefixes of settings that belong to Hive, Spark or Hadoop rather than to lakegate.
@@ -202,6 +217,9 @@ pub fn parse(sql: &str) -> Result<Option<Command>> {
                 return Ok(None);
             }
             Some(Command::AddPartitions { table, partitions })
+        }
+        Some(Keyword::REFRESH) if p.parse_one_of_keywords(&[Keyword::DATABASE, Keyword::SCHEMA]).is_some() => {
+            Some(Command::RefreshDatabase { name: ident(&p.parse_identifier()?) })
         }
         Some(Keyword::REFRESH) => {
             let _ = p.parse_keyword(Keyword::TABLE);
@@ -441,12 +459,20 @@ fn create_database(p: &mut Parser) -> Result<Command> {
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = ident(&p.parse_identifier()?);
     let mut comment = None;
+    let (mut kind, mut location, mut options) = (None, None, BTreeMap::new());
     loop {
         if p.parse_keyword(Keyword::COMMENT) {
             comment = Some(p.parse_literal_string()?);
         } else if p.parse_keyword(Keyword::LOCATION) {
-            // Hive's database location: tables here always carry their own.
-            p.parse_literal_string()?;
+            // Hive's database location is ignored (tables here carry their own); a mounted
+            // database's is where its tables are.
+            location = Some(p.parse_literal_string()?);
+        } else if p.parse_keywords(&[Keyword::STORED, Keyword::AS]) {
+            kind = Some(ident(&p.parse_identifier()?));
+        } else if p.parse_keyword(Keyword::USING) {
+            kind = Some(p.parse_object_name(false)?.to_string().to_lowercase());
+        } else if p.parse_keyword(Keyword::OPTIONS) {
+            options.extend(key_values(p)?);
         } else if p.parse_keyword(Keyword::WITH) {
             // Hive's WITH DBPROPERTIES (...): lakegate keeps none.
             match p.next_token().token {
@@ -457,7 +483,14 @@ fn create_database(p: &mut Parser) -> Result<Command> {
             break;
         }
     }
-    Ok(Command::CreateDatabase { name, if_not_exists, comment })
+    let mount = match kind {
+        Some(kind) => Some(Mount { kind, location, options }),
+        None if !options.is_empty() => {
+            return Err(Error::Syntax("OPTIONS of CREATE DATABASE need STORED AS <source>".into()));
+        }
+        None => None,
+    };
+    Ok(Command::CreateDatabase { name, if_not_exists, comment, mount })
 }
 
 fn drop(p: &mut Parser) -> Result<Option<Command>> {

@@ -117,14 +117,7 @@ impl CassandraSource {
             if !refresh {
                 return Box::pin(self.metadata(session, target, true)).await;
             }
-            let mut known: Vec<&str> =
-                state.keyspaces_iter().map(|(k, _)| k).filter(|k| !k.starts_with("system")).collect();
-            known.sort_unstable();
-            return Err(Error::UnknownKeyspace {
-                keyspace: target.keyspace.clone(),
-                contact_points: target.contact_points(),
-                known: known.join(", "),
-            });
+            return Err(unknown_keyspace(&state, target));
         };
         match keyspace.tables.get(&target.table) {
             Some(table) => Ok(table.clone()),
@@ -140,6 +133,17 @@ impl CassandraSource {
                 })
             }
         }
+    }
+}
+
+/// The error for a keyspace the cluster does not have, naming the ones it has.
+fn unknown_keyspace(state: &scylla::cluster::ClusterState, target: &Target) -> Error {
+    let mut known: Vec<&str> = state.keyspaces_iter().map(|(k, _)| k).filter(|k| !k.starts_with("system")).collect();
+    known.sort_unstable();
+    Error::UnknownKeyspace {
+        keyspace: target.keyspace.clone(),
+        contact_points: target.contact_points(),
+        known: known.join(", "),
     }
 }
 
@@ -159,6 +163,25 @@ impl SourceFactory for CassandraSource {
 
     fn params(&self) -> &'static [ParamSpec] {
         PARAMS
+    }
+
+    /// The tables of the keyspace a mounted database (`LOCATION 'cassandra://host:9042/ks'`) shows.
+    async fn list_tables(&self, mount: &TableSpec) -> DFResult<Vec<String>> {
+        let mut probe = mount.clone();
+        probe.options.insert("table".into(), String::new());
+        let target = self.target(&probe)?;
+        let session = self.sessions.get(&target).await?;
+        session
+            .refresh_metadata()
+            .await
+            .map_err(|e| Error::Connect { contact_points: target.contact_points(), source: Box::new(e) })?;
+        let state = session.get_cluster_state();
+        let Some(keyspace) = state.get_keyspace(&target.keyspace) else {
+            return Err(unknown_keyspace(&state, &target).into());
+        };
+        let mut names: Vec<String> = keyspace.tables.keys().cloned().collect();
+        names.sort();
+        Ok(names)
     }
 
     async fn prepare(&self, _session: &dyn DfSession, mut spec: TableSpec) -> DFResult<TableSpec> {

@@ -45,6 +45,10 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::new("table", "the remote table, [schema.]name (default schema public)"),
     ParamSpec::new("dbtable", "Spark's name for 'table'"),
+    ParamSpec::new(
+        "schema",
+        "the remote schema a mounted database (CREATE DATABASE ... STORED AS) shows; default public",
+    ),
     ParamSpec::new("user", "user name (or in the URL)"),
     ParamSpec::new("password", "password, as a reference such as ${env:PG_PASSWORD}").secret(),
     ParamSpec::new("sslmode", "disable (default) or require / verify-full: TLS, verifying the server's certificate")
@@ -198,6 +202,29 @@ impl WireSource {
         Ok(spec)
     }
 
+    /// The tables and views of the remote schema a mounted database shows.
+    ///
+    /// # Errors
+    /// Bad location, unreachable server, failed authentication.
+    pub(crate) async fn list_tables(
+        &self,
+        spec: &TableSpec,
+        resolved: &BTreeMap<String, String>,
+    ) -> DFResult<Vec<String>> {
+        let connection = self.connection(spec, resolved)?;
+        let schema = mounted_schema(resolved);
+        let pool = self.wire.pool(&connection)?;
+        let client = connect(&pool, &connection.server).await?;
+        let rows = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+                &[&schema],
+            )
+            .await
+            .map_err(|e| Error::query(schema, &connection.server, &e))?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
     /// The connection's pool and the remote table's columns.
     ///
     /// # Errors
@@ -262,6 +289,19 @@ fn table_columns(spec: &TableSpec, remote: &[RemoteColumn], connection: &Connect
         .collect()
 }
 
+/// The remote schema a mounted database shows: its `schema` option, else `public`.
+fn mounted_schema(options: &BTreeMap<String, String>) -> &str {
+    options.get("schema").map_or("public", String::as_str)
+}
+
+/// Table `name` of the schema `mount` shows, named so that any name comes through as itself.
+pub(crate) fn mounted_table(mount: &TableSpec, name: &str) -> TableSpec {
+    let mut spec = mount.clone();
+    spec.name = name.to_owned();
+    spec.options.insert("table".into(), quote::table(mounted_schema(&mount.options), name));
+    spec
+}
+
 /// PostgreSQL and Aurora tables.
 #[derive(Debug)]
 pub struct PostgresSource(WireSource);
@@ -293,6 +333,15 @@ impl SourceFactory for PostgresSource {
     async fn prepare(&self, _session: &dyn Session, spec: TableSpec) -> DFResult<TableSpec> {
         let resolved = self.resolve_options(&spec)?;
         self.0.prepare(spec, &resolved).await
+    }
+
+    async fn list_tables(&self, mount: &TableSpec) -> DFResult<Vec<String>> {
+        let resolved = self.resolve_options(mount)?;
+        self.0.list_tables(mount, &resolved).await
+    }
+
+    fn mounted_table(&self, mount: &TableSpec, name: &str) -> TableSpec {
+        mounted_table(mount, name)
     }
 
     async fn create(&self, spec: &TableSpec) -> DFResult<Arc<dyn TableProvider>> {

@@ -85,6 +85,15 @@ impl SourceFactory for RedshiftSource {
         &PARAMS
     }
 
+    async fn list_tables(&self, mount: &TableSpec) -> DFResult<Vec<String>> {
+        let resolved = self.resolve_options(mount)?;
+        self.wire.list_tables(mount, &resolved).await
+    }
+
+    fn mounted_table(&self, mount: &TableSpec, name: &str) -> TableSpec {
+        super::postgres::mounted_table(mount, name)
+    }
+
     async fn prepare(&self, _session: &dyn Session, spec: TableSpec) -> DFResult<TableSpec> {
         let resolved = self.resolve_options(&spec)?;
         self.wire.prepare(spec, &resolved).await
