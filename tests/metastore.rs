@@ -202,6 +202,8 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     assert_eq!(ours, as_text(&spark[1]));
     assert_eq!(ours[0], ["2024-01-01", "2", "203", "CLICK"]);
     assert_eq!(ours[4], ["2024-02-01", "1", "9", "lakegate"]);
+    let run = lg.sql("DROP TABLE hive.sales.events").failure();
+    assert!(run.stderr.contains("run it in Spark or Hive"), "{}", run.stderr);
     // The metastore's CSV tables are read, not written.
     let run = lg.sql("INSERT INTO hive.sales.staged SELECT 3, 'w'").failure();
     assert!(run.stderr.contains("Parquet tables only"), "{}", run.stderr);

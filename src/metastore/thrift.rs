@@ -245,7 +245,9 @@ pub(crate) async fn call(stream: &mut TcpStream, method: &str, args: Struct) -> 
     out.put_i32(1);
     write_struct(&mut out, &args);
     stream.write_all(&out).await?;
-    // A reply is as long as its content: read until one whole message decodes.
+    // A reply is as long as its content: read until one whole message decodes. What has
+    // arrived is drained before each try, so a long reply is decoded a few times, not once
+    // per read.
     let mut reply = Vec::new();
     let mut chunk = vec![0; 64 * 1024];
     loop {
@@ -254,6 +256,9 @@ pub(crate) async fn call(stream: &mut TcpStream, method: &str, args: Struct) -> 
             return Err(ThriftError::Protocol(format!("the metastore closed the connection during {method}")));
         }
         reply.extend_from_slice(&chunk[..n]);
+        while let Ok(n @ 1..) = stream.try_read(&mut chunk) {
+            reply.extend_from_slice(&chunk[..n]);
+        }
         match decode_reply(&reply) {
             Err(ThriftError::Incomplete) => continue,
             decoded => return decoded,

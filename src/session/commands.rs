@@ -57,6 +57,12 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             let dropped = catalog.drop_database(&name, if_exists, cascade)?;
             Ok(done(dropped, format!("dropped database {name}"), format!("database {name} does not exist")))
         }
+        Command::CreateTable(create) if session.metastore_database(create.table.database.as_deref()).is_some() => {
+            Err(metastore_ddl("CREATE TABLE", &create.table))
+        }
+        Command::DropTable { table, .. } if session.metastore_database(table.database.as_deref()).is_some() => {
+            Err(metastore_ddl("DROP TABLE", &table))
+        }
         Command::CreateTable(create) => create_table(session, create).await,
         Command::DropTable { table, if_exists } => {
             let database = database_of(session, &table);
@@ -402,6 +408,15 @@ fn known_catalog(session: &Session, name: &str) -> Result<()> {
     let mut known = vec![crate::sql::CATALOG.to_owned()];
     known.extend(session.other_catalogs());
     Err(Error::Unsupported(format!("no catalog '{name}'; there are {}", known.join(", "))))
+}
+
+/// Tables of a metastore are created and dropped by Spark or Hive for now.
+fn metastore_ddl(statement: &str, table: &TableName) -> Error {
+    let database = table.database.as_deref().unwrap_or_default();
+    Error::Unsupported(format!(
+        "{statement} {database}.{}: lakegate does not change a metastore's tables yet; run it in Spark or Hive, and lakegate sees the change within the catalog's cache_seconds",
+        table.name
+    ))
 }
 
 async fn describe(session: &Session, table: &TableName) -> Result<Output> {
