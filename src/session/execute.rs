@@ -118,15 +118,14 @@ impl Session {
             Parsed::Statement(statement) => statement,
         };
         let state = self.ctx.state();
-        let metastore_target = match sql::insert_target(&statement)? {
-            Some(target) => self.metastore_database(target.database.as_deref()).map(|(c, db)| (c, db, target.name)),
-            None => None,
-        };
-        let other = match &metastore_target {
-            Some((catalog, database, name)) => {
+        // An INSERT into a metastore's table (`hive.sales.events`): its definition comes from there.
+        let target = sql::insert_target(&statement)?;
+        let metastore_target = target.and_then(|t| self.metastore_database(t.database.as_deref()).zip(Some(t.name)));
+        let other = match metastore_target {
+            Some(((catalog, database), name)) => {
                 let provider =
-                    self.ctx.catalog(catalog).ok_or_else(|| Error::Unsupported(format!("no catalog {catalog}")))?;
-                Some(crate::metastore::write_spec(provider.as_ref(), catalog, database, name).await?)
+                    self.ctx.catalog(&catalog).ok_or_else(|| Error::Unsupported(format!("no catalog {catalog}")))?;
+                Some(crate::metastore::write_spec(provider.as_ref(), &catalog, &database, &name).await?)
             }
             None => None,
         };
