@@ -1024,6 +1024,11 @@ fn a_mounted_database_shows_every_table_of_its_remote_schema() {
     let listed = json_rows(&lg, "SHOW TABLES IN crm");
     let names: Vec<&str> = listed.iter().filter_map(|r| r["table_name"].as_str()).collect();
     assert_eq!(names, ["Odd \"Name\"", "users"]);
+    // DataFusion's own listing (information_schema, as SQL tools browse) sees them too.
+    let listed =
+        json_rows(&lg, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'crm' ORDER BY 1");
+    let names: Vec<&str> = listed.iter().filter_map(|r| r["table_name"].as_str()).collect();
+    assert_eq!(names, ["Odd \"Name\"", "users"]);
     assert_same_rows(&lg, pg, &db, "SELECT uid, name FROM crm.users", "SELECT uid, name FROM crm.users", false);
     assert_same_rows(&lg, pg, &db, r#"SELECT x FROM crm."Odd ""Name""""#, r#"SELECT x FROM crm."Odd ""Name""""#, false);
     // A table created after the mount: seen on REFRESH DATABASE (or after the listing's 10 s).

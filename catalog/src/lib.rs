@@ -15,7 +15,7 @@ mod store;
 
 pub use cache::{Cache, CacheDefinition, CacheState, parquet_bytes};
 pub use error::{Error, Result};
-pub use provider::{Catalog, SessionCatalog, check_name};
+pub use provider::{Catalog, SessionCatalog, check_name, wait_in_place};
 pub use secret::{is_reference, mask_secrets, resolve_reference};
 pub use source::{Capabilities, Options, ParamKind, ParamSpec, SourceFactory, Sources};
 pub use spec::{ColumnSpec, TableSpec};

@@ -128,13 +128,20 @@ impl Catalog {
     /// # Errors
     /// The remote source cannot be listed.
     pub async fn mounted_tables(&self, database: &str) -> Result<Vec<String>> {
-        let Some(mount) = self.mount(database)? else { return Ok(Vec::new()) };
+        match self.mount(database)? {
+            Some(mount) => self.list_mounted(database, &mount).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The remote tables `mount`, the mount of `database`, shows.
+    async fn list_mounted(&self, database: &str, mount: &TableSpec) -> Result<Vec<String>> {
         if let Some((at, names)) = self.lock_mounted().get(database)
             && at.elapsed() < MOUNT_LISTING_TTL
         {
             return Ok(names.clone());
         }
-        let names = self.sources.get(&mount.kind)?.list_tables(&mount).await?;
+        let names = self.sources.get(&mount.kind)?.list_tables(mount).await?;
         self.lock_mounted().insert(database.to_owned(), (std::time::Instant::now(), names.clone()));
         Ok(names)
     }
@@ -147,7 +154,7 @@ impl Catalog {
     /// The provider of table `name` of mounted `database`, if the remote schema has it.
     async fn mounted_provider(&self, database: &str, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let Some(mount) = self.mount(database)? else { return Ok(None) };
-        if !self.mounted_tables(database).await?.iter().any(|t| t == name) {
+        if !self.list_mounted(database, &mount).await?.iter().any(|t| t == name) {
             return Ok(None);
         }
         let key = (database.to_owned(), name.to_owned());
@@ -560,19 +567,18 @@ struct Database {
 }
 
 impl Database {
-    /// A mounted database's remote tables, from DataFusion's synchronous listing: on a worker
-    /// of the multi-threaded runtime it blocks that worker only; elsewhere it lists none.
+    /// A mounted database's remote tables, for DataFusion's synchronous listing
+    /// ([`wait_in_place`]); none for other databases.
     fn mounted_names(&self) -> Vec<String> {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return Vec::new() };
-        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread
-            || !matches!(self.catalog.store.mount_json(&self.name), Ok(Some(_)))
-        {
-            return Vec::new();
+        let Ok(Some(mount)) = self.catalog.mount(&self.name) else { return Vec::new() };
+        match wait_in_place(self.catalog.list_mounted(&self.name, &mount)) {
+            Some(Ok(names)) => names,
+            Some(Err(e)) => {
+                tracing::warn!(database = %self.name, error = %e, "cannot list the mounted database");
+                Vec::new()
+            }
+            None => Vec::new(),
         }
-        tokio::task::block_in_place(|| handle.block_on(self.catalog.mounted_tables(&self.name))).unwrap_or_else(|e| {
-            tracing::warn!(database = %self.name, error = %e, "cannot list the mounted database");
-            Vec::new()
-        })
     }
 
     fn temporary(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
@@ -636,6 +642,18 @@ impl SchemaProvider for Database {
             || matches!(self.catalog.store.table_and_cache_json(&self.name, name), Ok((Some(_), _) | (_, Some(_))))
             || self.mounted_names().iter().any(|t| t == name)
     }
+}
+
+/// Runs `future` to its end from one of DataFusion's synchronous catalog methods (listing
+/// names), which must reach a remote catalog: on a worker of the multi-threaded runtime it
+/// blocks that worker only, handing its other tasks on; elsewhere (no runtime, or a
+/// current-thread one, where blocking would stall everything) it runs nothing: `None`.
+pub fn wait_in_place<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return None;
+    }
+    Some(tokio::task::block_in_place(|| handle.block_on(future)))
 }
 
 /// Stands in for a table whose source could not be built: it lists and describes like the

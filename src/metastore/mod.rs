@@ -147,20 +147,12 @@ impl Metastore {
         at.elapsed() < self.ttl
     }
 
-    /// Runs a metastore call from DataFusion's synchronous listing methods: on a worker of the
-    /// multi-threaded runtime it blocks that worker only; elsewhere the listing is empty.
+    /// A metastore call from DataFusion's synchronous listing methods
+    /// ([`lakegate_catalog::wait_in_place`]); `None` when it fails or cannot wait.
     fn blocking<T>(&self, call: impl std::future::Future<Output = client::Result<T>>) -> Option<T> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return None;
-        }
-        match tokio::task::block_in_place(|| handle.block_on(call)) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the metastore");
-                None
-            }
-        }
+        lakegate_catalog::wait_in_place(call)?
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot list the metastore"))
+            .ok()
     }
 
     fn database_names(&self) -> Vec<String> {
