@@ -229,6 +229,31 @@ mod tests {
         assert!(admin.may_read("logs") && admin.may_write("logs"));
     }
 
+    /// A metastore's tables are granted by qualified database (`hive.sales`); URL tables
+    /// (DataFusion's own catalog) stay an admin's.
+    #[test]
+    fn metastore_databases_are_granted_by_their_qualified_names() {
+        use std::sync::Arc;
+
+        use datafusion::arrow::datatypes::Schema;
+        use datafusion::logical_expr::{LogicalPlanBuilder, LogicalTableSource};
+        let scan = |name: TableReference| {
+            let source = Arc::new(LogicalTableSource::new(Arc::new(Schema::empty())));
+            LogicalPlanBuilder::scan(name, source, None).and_then(LogicalPlanBuilder::build).expect("plan")
+        };
+        let reader = user(Role::Reader, &["hive.sales"]);
+        let granted = scan(TableReference::full("hive", "sales", "events"));
+        assert!(reader.check_plan(&granted, "lakegate", "default").is_ok());
+        for refused in [
+            TableReference::full("hive", "hr", "salaries"),
+            TableReference::partial("sales", "events"),
+            TableReference::full("datafusion", "public", "x"),
+        ] {
+            let err = reader.check_plan(&scan(refused.clone()), "lakegate", "default").unwrap_err().to_string();
+            assert!(err.contains("'ana'"), "{refused}: {err}");
+        }
+    }
+
     #[test]
     fn refusals_name_the_user_and_the_privilege() {
         let reader = user(Role::Reader, &["reports"]);
