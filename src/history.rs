@@ -138,13 +138,16 @@ impl QueryHistory {
     }
 
     /// Writes the statements ended since the last call to the query log, one file per day,
-    /// and removes the days older than it keeps. Nothing to do without a log.
+    /// and removes the days older than it keeps. Nothing to do without a log or new statements.
     ///
     /// # Errors
     /// A file cannot be written (the statements are kept for the next try).
     pub fn flush_log(&self) -> crate::Result<()> {
         let Some(log) = &self.log else { return Ok(()) };
         let pending = std::mem::take(&mut *lock(&log.pending));
+        if pending.is_empty() {
+            return Ok(());
+        }
         let mut days: BTreeMap<String, Vec<QueryRecord>> = BTreeMap::new();
         for record in pending {
             days.entry(day_of(record.started)).or_default().push(record);

@@ -141,6 +141,12 @@ async fn a_writer_inserts_into_its_databases_only() {
     assert_eq!(strings(&rows, 0), ["3"]);
     denied(query(&mut wendy, "INSERT INTO secret.salaries VALUES (1)").await, "wendy", "database secret");
     denied(query(&mut wendy, "INSERT OVERWRITE TABLE secret.salaries SELECT 1").await, "wendy", "database secret");
+    // What an INSERT reads needs the grants a query of it needs.
+    denied(
+        query(&mut wendy, "INSERT INTO reports.sales SELECT n FROM secret.salaries").await,
+        "wendy",
+        "database secret",
+    );
     denied(query(&mut wendy, "CREATE DATABASE mine").await, "wendy", "CREATE DATABASE");
 
     // A writer caches the tables of its databases, and a cached query reads with its grants.

@@ -10,6 +10,7 @@ mod faults;
 mod flight;
 mod fuzz;
 mod geodata;
+mod glue;
 mod memory;
 mod metastore;
 mod operate;

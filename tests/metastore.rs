@@ -100,11 +100,29 @@ fn as_text(rows: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Prints `catalog database tables` for catalog `hive` as ADBC's `adbc_get_objects` lists it.
+const PASSWORD: &str = "pw-for-tests";
+
+/// As user argv[2]: the count of `hive.sales.clicks`, then how `hive.sales.pay` is refused.
+const AS_READER: &str = r#"
+import sys
+import adbc_driver_flightsql.dbapi as flight
+with flight.connect(sys.argv[1], db_kwargs={"username": sys.argv[2], "password": sys.argv[3]}) as conn:
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM hive.sales.clicks")
+    print(cur.fetchone()[0])
+    try:
+        cur.execute("SELECT * FROM hive.sales.pay")
+        print("read", cur.fetchall())
+    except Exception as e:
+        print(str(e).replace("\n", " "))
+"#;
+
+/// Prints `catalog database tables` for catalog `hive` as ADBC's `adbc_get_objects` lists it
+/// (as user argv[2]).
 const ADBC_OBJECTS: &str = r#"
 import sys
 import adbc_driver_flightsql.dbapi as flight
-with flight.connect(sys.argv[1]) as conn:
+with flight.connect(sys.argv[1], db_kwargs={"username": sys.argv[2], "password": sys.argv[3]}) as conn:
     for catalog in conn.adbc_get_objects(depth="tables", catalog_filter="hive").read_all().to_pylist():
         for schema in catalog["catalog_db_schemas"]:
             if schema["db_schema_name"] == "sales":
@@ -132,6 +150,19 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
             "SELECT uid, type, dt FROM sales.events ORDER BY uid",
             "SELECT dt, sum(amount) FROM sales.hive_events GROUP BY dt ORDER BY dt",
             "SELECT id, name FROM sales.staged ORDER BY id",
+            // Views: one naming its tables, one reading the database current at its creation,
+            // and one over another database.
+            "CREATE VIEW sales.clicks AS SELECT uid, dt FROM sales.events WHERE type = 'click'",
+            "USE sales",
+            "CREATE VIEW daily (day, n) AS SELECT dt, count(*) AS rows FROM events GROUP BY dt",
+            "USE default",
+            "CREATE DATABASE hr",
+            "CREATE TABLE hr.salaries (uid BIGINT, pay INT) USING parquet",
+            "INSERT INTO hr.salaries VALUES (1, 100)",
+            "CREATE VIEW sales.pay AS SELECT e.uid, s.pay FROM sales.clicks e JOIN hr.salaries s ON e.uid = s.uid",
+            "SELECT uid, dt FROM sales.clicks ORDER BY uid",
+            "SELECT day, n FROM sales.daily ORDER BY day",
+            "SELECT uid, pay FROM sales.pay",
         ],
     );
     let lg = metastore.lakegate();
@@ -139,7 +170,10 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let run = lg
         .sql("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'hive' AND table_schema = 'sales' ORDER BY 1")
         .success();
-    assert_eq!(run.rows(), vec![vec!["archive"], vec!["events"], vec!["hive_events"], vec!["staged"]]);
+    assert_eq!(
+        run.rows(),
+        ["archive", "clicks", "daily", "events", "hive_events", "pay", "staged"].map(|t| vec![t.to_owned()])
+    );
     let run = lg.sql("SELECT uid, type, dt FROM hive.sales.events ORDER BY uid").success();
     assert_eq!(run.rows(), as_text(&answers[10]));
     let run = lg.sql("SELECT dt, sum(amount) FROM hive.sales.hive_events GROUP BY dt ORDER BY dt").success();
@@ -149,6 +183,14 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let rows: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON row")).collect();
     let rows: Vec<Value> = rows.iter().map(|r| serde_json::json!([r["id"], r["name"]])).collect();
     assert_eq!(rows, answers[12]);
+    // Views are planned from their SQL, and agree with Spark.
+    assert_eq!(lg.sql("SELECT uid, dt FROM hive.sales.clicks ORDER BY uid").success().rows(), as_text(&answers[21]));
+    assert_eq!(lg.sql("SELECT day, n FROM hive.sales.daily ORDER BY day").success().rows(), as_text(&answers[22]));
+    assert_eq!(lg.sql("SELECT uid, pay FROM hive.sales.pay").success().rows(), as_text(&answers[23]));
+    // A view's filter reaches its table's partitions.
+    let plan =
+        lg.run(&["sql", "-e", "EXPLAIN SELECT count(*) FROM hive.sales.clicks WHERE dt = '2024-01-02'"]).success();
+    assert!(plan.stdout.contains("dt=2024-01-02") && !plan.stdout.contains("dt=2024-01-01"), "{}", plan.stdout);
     // A one-day query reads one partition's files: the others are never listed.
     let plan =
         lg.run(&["sql", "-e", "EXPLAIN SELECT count(*) FROM hive.sales.events WHERE dt = '2024-01-02'"]).success();
@@ -159,7 +201,7 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let run = lg.sql("SELECT * FROM hive.sales.archive").failure();
     assert!(run.stderr.contains("orc") && run.stderr.contains("sales.archive"), "{}", run.stderr);
     // Browsing: lakegate's statements, and Flight SQL's catalog calls as ADBC (Jupyter) makes them.
-    assert_eq!(lg.sql("SHOW DATABASES IN hive").success().rows(), vec![vec!["default"], vec!["sales"]]);
+    assert_eq!(lg.sql("SHOW DATABASES IN hive").success().rows(), vec![vec!["default"], vec!["hr"], vec!["sales"]]);
     let run = lg.sql("SHOW TABLES IN hive.sales LIKE '*events'").success();
     assert_eq!(
         run.rows(),
@@ -173,14 +215,33 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
         [("uid", "false"), ("type", "false"), ("tags", "false"), ("dt", "true")]
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
-    let toml = std::fs::read_to_string(lg.data_dir.path().join("lakegate.toml")).expect("config");
+    let hash = crate::flight::password_hash(&lg, PASSWORD);
+    let toml = std::fs::read_to_string(lg.data_dir.path().join("lakegate.toml")).expect("config")
+        + &format!(
+            "[server]\n\
+             [[server.users]]\nname = \"root\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n\
+             [[server.users]]\nname = \"rita\"\npassword_hash = \"{hash}\"\nrole = \"reader\"\ndatabases = [\"hive.sales\"]\n"
+        );
     let server =
         crate::flight::Server::spawn(metastore.lakegate(), &toml, &["--listen", "127.0.0.1:0"]).expect("serve");
-    let objects =
-        Command::new(venv_bin("python")).args(["-c", ADBC_OBJECTS, server.url()]).output().expect("python runs");
+    let objects = Command::new(venv_bin("python"))
+        .args(["-c", ADBC_OBJECTS, server.url(), "root", PASSWORD])
+        .output()
+        .expect("python runs");
     let listed = String::from_utf8_lossy(&objects.stdout);
     assert!(objects.status.success(), "{listed}{}", String::from_utf8_lossy(&objects.stderr));
-    assert_eq!(listed.trim(), "hive sales archive,events,hive_events,staged");
+    assert_eq!(listed.trim(), "hive sales archive,clicks,daily,events,hive_events,pay,staged");
+    // A view runs with its reader's grants: a reader of hive.sales reads a view there over
+    // hive.sales, not one over hive.hr.
+    let rita = Command::new(venv_bin("python"))
+        .args(["-c", AS_READER, server.url(), "rita", PASSWORD])
+        .output()
+        .expect("python runs");
+    let answers_of_rita = String::from_utf8_lossy(&rita.stdout);
+    assert!(rita.status.success(), "{answers_of_rita}{}", String::from_utf8_lossy(&rita.stderr));
+    let lines: Vec<&str> = answers_of_rita.lines().collect();
+    assert_eq!(lines[0], "2");
+    assert!(lines[1].to_lowercase().contains("denied") && lines[1].contains("hive.hr"), "{answers_of_rita}");
     drop(server);
     // Spark adds a partition; lakegate sees it (this test's cache interval is 0).
     metastore
@@ -202,8 +263,16 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     assert_eq!(ours, as_text(&spark[1]));
     assert_eq!(ours[0], ["2024-01-01", "2", "203", "CLICK"]);
     assert_eq!(ours[4], ["2024-02-01", "1", "9", "lakegate"]);
-    let run = lg.sql("DROP TABLE hive.sales.events").failure();
-    assert!(run.stderr.contains("run it in Spark or Hive"), "{}", run.stderr);
+    // CREATE TABLE in a metastore database makes a Parquet table there that Spark reads;
+    // DROP TABLE removes it from the metastore.
+    lg.sql("CREATE TABLE hive.sales.daily_copy (n BIGINT) PARTITIONED BY (day STRING)").success();
+    lg.sql("INSERT INTO hive.sales.daily_copy PARTITION (day) SELECT n, day FROM hive.sales.daily").success();
+    let spark = metastore.spark(warehouse.path(), &["SELECT day, n FROM sales.daily_copy ORDER BY day"]);
+    let ours = lg.sql("SELECT day, n FROM hive.sales.daily ORDER BY day").success().rows();
+    assert_eq!(ours, as_text(&spark[0]));
+    lg.sql("DROP TABLE hive.sales.daily_copy").success();
+    let spark = metastore.spark(warehouse.path(), &["SHOW TABLES IN sales"]);
+    assert!(!spark[0].iter().any(|row| row.to_string().contains("daily_copy")), "{:?}", spark[0]);
     // The metastore's CSV tables are read, not written.
     let run = lg.sql("INSERT INTO hive.sales.staged SELECT 3, 'w'").failure();
     assert!(run.stderr.contains("Parquet tables only"), "{}", run.stderr);

@@ -1,9 +1,10 @@
-//! The Hive Metastore calls lakegate makes, typed: databases, tables, and partitions by filter.
-//! They exist alike in Hive 2.3, 3.1 and 4.0 metastores (`get_table_req` falls back to Hive
-//! 2's `get_table`).
+//! What lakegate asks of a metastore, typed ([`MetastoreClient`]), and its Hive Thrift client.
+//! The calls exist alike in Hive 2.3, 3.1 and 4.0 metastores (`get_table_req` falls back to
+//! Hive 2's `get_table`); AWS Glue answers the same questions (`super::glue`).
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -23,6 +24,8 @@ pub(crate) enum MetastoreError {
     Refused { uri: String, message: String },
     #[error("Hive metastore {uri} has no {what}")]
     NotFound { uri: String, what: String },
+    #[error("AWS Glue {uri}: {message}")]
+    Glue { uri: String, message: String },
 }
 
 pub(crate) type Result<T> = std::result::Result<T, MetastoreError>;
@@ -43,13 +46,39 @@ pub(crate) struct HiveTable {
     pub(crate) table_type: String,
     pub(crate) location: String,
     pub(crate) input_format: String,
+    pub(crate) output_format: String,
     pub(crate) serde: String,
     pub(crate) serde_parameters: BTreeMap<String, String>,
     pub(crate) columns: Vec<HiveColumn>,
     pub(crate) partition_keys: Vec<HiveColumn>,
     pub(crate) parameters: BTreeMap<String, String>,
-    /// The storage descriptor as the metastore sent it: new partitions copy it.
-    pub(crate) storage: Struct,
+    /// A view's SQL: Hive's expanded text (names qualified), else the text as written (Spark).
+    pub(crate) view_text: Option<String>,
+}
+
+impl HiveTable {
+    /// An external Parquet table as Hive's `STORED AS PARQUET` makes it, which Spark reads
+    /// with its own Parquet reader.
+    pub(crate) fn parquet(database: &str, name: &str, location: &str) -> Self {
+        Self {
+            database: database.to_owned(),
+            name: name.to_owned(),
+            table_type: "EXTERNAL_TABLE".into(),
+            location: location.to_owned(),
+            input_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into(),
+            output_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
+            serde: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
+            serde_parameters: BTreeMap::from([("serialization.format".into(), "1".into())]),
+            columns: Vec::new(),
+            partition_keys: Vec::new(),
+            parameters: BTreeMap::from([("EXTERNAL".into(), "TRUE".into())]),
+            view_text: None,
+        }
+    }
+
+    pub(crate) fn is_view(&self) -> bool {
+        self.table_type == "VIRTUAL_VIEW"
+    }
 }
 
 /// A partition: its key values, in the table's key order, and where its files are.
@@ -59,9 +88,30 @@ pub(crate) struct HivePartition {
     pub(crate) location: String,
 }
 
-/// A client of one metastore, keeping idle connections for the next call.
+/// The calls lakegate makes of a metastore, answered alike by Hive's and by AWS Glue.
+#[async_trait]
+pub(crate) trait MetastoreClient: std::fmt::Debug + Send + Sync {
+    async fn databases(&self) -> Result<Vec<String>>;
+    async fn tables(&self, database: &str) -> Result<Vec<String>>;
+    /// The table, or `None` when the metastore has no such table (or database).
+    async fn table(&self, database: &str, name: &str) -> Result<Option<HiveTable>>;
+    /// The table's partitions that `filter` (the metastore's filter language; `None`: all) keeps.
+    async fn partitions(&self, table: &HiveTable, filter: Option<&str>) -> Result<Vec<HivePartition>>;
+    /// Adds `partitions` to the table (those it has already are left as they are), each
+    /// stored as the table is, at its own location, as Hive and Spark add them.
+    async fn add_partitions(&self, table: &HiveTable, partitions: &[HivePartition]) -> Result<()>;
+    /// Where a new table of `database` goes when no location is given, if the database says.
+    async fn database_location(&self, database: &str) -> Result<Option<String>>;
+    async fn create_table(&self, table: &HiveTable) -> Result<()>;
+    /// Removes the table's definition; its files are left where they are.
+    async fn drop_table(&self, database: &str, name: &str) -> Result<()>;
+    /// `text` as a string literal of this metastore's partition filters, if it can be written.
+    fn filter_literal(&self, text: &str) -> Option<String>;
+}
+
+/// A client of one Hive metastore, keeping idle connections for the next call.
 #[derive(Debug)]
-pub(crate) struct MetastoreClient {
+pub(crate) struct ThriftClient {
     uri: String,
     address: String,
     idle: Mutex<Vec<TcpStream>>,
@@ -69,6 +119,46 @@ pub(crate) struct MetastoreClient {
 
 fn text(fields: &Struct, id: i16) -> String {
     fields.get(&id).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+fn field_schemas(columns: &[HiveColumn]) -> Value {
+    let field = |c: &HiveColumn| {
+        Value::Struct(Struct::from([
+            (1, Value::string(&c.name)),
+            (2, Value::string(&c.hive_type)),
+            (3, Value::string("")),
+        ]))
+    };
+    Value::List(12, columns.iter().map(field).collect())
+}
+
+fn string_map(map: &BTreeMap<String, String>) -> Value {
+    Value::Map(11, 11, map.iter().map(|(k, v)| (Value::string(k), Value::string(v))).collect())
+}
+
+/// A Thrift `StorageDescriptor` for `table`'s files at `location` (a partition's, or its own).
+fn storage_descriptor(table: &HiveTable, location: &str) -> Value {
+    let serde = Struct::from([
+        (1, Value::string("")),
+        (2, Value::string(&table.serde)),
+        (3, string_map(&table.serde_parameters)),
+    ]);
+    Value::Struct(Struct::from([
+        (1, field_schemas(&table.columns)),
+        (2, Value::string(location)),
+        (3, Value::string(&table.input_format)),
+        (4, Value::string(&table.output_format)),
+        (5, Value::Bool(false)),
+        (6, Value::I32(-1)),
+        (7, Value::Struct(serde)),
+        (8, Value::List(11, Vec::new())),
+        (9, Value::List(12, Vec::new())),
+        (10, Value::Map(11, 11, Vec::new())),
+    ]))
+}
+
+fn now() -> i32 {
+    i32::try_from(chrono::Utc::now().timestamp()).unwrap_or(i32::MAX)
 }
 
 fn columns(value: Option<&Value>) -> Vec<HiveColumn> {
@@ -81,7 +171,7 @@ fn columns(value: Option<&Value>) -> Vec<HiveColumn> {
         .collect()
 }
 
-impl MetastoreClient {
+impl ThriftClient {
     /// A client of the metastore at `uri` (`thrift://host:port`); connects on first use.
     ///
     /// # Errors
@@ -120,17 +210,19 @@ impl MetastoreClient {
     fn strings(value: Option<Value>) -> Vec<String> {
         value.map(|v| v.as_list().iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default()
     }
+}
 
-    pub(crate) async fn databases(&self) -> Result<Vec<String>> {
+#[async_trait]
+impl MetastoreClient for ThriftClient {
+    async fn databases(&self) -> Result<Vec<String>> {
         Ok(Self::strings(self.call("get_all_databases", Struct::new()).await?))
     }
 
-    pub(crate) async fn tables(&self, database: &str) -> Result<Vec<String>> {
+    async fn tables(&self, database: &str) -> Result<Vec<String>> {
         Ok(Self::strings(self.call("get_all_tables", Struct::from([(1, Value::string(database))])).await?))
     }
 
-    /// The table, or `None` when the metastore has no such table (or database).
-    pub(crate) async fn table(&self, database: &str, name: &str) -> Result<Option<HiveTable>> {
+    async fn table(&self, database: &str, name: &str) -> Result<Option<HiveTable>> {
         let request = Struct::from([(1, Value::string(database)), (2, Value::string(name))]);
         let answer = match self.call("get_table_req", Struct::from([(1, Value::Struct(request))])).await {
             Ok(result) => result.as_ref().and_then(Value::as_struct).and_then(|r| r.get(&1)).cloned(),
@@ -146,38 +238,35 @@ impl MetastoreClient {
         let Some(table) = answer.as_ref().and_then(Value::as_struct) else { return Ok(None) };
         let sd = table.get(&7).and_then(Value::as_struct).cloned().unwrap_or_default();
         let serde = sd.get(&7).and_then(Value::as_struct).cloned().unwrap_or_default();
-        let sd = sd.clone();
+        let view_text = [text(table, 11), text(table, 10)].into_iter().find(|t| !t.trim().is_empty());
         Ok(Some(HiveTable {
             database: text(table, 2),
             name: text(table, 1),
             table_type: text(table, 12),
             location: text(&sd, 2),
             input_format: text(&sd, 3),
+            output_format: text(&sd, 4),
             serde: text(&serde, 2),
             serde_parameters: serde.get(&3).map(Value::as_string_map).unwrap_or_default(),
             columns: columns(sd.get(&1)),
             partition_keys: columns(table.get(&8)),
             parameters: table.get(&9).map(Value::as_string_map).unwrap_or_default(),
-            storage: sd,
+            view_text,
         }))
     }
 
-    /// Adds `partitions` to the table (those it has already are left as they are), each a
-    /// copy of the table's storage descriptor at its own location, as Hive and Spark add them.
-    pub(crate) async fn add_partitions(&self, table: &HiveTable, partitions: &[HivePartition]) -> Result<()> {
-        let now = i32::try_from(chrono::Utc::now().timestamp()).unwrap_or(i32::MAX);
+    async fn add_partitions(&self, table: &HiveTable, partitions: &[HivePartition]) -> Result<()> {
+        let now = now();
         let parts = partitions
             .iter()
             .map(|p| {
-                let mut sd = table.storage.clone();
-                sd.insert(2, Value::string(&p.location));
                 Value::Struct(Struct::from([
                     (1, Value::List(11, p.values.iter().map(|v| Value::string(v)).collect())),
                     (2, Value::string(&table.database)),
                     (3, Value::string(&table.name)),
                     (4, Value::I32(now)),
                     (5, Value::I32(0)),
-                    (6, Value::Struct(sd)),
+                    (6, storage_descriptor(table, &p.location)),
                     (7, Value::Map(11, 11, Vec::new())),
                 ]))
             })
@@ -193,8 +282,7 @@ impl MetastoreClient {
         Ok(())
     }
 
-    /// The table's partitions that `filter` (the metastore's filter language; `None`: all) keeps.
-    pub(crate) async fn partitions(&self, table: &HiveTable, filter: Option<&str>) -> Result<Vec<HivePartition>> {
+    async fn partitions(&self, table: &HiveTable, filter: Option<&str>) -> Result<Vec<HivePartition>> {
         let mut args = Struct::from([(1, Value::string(&table.database)), (2, Value::string(&table.name))]);
         let method = match filter {
             Some(filter) => {
@@ -222,5 +310,47 @@ impl MetastoreClient {
                 }
             })
             .collect())
+    }
+
+    async fn database_location(&self, database: &str) -> Result<Option<String>> {
+        let database = self.call("get_database", Struct::from([(1, Value::string(database))])).await?;
+        Ok(database.as_ref().and_then(Value::as_struct).map(|d| text(d, 3)).filter(|l| !l.is_empty()))
+    }
+
+    async fn create_table(&self, table: &HiveTable) -> Result<()> {
+        let definition = Struct::from([
+            (1, Value::string(&table.name)),
+            (2, Value::string(&table.database)),
+            (3, Value::string("lakegate")),
+            (4, Value::I32(now())),
+            (5, Value::I32(0)),
+            (6, Value::I32(0)),
+            (7, storage_descriptor(table, &table.location)),
+            (8, field_schemas(&table.partition_keys)),
+            (9, string_map(&table.parameters)),
+            (10, Value::string("")),
+            (11, Value::string("")),
+            (12, Value::string(&table.table_type)),
+        ]);
+        self.call("create_table", Struct::from([(1, Value::Struct(definition))])).await?;
+        Ok(())
+    }
+
+    async fn drop_table(&self, database: &str, name: &str) -> Result<()> {
+        let args = Struct::from([(1, Value::string(database)), (2, Value::string(name)), (3, Value::Bool(false))]);
+        self.call("drop_table", args).await?;
+        Ok(())
+    }
+
+    /// The filter language has no escapes: a text is quoted with whichever quote it does not
+    /// hold, else it cannot be written.
+    fn filter_literal(&self, text: &str) -> Option<String> {
+        if !text.contains('"') {
+            Some(format!("\"{text}\""))
+        } else if !text.contains('\'') {
+            Some(format!("'{text}'"))
+        } else {
+            None
+        }
     }
 }

@@ -1,14 +1,16 @@
-//! An existing Hive Metastore as a catalog beside lakegate's own: its databases and tables
-//! appear as `<catalog>.<database>.<table>` (as in Trino), read through to the metastore with
-//! a short cache, nothing copied. A query's partitions come from the metastore's partition
+//! An existing Hive Metastore or AWS Glue Data Catalog as a catalog beside lakegate's own: its
+//! databases and tables appear as `<catalog>.<database>.<table>` (as in Trino), read through
+//! to the metastore with a short cache, nothing copied. A query's partitions come from the metastore's partition
 //! list, filtered there by the query's partition predicates (`get_partitions_by_filter`, as
 //! Spark and Trino do), so a one-day query of a table with 10,000 partitions fetches one
 //! partition's metadata and lists one directory.
 
 mod client;
+mod glue;
 mod table;
 mod thrift;
 mod types;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,12 +18,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::plan_err;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use lakegate_catalog::TableSpec;
 use serde::Deserialize;
 
-use self::client::MetastoreClient;
+use self::client::{HiveColumn, HiveTable, MetastoreClient, ThriftClient};
+use self::glue::GlueClient;
 use self::table::HiveTableProvider;
+pub use self::views::expand_views;
 
 /// The partition columns of a metastore table; none for any other table.
 pub fn partition_columns(provider: &dyn TableProvider) -> Vec<String> {
@@ -57,6 +62,10 @@ pub async fn add_partitions(
     hive.add_partitions(dirs).await
 }
 
+fn external(e: client::MetastoreError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
 fn missing(database: &str, table: &str) -> DataFusionError {
     DataFusionError::Plan(format!("no table {database}.{table} in the metastore"))
 }
@@ -76,17 +85,24 @@ async fn metastore_table(
 pub struct CatalogConfig {
     /// The catalog's name in SQL: `SELECT * FROM <name>.<database>.<table>`.
     pub name: String,
-    /// `hive_metastore`.
+    /// `hive_metastore` or `glue`.
     pub kind: String,
-    /// `thrift://host:9083`.
+    /// A Hive metastore's `thrift://host:9083`.
+    #[serde(default)]
     pub uri: String,
+    /// Glue's AWS region (else the AWS SDK's: `AWS_REGION`, the profile).
+    pub region: Option<String>,
+    /// Glue's endpoint, for a Glue-compatible service or a VPC endpoint (else AWS's own).
+    /// Credentials come from the AWS SDK's chain (environment, profile, instance role),
+    /// never from this file.
+    pub endpoint: Option<String>,
     /// How long names and table definitions are reused before the metastore is asked again
     /// (default 10 s).
     pub cache_seconds: Option<u64>,
 }
 
 /// The kinds of `[[catalogs]]` this build knows.
-const KINDS: &[&str] = &["hive_metastore"];
+const KINDS: &[&str] = &["hive_metastore", "glue"];
 
 /// One metastore, shared by every session of the process.
 #[derive(Debug, Clone)]
@@ -98,7 +114,9 @@ type Cached<K, V> = Mutex<HashMap<K, (Instant, V)>>;
 /// A metastore's client and what was read from it, each kept for the cache interval.
 #[derive(Debug)]
 struct Metastore {
-    client: Arc<MetastoreClient>,
+    /// The catalog's name in SQL.
+    name: String,
+    client: Arc<dyn MetastoreClient>,
     ttl: Duration,
     databases: Mutex<Option<(Instant, Vec<String>)>>,
     table_names: Cached<String, Vec<String>>,
@@ -132,19 +150,87 @@ impl HiveCatalog {
                 config.name
             ));
         }
+        let client: Arc<dyn MetastoreClient> = match config.kind.as_str() {
+            "glue" => Arc::new(GlueClient::new(config.region.clone(), config.endpoint.clone())?),
+            _ => Arc::new(ThriftClient::new(&config.uri)?),
+        };
         Ok(Self(Arc::new(Metastore {
-            client: Arc::new(MetastoreClient::new(&config.uri)?),
+            name: config.name.clone(),
+            client,
             ttl: Duration::from_secs(config.cache_seconds.unwrap_or(10)),
             databases: Mutex::new(None),
             table_names: Mutex::new(HashMap::new()),
             tables: Mutex::new(HashMap::new()),
         })))
     }
+
+    /// Creates `spec` (its database this metastore's): an external Parquet table at
+    /// `spec.location`, else under the database's location, which Spark and Hive read as
+    /// their own. `Ok(false)`: it exists and `if_not_exists` was given.
+    ///
+    /// # Errors
+    /// A type Hive cannot say, no location, or the metastore refuses.
+    pub async fn create_table(&self, spec: &TableSpec, if_not_exists: bool) -> DFResult<bool> {
+        let (metastore, database, name) = (&self.0, spec.database.as_str(), spec.name.as_str());
+        if metastore.client.table(database, name).await.map_err(external)?.is_some() {
+            return if if_not_exists { Ok(false) } else { plan_err!("table {database}.{name} already exists") };
+        }
+        let location = match spec.location.as_str() {
+            "" => match metastore.client.database_location(database).await.map_err(external)? {
+                Some(root) => format!("{}/{name}", root.trim_end_matches('/')),
+                None => {
+                    return plan_err!("database {database} has no location: give the table one with LOCATION '...'");
+                }
+            },
+            given => given.to_owned(),
+        };
+        let column = |c: &lakegate_catalog::ColumnSpec| -> DFResult<HiveColumn> {
+            let field = c.field().map_err(|e| DataFusionError::Plan(e.to_string()))?;
+            let hive_type = types::hive_name(field.data_type()).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "column {} has type {}, which Hive cannot store",
+                    c.name,
+                    field.data_type()
+                ))
+            })?;
+            Ok(HiveColumn { name: c.name.to_lowercase(), hive_type })
+        };
+        let mut table = HiveTable::parquet(database, name, &location);
+        table.columns = spec.columns.iter().map(column).collect::<DFResult<_>>()?;
+        table.partition_keys = spec.partition_columns.iter().map(column).collect::<DFResult<_>>()?;
+        if let Some(comment) = &spec.comment {
+            table.parameters.insert("comment".into(), comment.clone());
+        }
+        metastore.client.create_table(&table).await.map_err(external)?;
+        metastore.forget(database, name);
+        Ok(true)
+    }
+
+    /// Drops `database.name` from this metastore, keeping its files (Spark jobs may still read
+    /// them). `Ok(false)`: there was no such table and `if_exists` was given.
+    ///
+    /// # Errors
+    /// No such table, or the metastore refuses.
+    pub async fn drop_table(&self, database: &str, name: &str, if_exists: bool) -> DFResult<bool> {
+        let metastore = &self.0;
+        if metastore.client.table(database, name).await.map_err(external)?.is_none() {
+            return if if_exists { Ok(false) } else { Err(missing(database, name)) };
+        }
+        metastore.client.drop_table(database, name).await.map_err(external)?;
+        metastore.forget(database, name);
+        Ok(true)
+    }
 }
 
 impl Metastore {
     fn fresh(&self, at: Instant) -> bool {
         at.elapsed() < self.ttl
+    }
+
+    /// After lakegate changed a table: its name and definition are read again.
+    fn forget(&self, database: &str, name: &str) {
+        locked(&self.table_names).remove(database);
+        locked(&self.tables).remove(&(database.to_owned(), name.to_lowercase()));
     }
 
     /// A metastore call from DataFusion's synchronous listing methods
@@ -184,9 +270,9 @@ impl Metastore {
         {
             return Ok(Some(Arc::clone(provider)));
         }
-        let external = |e: client::MetastoreError| DataFusionError::External(Box::new(e));
         let Some(table) = self.client.table(&key.0, &key.1).await.map_err(external)? else { return Ok(None) };
-        let provider: Arc<dyn TableProvider> = Arc::new(HiveTableProvider::try_new(Arc::clone(&self.client), table)?);
+        let provider: Arc<dyn TableProvider> =
+            Arc::new(HiveTableProvider::try_new(Arc::clone(&self.client), &self.name, table)?);
         locked(&self.tables).insert(key, (Instant::now(), Arc::clone(&provider)));
         Ok(Some(provider))
     }

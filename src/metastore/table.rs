@@ -31,7 +31,9 @@ const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 #[derive(Debug)]
 pub(crate) struct HiveTableProvider {
-    client: Arc<MetastoreClient>,
+    client: Arc<dyn MetastoreClient>,
+    /// The name of the catalog the table is read through, for its views' names.
+    catalog: String,
     table: HiveTable,
     schema: SchemaRef,
     file_schema: SchemaRef,
@@ -43,8 +45,8 @@ pub(crate) struct HiveTableProvider {
 /// The format of a table's files, from Spark's provider property or Hive's input format and SerDe.
 fn format(table: &HiveTable) -> Result<Arc<dyn FileFormat>, String> {
     let name = format!("{}.{}", table.database, table.name);
-    if table.table_type == "VIRTUAL_VIEW" {
-        return Err(format!("{name} is a view stored by Hive or Spark; lakegate does not read metastore views yet"));
+    if table.is_view() {
+        return Err(format!("{name} is a view: lakegate reads it by planning its SQL, not its files"));
     }
     let options = |pairs: &BTreeMap<String, String>| {
         pairs.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect::<BTreeMap<_, _>>()
@@ -83,7 +85,7 @@ fn format(table: &HiveTable) -> Result<Arc<dyn FileFormat>, String> {
 impl HiveTableProvider {
     /// # Errors
     /// None yet: a table lakegate cannot read is described, and says why when scanned.
-    pub(crate) fn try_new(client: Arc<MetastoreClient>, table: HiveTable) -> DFResult<Self> {
+    pub(crate) fn try_new(client: Arc<dyn MetastoreClient>, catalog: &str, table: HiveTable) -> DFResult<Self> {
         let mut format = format(&table);
         let keys: Vec<&str> = table.partition_keys.iter().map(|k| k.name.as_str()).collect();
         // Spark keeps its own schema when Hive's types cannot say it; it lists partition columns too.
@@ -119,7 +121,20 @@ impl HiveTableProvider {
         let file_schema = Arc::new(Schema::new(data));
         let mut all: Vec<FieldRef> = file_schema.fields().iter().cloned().collect();
         all.extend(partition_fields.iter().cloned());
-        Ok(Self { client, table, schema: Arc::new(Schema::new(all)), file_schema, partition_fields, format })
+        let catalog = catalog.to_owned();
+        Ok(Self { client, catalog, table, schema: Arc::new(Schema::new(all)), file_schema, partition_fields, format })
+    }
+
+    /// For a view: its SQL, and the catalog and database its unqualified names are read in
+    /// (Spark keeps the current database of the view's creation; Hive qualifies every name).
+    pub(crate) fn view(&self) -> Option<(&str, &str, &str)> {
+        let sql = self.table.view_text.as_deref().filter(|_| self.table.is_view())?;
+        let parameters = &self.table.parameters;
+        let namespace = match parameters.get("view.catalogAndNamespace.numParts").map(String::as_str) {
+            Some("2") => parameters.get("view.catalogAndNamespace.part.1"),
+            _ => None,
+        };
+        Some((sql, &self.catalog, namespace.map_or(self.table.database.as_str(), String::as_str)))
     }
 
     /// The table as lakegate's writer takes it: Parquet files under the table's location.
@@ -185,7 +200,8 @@ impl HiveTableProvider {
             .map(|f| f.name().as_str())
             .filter(|k| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
             .collect();
-        let parts: Vec<String> = filters.iter().filter_map(|f| metastore_filter(f, &keys)).collect();
+        let literal = |text: &str| self.client.filter_literal(text);
+        let parts: Vec<String> = filters.iter().filter_map(|f| metastore_filter(f, &keys, &literal)).collect();
         (!parts.is_empty()).then(|| parts.join(" and "))
     }
 
@@ -199,19 +215,8 @@ impl HiveTableProvider {
     }
 }
 
-/// A literal of the metastore's filter language, which has no escapes: quoted with whichever
-/// quote the text does not hold, else not expressible.
-fn metastore_string(text: &str) -> Option<String> {
-    if !text.contains('"') {
-        Some(format!("\"{text}\""))
-    } else if !text.contains('\'') {
-        Some(format!("'{text}'"))
-    } else {
-        None
-    }
-}
-
-fn metastore_filter(expr: &Expr, keys: &[&str]) -> Option<String> {
+/// `expr` in the metastore's filter language, with `quote` writing its string literals.
+fn metastore_filter(expr: &Expr, keys: &[&str], quote: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let column = |e: &Expr| match e {
         Expr::Column(c) if keys.contains(&c.name.as_str()) => Some(c.name.clone()),
         _ => None,
@@ -220,13 +225,13 @@ fn metastore_filter(expr: &Expr, keys: &[&str]) -> Option<String> {
         Expr::Literal(
             ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
             _,
-        ) => metastore_string(s),
+        ) => quote(s),
         _ => None,
     };
     match expr {
         Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::And | Operator::Or), right }) => {
             let word = if *op == Operator::And { "and" } else { "or" };
-            Some(format!("({} {word} {})", metastore_filter(left, keys)?, metastore_filter(right, keys)?))
+            Some(format!("({} {word} {})", metastore_filter(left, keys, quote)?, metastore_filter(right, keys, quote)?))
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (key, value, op) = match (column(left), literal(right)) {
@@ -274,7 +279,7 @@ impl TableProvider for HiveTableProvider {
     }
 
     fn table_type(&self) -> TableType {
-        if self.table.table_type == "VIRTUAL_VIEW" { TableType::View } else { TableType::Base }
+        if self.table.is_view() { TableType::View } else { TableType::Base }
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
@@ -354,7 +359,9 @@ mod tests {
     #[test]
     fn partition_predicates_become_metastore_filters_and_nothing_else_does() {
         let keys = ["dt", "region"];
-        let filter = |e: Expr| metastore_filter(&e, &keys);
+        let hive = super::super::client::ThriftClient::new("thrift://metastore:9083").expect("a metastore URI");
+        let quote = |text: &str| hive.filter_literal(text);
+        let filter = |e: Expr| metastore_filter(&e, &keys, &quote);
         assert_eq!(filter(col("dt").eq(lit("2024-01-01"))).as_deref(), Some(r#"dt = "2024-01-01""#));
         assert_eq!(filter(lit("2024-01-01").lt(col("dt"))).as_deref(), Some(r#"dt > "2024-01-01""#));
         assert_eq!(

@@ -15,6 +15,40 @@ pub(crate) fn hive_type(text: &str) -> Option<DataType> {
     (parser.at == parser.text.len()).then_some(data_type)
 }
 
+/// The Hive type name of an Arrow type, as lakegate writes it into Parquet; `None` for a type
+/// Hive has no name for (unsigned integers, intervals, ...).
+pub(crate) fn hive_name(data_type: &DataType) -> Option<String> {
+    Some(match data_type {
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::Decimal128(precision, scale) if *scale >= 0 => format!("decimal({precision},{scale})"),
+        DataType::List(item) | DataType::LargeList(item) => format!("array<{}>", hive_name(item.data_type())?),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!("map<{},{}>", hive_name(kv[0].data_type())?, hive_name(kv[1].data_type())?)
+            }
+            _ => return None,
+        },
+        DataType::Struct(fields) => {
+            let field = |f: &Arc<Field>| {
+                let name = Some(f.name()).filter(|n| !n.contains('`'))?;
+                Some(format!("`{name}`:{}", hive_name(f.data_type())?))
+            };
+            format!("struct<{}>", fields.iter().map(field).collect::<Option<Vec<_>>>()?.join(","))
+        }
+        _ => return None,
+    })
+}
+
 struct HiveTypes<'a> {
     text: &'a [u8],
     at: usize,
@@ -203,6 +237,27 @@ mod tests {
         for unreadable in ["uniontype<int,string>", "array<int", "int,", "interval_day_time"] {
             assert_eq!(hive_type(unreadable), None, "{unreadable}");
         }
+    }
+
+    #[test]
+    fn hive_names_read_back_as_the_same_types() {
+        let names = [
+            "tinyint",
+            "bigint",
+            "double",
+            "string",
+            "binary",
+            "date",
+            "timestamp",
+            "decimal(38,6)",
+            "array<struct<`a`:int,`b c`:map<string,double>>>",
+        ];
+        for name in names {
+            let data_type = hive_type(name).expect("readable");
+            assert_eq!(hive_name(&data_type).as_deref(), Some(name));
+        }
+        assert_eq!(hive_name(&DataType::UInt64), None);
+        assert_eq!(hive_name(&DataType::Struct(Fields::from(vec![Field::new("a`b", DataType::Int8, true)]))), None);
     }
 
     #[test]

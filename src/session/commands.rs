@@ -57,11 +57,17 @@ pub(super) async fn run(session: &Session, command: Command) -> Result<Output> {
             let dropped = catalog.drop_database(&name, if_exists, cascade)?;
             Ok(done(dropped, format!("dropped database {name}"), format!("database {name} does not exist")))
         }
-        Command::CreateTable(create) if session.metastore_database(create.table.database.as_deref()).is_some() => {
-            Err(metastore_ddl("CREATE TABLE", &create.table))
-        }
-        Command::DropTable { table, .. } if session.metastore_database(table.database.as_deref()).is_some() => {
-            Err(metastore_ddl("DROP TABLE", &table))
+        Command::DropTable { table, if_exists } if session.metastore_database(table.database.as_deref()).is_some() => {
+            let (other, database) = session.metastore_database(table.database.as_deref()).unwrap_or_default();
+            let metastore =
+                session.metastore(&other).ok_or_else(|| Error::Unsupported(format!("no catalog {other}")))?;
+            let dropped = metastore.drop_table(&database, &table.name, if_exists).await?;
+            let name = format!("{other}.{database}.{}", table.name);
+            Ok(done(
+                dropped,
+                format!("dropped table {name} (its files are kept)"),
+                format!("table {name} does not exist"),
+            ))
         }
         Command::CreateTable(create) => create_table(session, create).await,
         Command::DropTable { table, if_exists } => {
@@ -332,10 +338,33 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
         };
         partition_columns.push(ColumnSpec::new(column, &data_type, true));
     }
-    lakegate_catalog::check_name("database", &database)?;
-    lakegate_catalog::check_name("table", &name)?;
+    // A table of a metastore's database (`hive.sales.t`) is created there.
+    let metastore = session.metastore_database(create.table.database.as_deref());
+    match &metastore {
+        Some((other, database)) => {
+            let name = format!("{other}.{database}.{name}");
+            if create.temporary || kind != crate::sources::parquet::KIND {
+                return Err(Error::Unsupported(format!(
+                    "CREATE TABLE {name}: lakegate creates Parquet tables in a metastore; create other tables in Spark or Hive"
+                )));
+            }
+            if let Some(key) = create.options.keys().next() {
+                return Err(Error::Unsupported(format!(
+                    "CREATE TABLE {name}: a metastore table keeps no OPTIONS ('{key}'); give its place with LOCATION"
+                )));
+            }
+        }
+        None => {
+            lakegate_catalog::check_name("database", &database)?;
+            lakegate_catalog::check_name("table", &name)?;
+        }
+    }
     let location = match create.location {
+        // A metastore's location is written as Spark and Hive write it (`s3a://`, `file:/`).
+        Some(location) if metastore.is_some() => allowed_location(session, location)?,
         Some(location) => allowed_location(session, absolute_location(&location)?)?,
+        // The metastore puts it under the database's location.
+        None if metastore.is_some() => String::new(),
         None if session.catalog.catalog().sources().capabilities(&kind).writable => {
             let dir = session.warehouse.join(&database).join(&name);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
@@ -344,7 +373,7 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
         None => String::new(),
     };
     let spec = TableSpec {
-        database: database.clone(),
+        database: metastore.as_ref().map_or_else(|| database.clone(), |(_, database)| database.clone()),
         name: name.clone(),
         kind,
         location,
@@ -353,6 +382,12 @@ async fn create_table(session: &Session, create: CreateTable) -> Result<Output> 
         partition_columns,
         comment: create.comment,
     };
+    if let Some((other, database)) = metastore {
+        let catalog = session.metastore(&other).ok_or_else(|| Error::Unsupported(format!("no catalog {other}")))?;
+        let created = catalog.create_table(&spec, create.if_not_exists).await?;
+        let name = format!("{other}.{database}.{name}");
+        return Ok(done(created, format!("created table {name}"), format!("table {name} already exists")));
+    }
     let state = session.ctx.state();
     if create.temporary {
         session.catalog.create_temporary(&state, spec, true).await?;
@@ -408,15 +443,6 @@ fn known_catalog(session: &Session, name: &str) -> Result<()> {
     let mut known = vec![crate::sql::CATALOG.to_owned()];
     known.extend(session.other_catalogs());
     Err(Error::Unsupported(format!("no catalog '{name}'; there are {}", known.join(", "))))
-}
-
-/// Tables of a metastore are created and dropped by Spark or Hive for now.
-fn metastore_ddl(statement: &str, table: &TableName) -> Error {
-    let database = table.database.as_deref().unwrap_or_default();
-    Error::Unsupported(format!(
-        "{statement} {database}.{}: lakegate does not change a metastore's tables yet; run it in Spark or Hive, and lakegate sees the change within the catalog's cache_seconds",
-        table.name
-    ))
 }
 
 async fn describe(session: &Session, table: &TableName) -> Result<Output> {

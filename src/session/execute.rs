@@ -133,13 +133,17 @@ impl Session {
             self.principal.require_write(&insert.request.table.database)?;
             let mut query = Statement::Statement(Box::new(sqlparser::ast::Statement::Query(insert.query)));
             rewrite::struct_field_access(&mut query);
-            let rows = sql::bind(state.statement_to_plan(query).await?, params)?;
+            let rows = crate::metastore::expand_views(state.statement_to_plan(query).await?, &state).await?;
+            let rows = sql::bind(rows, params)?;
+            // What the INSERT reads needs the same grants as a query of it.
+            self.principal.check_plan(&rows, CATALOG, &self.current_database())?;
             let plan = crate::write::plan(&self.write_context(), insert.request, rows)?;
             return Ok(Planned::Write { plan: Box::new(plan), explain: insert.explain });
         }
         rewrite::struct_field_access(&mut statement);
         rewrite::layout_clauses_in_queries(&mut statement);
         let plan = state.statement_to_plan(statement).await.map_err(|e| self.name_missing_table(e))?;
+        let plan = crate::metastore::expand_views(plan, &state).await?;
         let plan = sql::bind(plan, params)?;
         self.principal.check_plan(&plan, CATALOG, &self.current_database())?;
         let effects = matches!(

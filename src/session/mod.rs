@@ -144,7 +144,9 @@ impl Lakegate {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                     let Some(history) = history.upgrade() else { break };
-                    if let Err(e) = history.flush_log() {
+                    // File work, off the workers that answer queries.
+                    let flushed = tokio::task::spawn_blocking(move || history.flush_log()).await;
+                    if let Ok(Err(e)) = flushed {
                         tracing::warn!(error = %e, "query log not written; retrying");
                     }
                 }
@@ -286,6 +288,7 @@ impl Lakegate {
             client: "cli".into(),
             statement_timeout: Arc::new(std::sync::Mutex::new(self.query_timeout)),
             allowed_locations: self.config.allowed_locations.clone().into(),
+            metastores: self.metastores.clone().into(),
         }
     }
 }
@@ -323,6 +326,8 @@ pub struct Session {
     pub(crate) client: Arc<str>,
     /// How long a statement may run: `[execution] query_timeout`, or `SET statement_timeout`.
     pub(crate) statement_timeout: Arc<std::sync::Mutex<Option<std::time::Duration>>>,
+    /// `[[catalogs]]`, by name: the session's catalogs wrap them.
+    pub(crate) metastores: Arc<[(String, crate::metastore::HiveCatalog)]>,
 }
 
 impl std::fmt::Debug for Session {
@@ -382,6 +387,11 @@ impl Session {
         names.retain(|c| c != CATALOG && c != "datafusion");
         names.sort();
         names
+    }
+
+    /// The metastore of `[[catalogs]]` called `name`.
+    pub(crate) fn metastore(&self, name: &str) -> Option<&crate::metastore::HiveCatalog> {
+        self.metastores.iter().find(|(n, _)| n == name).map(|(_, m)| m)
     }
 
     /// `(catalog, database)` when `database` names a database of another catalog, as
