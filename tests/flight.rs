@@ -261,19 +261,9 @@ fn superset_sql_lab_through_its_rest_api() {
         Server::start_with(Lakegate::new().with_env("PG_PASSWORD", PG_PASSWORD), &["--listen", "127.0.0.1:0"])
             .expect("the server starts");
     let without_users = Server::start_without_users();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/superset.sh");
-    let started = Command::new("bash").arg(&script).arg("start").output().expect("superset.sh runs");
-    let out = String::from_utf8_lossy(&started.stdout).into_owned();
-    assert!(started.status.success(), "Superset did not start:\n{out}\n{}", String::from_utf8_lossy(&started.stderr));
-    let value = |key: &str| {
-        out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().trim_matches('\'').to_owned()
-    };
-    let (url, user, password) = (value("SUPERSET_URL"), value("SUPERSET_USER"), value("SUPERSET_PASSWORD"));
-    let superset =
-        ["--superset", url.as_str(), "--superset-user", user.as_str(), "--superset-password", password.as_str()];
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    with_superset(|superset| {
         for server in [&with_users, &without_users] {
-            server.run_client(&clients_dir().join("superset_api.py"), &superset);
+            server.run_client(&clients_dir().join("superset_api.py"), superset);
         }
         let db = pg.database();
         pg.psql(
@@ -292,10 +282,26 @@ fn superset_sql_lab_through_its_rest_api() {
         let expect = r#"[{"gender": "F", "n": 25}, {"gender": "M", "n": 75}]"#;
         let walkthrough = ["--cache-table", "default.pg_users", "--chart", chart, "--expect", expect, "--phase"];
         let client = clients_dir().join("superset_api.py");
-        with_users.run_client(&client, &[&superset[..], &walkthrough[..], &["cache"]].concat());
+        with_users.run_client(&client, &[superset, &walkthrough[..], &["cache"]].concat());
         pg.stop();
-        with_users.run_client(&client, &[&superset[..], &walkthrough[..], &["cached"]].concat());
-    }));
+        with_users.run_client(&client, &[superset, &walkthrough[..], &["cached"]].concat());
+    });
+}
+
+/// Runs `walk` with the arguments that point `superset_api.py` at a real Superset, started
+/// for it (`scripts/services/superset.sh`) and stopped after, also when `walk` panics.
+pub(crate) fn with_superset(walk: impl FnOnce(&[&str])) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/superset.sh");
+    let started = Command::new("bash").arg(&script).arg("start").output().expect("superset.sh runs");
+    let out = String::from_utf8_lossy(&started.stdout).into_owned();
+    assert!(started.status.success(), "Superset did not start:\n{out}\n{}", String::from_utf8_lossy(&started.stderr));
+    let value = |key: &str| {
+        out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().trim_matches('\'').to_owned()
+    };
+    let (url, user, password) = (value("SUPERSET_URL"), value("SUPERSET_USER"), value("SUPERSET_PASSWORD"));
+    let superset =
+        ["--superset", url.as_str(), "--superset-user", user.as_str(), "--superset-password", password.as_str()];
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walk(&superset)));
     let _ = Command::new("bash").arg(&script).arg("stop").status();
     if let Err(panic) = run {
         std::panic::resume_unwind(panic);

@@ -6,13 +6,20 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{Lakegate, venv_bin};
+use crate::common::{Lakegate, S3Server, venv_bin};
+use crate::flight::{PASSWORD, USER};
 
-/// A metastore of its own, stopped (by its pid, through the script) on drop.
+/// A metastore of its own that reaches moto's S3 through s3a, as Spark does; stopped (by
+/// its pid, through the script) on drop.
 struct Metastore {
     uri: String,
     state: tempfile::TempDir,
+    s3: S3Server,
 }
+
+/// moto's credentials, for the metastore's and Spark's s3a.
+const S3_CREDENTIALS: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
 
 fn script() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/hive-metastore.sh")
@@ -20,17 +27,21 @@ fn script() -> std::path::PathBuf {
 
 impl Metastore {
     fn start() -> Self {
+        let s3 = S3Server::start();
+        s3.create_bucket("sparklake");
         let state = tempfile::tempdir().expect("state dir");
         let out = Command::new("bash")
             .arg(script())
             .arg("start")
             .env("LAKEGATE_HMS_STATE", state.path().join("state"))
+            .env("LAKEGATE_HMS_S3_ENDPOINT", &s3.endpoint)
+            .envs(S3_CREDENTIALS)
             .output()
             .expect("hive-metastore.sh runs");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "the metastore did not start:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
         let uri = text.lines().find_map(|l| l.strip_prefix("HIVE_METASTORE_URI=")).expect("URI").to_owned();
-        Self { uri, state }
+        Self { uri, state, s3 }
     }
 
     fn stop(&self) {
@@ -43,7 +54,7 @@ impl Metastore {
 
     /// lakegate with this metastore as catalog `hive`.
     fn lakegate(&self) -> Lakegate {
-        let lg = Lakegate::new();
+        let lg = self.s3.env(Lakegate::new());
         let config = lg.data_dir.path().join("lakegate.toml");
         let toml = format!(
             "[[catalogs]]\nname = \"hive\"\nkind = \"hive_metastore\"\nuri = \"{}\"\ncache_seconds = 0\n",
@@ -58,8 +69,9 @@ impl Metastore {
         let mut command = Command::new(venv_bin("python"));
         command
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/spark_hive.py"))
-            .args(["--metastore", &self.uri, "--warehouse"])
-            .arg(warehouse);
+            .args(["--metastore", &self.uri, "--s3-endpoint", &self.s3.endpoint, "--warehouse"])
+            .arg(warehouse)
+            .envs(S3_CREDENTIALS);
         for statement in statements {
             command.args(["--sql", statement]);
         }
@@ -99,8 +111,6 @@ fn as_text(rows: &[Value]) -> Vec<Vec<String>> {
         })
         .collect()
 }
-
-const PASSWORD: &str = "pw-for-tests";
 
 /// As user argv[2]: the count of `hive.sales.clicks`, then how `hive.sales.pay` is refused.
 const AS_READER: &str = r#"
@@ -163,6 +173,11 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
             "SELECT uid, dt FROM sales.clicks ORDER BY uid",
             "SELECT day, n FROM sales.daily ORDER BY day",
             "SELECT uid, pay FROM sales.pay",
+            // A database on S3, through Hadoop's s3a.
+            "CREATE DATABASE lake LOCATION 's3a://sparklake/lake.db'",
+            "CREATE TABLE lake.events (uid BIGINT, type STRING) USING parquet PARTITIONED BY (dt STRING)",
+            "INSERT INTO lake.events PARTITION (dt='2024-01-01') VALUES (1, 'a'), (2, 'it''s')",
+            "SELECT uid, type, dt FROM lake.events ORDER BY uid",
         ],
     );
     let lg = metastore.lakegate();
@@ -187,6 +202,9 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     assert_eq!(lg.sql("SELECT uid, dt FROM hive.sales.clicks ORDER BY uid").success().rows(), as_text(&answers[21]));
     assert_eq!(lg.sql("SELECT day, n FROM hive.sales.daily ORDER BY day").success().rows(), as_text(&answers[22]));
     assert_eq!(lg.sql("SELECT uid, pay FROM hive.sales.pay").success().rows(), as_text(&answers[23]));
+    // Spark's table on S3 (an s3a:// location) is read from moto's S3.
+    let run = lg.sql("SELECT uid, type, dt FROM hive.lake.events ORDER BY uid").success();
+    assert_eq!(run.rows(), as_text(&answers[27]));
     // A view's filter reaches its table's partitions.
     let plan =
         lg.run(&["sql", "-e", "EXPLAIN SELECT count(*) FROM hive.sales.clicks WHERE dt = '2024-01-02'"]).success();
@@ -201,7 +219,10 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let run = lg.sql("SELECT * FROM hive.sales.archive").failure();
     assert!(run.stderr.contains("orc") && run.stderr.contains("sales.archive"), "{}", run.stderr);
     // Browsing: lakegate's statements, and Flight SQL's catalog calls as ADBC (Jupyter) makes them.
-    assert_eq!(lg.sql("SHOW DATABASES IN hive").success().rows(), vec![vec!["default"], vec!["hr"], vec!["sales"]]);
+    assert_eq!(
+        lg.sql("SHOW DATABASES IN hive").success().rows(),
+        vec![vec!["default"], vec!["hr"], vec!["lake"], vec!["sales"]]
+    );
     let run = lg.sql("SHOW TABLES IN hive.sales LIKE '*events'").success();
     assert_eq!(
         run.rows(),
@@ -219,13 +240,13 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let toml = std::fs::read_to_string(lg.data_dir.path().join("lakegate.toml")).expect("config")
         + &format!(
             "[server]\n\
-             [[server.users]]\nname = \"root\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n\
+             [[server.users]]\nname = \"{USER}\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n\
              [[server.users]]\nname = \"rita\"\npassword_hash = \"{hash}\"\nrole = \"reader\"\ndatabases = [\"hive.sales\"]\n"
         );
     let server =
         crate::flight::Server::spawn(metastore.lakegate(), &toml, &["--listen", "127.0.0.1:0"]).expect("serve");
     let objects = Command::new(venv_bin("python"))
-        .args(["-c", ADBC_OBJECTS, server.url(), "root", PASSWORD])
+        .args(["-c", ADBC_OBJECTS, server.url(), USER, PASSWORD])
         .output()
         .expect("python runs");
     let listed = String::from_utf8_lossy(&objects.stdout);
@@ -242,6 +263,15 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let lines: Vec<&str> = answers_of_rita.lines().collect();
     assert_eq!(lines[0], "2");
     assert!(lines[1].to_lowercase().contains("denied") && lines[1].contains("hive.hr"), "{answers_of_rita}");
+    // As a new user would: Superset connected to lakegate, a Spark table queried in SQL Lab.
+    let expect: Vec<Value> =
+        answers[10].iter().map(|r| serde_json::json!({"uid": r[0], "type": r[1], "dt": r[2]})).collect();
+    let expect = Value::Array(expect).to_string();
+    let chart = "SELECT uid, type, dt FROM hive.sales.events ORDER BY uid";
+    crate::flight::with_superset(|superset| {
+        let args = [superset, &["--chart", chart, "--expect", &expect]].concat();
+        server.run_client(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/superset_api.py"), &args);
+    });
     drop(server);
     // Spark adds a partition; lakegate sees it (this test's cache interval is 0).
     metastore
@@ -255,8 +285,13 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     )
     .success();
     lg.sql("INSERT INTO hive.sales.events PARTITION (dt='2024-02-01') SELECT 9, 'lakegate', make_array('z')").success();
+    lg.sql("INSERT INTO hive.lake.events PARTITION (dt='2024-01-02') SELECT 3, 'lakegate'").success();
     let by_day = "SELECT dt, count(*), sum(uid), min(type) FROM sales.events GROUP BY dt ORDER BY dt";
-    let spark = metastore.spark(warehouse.path(), &["SHOW PARTITIONS sales.events", by_day]);
+    let on_s3 = "SELECT uid, type, dt FROM lake.events ORDER BY uid";
+    let spark = metastore.spark(warehouse.path(), &["SHOW PARTITIONS sales.events", by_day, on_s3]);
+    let ours = lg.sql(&on_s3.replace("lake.events", "hive.lake.events")).success().rows();
+    assert_eq!(ours, as_text(&spark[2]));
+    assert_eq!(ours.len(), 3);
     let days: Vec<&str> = spark[0].iter().filter_map(|r| r[0].as_str()).collect();
     assert_eq!(days, ["dt=2024-01-01", "dt=2024-01-02", "dt=2024-01-03", "dt=2024-01-04", "dt=2024-02-01"]);
     let ours = lg.sql(&by_day.replace("sales.events", "hive.sales.events")).success().rows();

@@ -103,7 +103,8 @@ impl Session {
         if let Some(command) = ddl::parse(sql)? {
             return Ok(Parsed::Command(command));
         }
-        let state = self.ctx.state();
+        let state = self.ctx.state_ref();
+        let state = state.read();
         Ok(Parsed::Statement(state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?))
     }
 

@@ -465,6 +465,7 @@ impl Session {
 
     /// The database unqualified names resolve to.
     pub fn current_database(&self) -> String {
-        self.ctx.state().config().options().catalog.default_schema.clone()
+        // Read in place: `ctx.state()` copies the whole session state.
+        self.ctx.state_ref().read().config().options().catalog.default_schema.clone()
     }
 }

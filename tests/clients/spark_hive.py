@@ -15,6 +15,11 @@ JSON can't hold as text), or {"sql": ..., "error": "..."} and stops there with e
 
 --warehouse is spark.sql.warehouse.dir: where Spark puts a database created without a
 LOCATION (a path, or a URI such as file:///... or s3a://...).
+
+--s3-endpoint http://127.0.0.1:PORT (moto) gives Spark Hadoop's s3a filesystem on that
+endpoint (path-style, no TLS, credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY):
+hadoop-aws matching pyspark's Hadoop and the AWS SDK v2 modules it uses (not the 690 MB
+bundle), fetched once with Maven into ~/.cache/lakegate/spark-s3a.
 """
 
 import argparse
@@ -22,7 +27,10 @@ import datetime
 import decimal
 import json
 import os
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -41,6 +49,46 @@ def plain(value):
     return value
 
 
+HADOOP = "3.5.0"     # pyspark 4.3's hadoop-client-api
+AWS_SDK = "2.35.4"   # what hadoop-aws 3.5.0 is built on
+
+
+def s3a_jars():
+    """hadoop-aws and the AWS SDK v2 modules it loads, less what pyspark already ships."""
+    home = Path.home() / ".cache/lakegate/spark-s3a" / HADOOP
+    lib = home / "lib"
+    if not (lib / ".complete").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        sdk = "".join(
+            f"<dependency><groupId>software.amazon.awssdk</groupId><artifactId>{m}</artifactId>"
+            f"<version>{AWS_SDK}</version></dependency>"
+            for m in ("s3", "s3-transfer-manager", "sts"))
+        (home / "pom.xml").write_text(f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>lakegate.tests</groupId><artifactId>spark-s3a</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.hadoop</groupId><artifactId>hadoop-aws</artifactId>
+      <version>{HADOOP}</version>
+      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>
+    </dependency>{sdk}
+    <dependency><groupId>software.amazon.s3.analyticsaccelerator</groupId>
+      <artifactId>analyticsaccelerator-s3</artifactId><version>1.3.1</version>
+      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>
+    </dependency>
+  </dependencies>
+</project>
+""")
+        subprocess.run(["mvn", "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
+                        f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], check=True)
+        (lib / ".complete").touch()
+    import pyspark
+    artifact = lambda name: re.sub(r"-\d[\w.]*\.jar$", "", name)
+    shipped = {artifact(j.name) for j in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    return sorted(str(j) for j in lib.glob("*.jar")
+                  if artifact(j.name) not in shipped and not j.name.startswith(("netty-", "slf4j-")))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--metastore", required=True, help="thrift://HOST:PORT")
@@ -49,6 +97,7 @@ def main():
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="another Spark setting; repeatable")
     p.add_argument("--keep-going", action="store_true", help="run the rest after an error")
+    p.add_argument("--s3-endpoint", help="s3a:// on this S3 endpoint (moto's http://HOST:PORT)")
     a = p.parse_args()
 
     warehouse = a.warehouse
@@ -66,6 +115,18 @@ def main():
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
     )
+    if a.s3_endpoint:
+        s3a = {
+            "endpoint": a.s3_endpoint,
+            "path.style.access": "true",
+            "connection.ssl.enabled": "false",
+            "endpoint.region": os.environ.get("AWS_REGION", "us-east-1"),
+            "access.key": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            "secret.key": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        }
+        builder = builder.config("spark.jars", ",".join(s3a_jars()))
+        for key, value in s3a.items():
+            builder = builder.config(f"spark.hadoop.fs.s3a.{key}", value)
     for setting in a.conf:
         key, sep, value = setting.partition("=")
         if not sep:

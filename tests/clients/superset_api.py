@@ -14,8 +14,9 @@ the Superset database and drops the table at the end.
         --superset-user "$SUPERSET_USER" --superset-password "$SUPERSET_PASSWORD"
     scripts/services/superset.sh stop
 
-With --cache-table TABLE (an existing lakegate table over PostgreSQL), it walks
-through caching instead, as an analyst would in SQL Lab: --phase cache runs
+With --chart SQL --expect JSON, it only adds the database and runs that query in
+SQL Lab, checking its rows. With --cache-table TABLE too (an existing lakegate table
+over PostgreSQL), it walks through caching, as an analyst would in SQL Lab: --phase cache runs
 `CACHE TABLE TABLE` there and then the chart query; --phase cached (run after
 the test stopped PostgreSQL) runs only the chart query. Both check its rows
 against --expect (JSON). The Superset database is added with DML allowed,
@@ -66,11 +67,11 @@ def main():
     p.add_argument("--superset-password", default="admin")
     p.add_argument("--cache-table", help="walk through CACHE TABLE on this table instead")
     p.add_argument("--phase", choices=["cache", "cached"], default="cache")
-    p.add_argument("--chart", help="the chart query over --cache-table")
+    p.add_argument("--chart", help="only run this chart query in SQL Lab (after --cache-table's CACHE TABLE)")
     p.add_argument("--expect", help="the chart query's rows, as a JSON list of objects")
     a = p.parse_args()
-    if a.cache_table:
-        return cache_walkthrough(a)
+    if a.chart:
+        return chart_walkthrough(a)
 
     table = f"lg_superset_{uuid.uuid4().hex[:10]}"
     qualified = f"default.{table}"
@@ -120,13 +121,13 @@ def sql_lab(sup, db_id, sql):
         "client_id": uuid.uuid4().hex[:10], "tab": "lakegate"})
 
 
-def cache_walkthrough(a):
+def chart_walkthrough(a):
     sup = Superset(a.superset, a.superset_user, a.superset_password)
     db_id = sup.call("POST", "/api/v1/database/", json={
         "database_name": f"lakegate-cache-{uuid.uuid4().hex[:10]}", "sqlalchemy_uri": sqlalchemy_url(a),
         "expose_in_sqllab": True, "allow_run_async": False, "allow_dml": True})["id"]
     try:
-        if a.phase == "cache":
+        if a.cache_table and a.phase == "cache":
             res = sql_lab(sup, db_id, f"CACHE TABLE {a.cache_table}")
             check(f"SQL Lab: CACHE TABLE {a.cache_table}", "success", res.get("status"))
         res = sql_lab(sup, db_id, a.chart)
