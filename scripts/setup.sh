@@ -15,7 +15,8 @@
 # (scripts/services/superset.sh install) for the Superset test, builds promtool
 # (scripts/services/promtool.sh install, for the metrics test) and Toxiproxy
 # (scripts/services/toxiproxy.sh install, for the fault tests) with `go install`, and resolves Apache Cassandra's jars from Maven Central
-# (scripts/services/cassandra.sh install) for the Cassandra source tests.
+# (scripts/services/cassandra.sh install) for the Cassandra source tests, and the
+# hadoop-aws jars Spark's s3a needs (tests/clients/spark_hive.py --fetch-s3a-jars).
 #
 # Environment it exports:
 #   LAKEGATE_VENV     the venv; fixtures start $LAKEGATE_VENV/bin/moto_server
@@ -177,6 +178,9 @@ lakegate_setup() {
 
     lakegate_section "Apache Hive standalone metastore (jars from Maven Central, for the metastore tests)"
     bash "$LAKEGATE_ROOT/scripts/services/hive-metastore.sh" install
+
+    lakegate_section "Spark's s3a: hadoop-aws and AWS SDK v2 modules from Maven Central, for the metastore test"
+    "$LAKEGATE_VENV/bin/python" "$LAKEGATE_ROOT/tests/clients/spark_hive.py" --fetch-s3a-jars
 
     lakegate_section "Toxiproxy (built from the Go module proxy, for the fault tests)"
     bash "$LAKEGATE_ROOT/scripts/services/toxiproxy.sh" install

@@ -19,7 +19,8 @@ LOCATION (a path, or a URI such as file:///... or s3a://...).
 --s3-endpoint http://127.0.0.1:PORT (moto) gives Spark Hadoop's s3a filesystem on that
 endpoint (path-style, no TLS, credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY):
 hadoop-aws matching pyspark's Hadoop and the AWS SDK v2 modules it uses (not the 690 MB
-bundle), fetched once with Maven into ~/.cache/lakegate/spark-s3a.
+bundle), fetched once with Maven into ~/.cache/lakegate/spark-s3a (--fetch-s3a-jars does
+only that; scripts/setup.sh runs it).
 """
 
 import argparse
@@ -79,8 +80,11 @@ def s3a_jars():
   </dependencies>
 </project>
 """)
-        subprocess.run(["mvn", "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
-                        f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], check=True)
+        fetched = subprocess.run(["mvn", "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
+                                  f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
+                                 capture_output=True, text=True)
+        if fetched.returncode != 0:
+            sys.exit(f"fetching the s3a jars with Maven failed:\n{fetched.stdout}{fetched.stderr}")
         (lib / ".complete").touch()
     import pyspark
     artifact = lambda name: re.sub(r"-\d[\w.]*\.jar$", "", name)
@@ -91,14 +95,21 @@ def s3a_jars():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--metastore", required=True, help="thrift://HOST:PORT")
-    p.add_argument("--warehouse", required=True, help="spark.sql.warehouse.dir")
+    p.add_argument("--metastore", help="thrift://HOST:PORT")
+    p.add_argument("--warehouse", help="spark.sql.warehouse.dir")
     p.add_argument("--sql", action="append", default=[], help="a statement; repeat in order")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="another Spark setting; repeatable")
     p.add_argument("--keep-going", action="store_true", help="run the rest after an error")
     p.add_argument("--s3-endpoint", help="s3a:// on this S3 endpoint (moto's http://HOST:PORT)")
+    p.add_argument("--fetch-s3a-jars", action="store_true",
+                   help="only fetch the s3a jars (the test set-up does), and print where they are")
     a = p.parse_args()
+    if a.fetch_s3a_jars:
+        print(f"s3a jars: {len(s3a_jars())} in {Path.home() / '.cache/lakegate/spark-s3a' / HADOOP}")
+        return 0
+    if not (a.metastore and a.warehouse):
+        p.error("--metastore and --warehouse are required")
 
     warehouse = a.warehouse
     if "://" not in warehouse:
