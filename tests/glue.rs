@@ -59,7 +59,17 @@ fn a_glue_catalog_is_read_and_written_with_no_registration() {
     assert_eq!(lg.sql(by_day).success().rows(), totals(&s3, "sales.events"));
     assert_eq!(lg.sql("SHOW DATABASES IN glue").success().rows(), vec![vec!["sales"]]);
     let run = lg.sql("SHOW TABLES IN glue.sales").success();
-    assert_eq!(run.rows(), vec![vec!["glue.sales", "events", "glue", "false"]]);
+    assert_eq!(
+        run.rows(),
+        vec![vec!["glue.sales", "clicks", "glue", "false"], vec!["glue.sales", "events", "glue", "false"]]
+    );
+    // A view is planned from its SQL, in its own database.
+    let clicks: Value = serde_json::from_str(&glue_client(&s3, &["clicks"])).expect("JSON");
+    let run =
+        lg.run(&["sql", "--format", "json", "-e", "SELECT uid, dt FROM glue.sales.clicks ORDER BY uid"]).success();
+    let rows: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON row")).collect();
+    let rows: Vec<Value> = rows.iter().map(|r| serde_json::json!([r["uid"], r["dt"]])).collect();
+    assert_eq!(Value::Array(rows), clicks);
     // The day's filter goes to Glue: one partition's files are listed.
     let plan =
         lg.run(&["sql", "-e", "EXPLAIN SELECT count(*) FROM glue.sales.events WHERE dt = '2024-01-02'"]).success();

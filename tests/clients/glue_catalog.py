@@ -5,12 +5,14 @@ catalog, pyarrow for the files, both against one moto server (Glue and S3 on one
     .venv/bin/python tests/clients/glue_catalog.py --endpoint http://127.0.0.1:PORT COMMAND
 
 Commands:
-  setup       creates bucket `lake`, database `sales` (at s3://lake/sales.db) and the
+  setup       creates bucket `lake`, database `sales` (at s3://lake/sales.db), the
               partitioned Parquet table `sales.events` (uid bigint, type string; dt string),
-              with three days of files written by pyarrow and registered as partitions
+              with three days of files written by pyarrow and registered as partitions, and
+              the view `sales.clicks` (its clicks' uid and dt)
   totals DB.T per partition the catalog lists: its values, rows and sum of the first column, read by
               pyarrow from the partition's own location; one JSON line [[dt, rows, sum], ...]
   table DB.T  the table as Glue returns it, one JSON line (null when it does not exist)
+  clicks      the rows `sales.clicks` holds, from the data `setup` wrote
 
 Credentials are moto's: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set to "testing".
 """
@@ -66,6 +68,15 @@ def setup(glue, s3):
         partitions.append({"Values": [day],
                            "StorageDescriptor": dict(PARQUET, Columns=COLUMNS, Location=f"{root}/dt={day}")})
     glue.batch_create_partition(DatabaseName="sales", TableName="events", PartitionInputList=partitions)
+    # A view as Spark on EMR (Glue as its metastore) stores one: its SQL as written.
+    clicks = "SELECT uid, dt FROM events WHERE type = 'click'"
+    glue.create_table(DatabaseName="sales", TableInput={
+        "Name": "clicks",
+        "TableType": "VIRTUAL_VIEW",
+        "ViewOriginalText": clicks,
+        "ViewExpandedText": clicks,
+        "StorageDescriptor": {"Columns": [{"Name": "uid", "Type": "bigint"}, {"Name": "dt", "Type": "string"}]},
+    })
 
 
 def totals(glue, endpoint, name):
@@ -92,6 +103,11 @@ def totals(glue, endpoint, name):
     print(json.dumps(sorted(out)))
 
 
+def clicks():
+    """What `sales.clicks` holds, from the rows `setup` wrote: one JSON line [[uid, dt], ...]."""
+    print(json.dumps(sorted([uid, day] for day, rows in DAYS.items() for uid, kind in rows if kind == "click")))
+
+
 def describe(glue, name):
     database, table = name.split(".")
     try:
@@ -105,12 +121,14 @@ def describe(glue, name):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--endpoint", required=True, help="moto's http://127.0.0.1:PORT")
-    p.add_argument("command", choices=["setup", "totals", "table"])
+    p.add_argument("command", choices=["setup", "totals", "table", "clicks"])
     p.add_argument("name", nargs="?", help="DB.TABLE for totals and table")
     a = p.parse_args()
     glue, s3 = clients(a.endpoint)
     if a.command == "setup":
         setup(glue, s3)
+    elif a.command == "clicks":
+        clicks()
     elif a.command == "totals":
         totals(glue, a.endpoint, a.name)
     else:
