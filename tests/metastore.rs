@@ -178,6 +178,9 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
             "CREATE TABLE lake.events (uid BIGINT, type STRING) USING parquet PARTITIONED BY (dt STRING)",
             "INSERT INTO lake.events PARTITION (dt='2024-01-01') VALUES (1, 'a'), (2, 'it''s')",
             "SELECT uid, type, dt FROM lake.events ORDER BY uid",
+            // Spark's own name for its catalog, inside a view's SQL.
+            "CREATE VIEW sales.first_day AS SELECT uid FROM spark_catalog.sales.events WHERE dt = '2024-01-01'",
+            "SELECT uid FROM sales.first_day ORDER BY uid",
         ],
     );
     let lg = metastore.lakegate();
@@ -187,7 +190,8 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
         .success();
     assert_eq!(
         run.rows(),
-        ["archive", "clicks", "daily", "events", "hive_events", "pay", "staged"].map(|t| vec![t.to_owned()])
+        ["archive", "clicks", "daily", "events", "first_day", "hive_events", "pay", "staged"]
+            .map(|t| vec![t.to_owned()])
     );
     let run = lg.sql("SELECT uid, type, dt FROM hive.sales.events ORDER BY uid").success();
     assert_eq!(run.rows(), as_text(&answers[10]));
@@ -205,6 +209,8 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     // Spark's table on S3 (an s3a:// location) is read from moto's S3.
     let run = lg.sql("SELECT uid, type, dt FROM hive.lake.events ORDER BY uid").success();
     assert_eq!(run.rows(), as_text(&answers[27]));
+    let run = lg.sql("SELECT uid FROM hive.sales.first_day ORDER BY uid").success();
+    assert_eq!(run.rows(), as_text(&answers[29]));
     // A view's filter reaches its table's partitions.
     let plan =
         lg.run(&["sql", "-e", "EXPLAIN SELECT count(*) FROM hive.sales.clicks WHERE dt = '2024-01-02'"]).success();
@@ -251,7 +257,7 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
         .expect("python runs");
     let listed = String::from_utf8_lossy(&objects.stdout);
     assert!(objects.status.success(), "{listed}{}", String::from_utf8_lossy(&objects.stderr));
-    assert_eq!(listed.trim(), "hive sales archive,clicks,daily,events,hive_events,pay,staged");
+    assert_eq!(listed.trim(), "hive sales archive,clicks,daily,events,first_day,hive_events,pay,staged");
     // A view runs with its reader's grants: a reader of hive.sales reads a view there over
     // hive.sales, not one over hive.hr.
     let rita = Command::new(venv_bin("python"))
