@@ -152,20 +152,21 @@ impl Principal {
 
     /// Whether this user may run a plan DataFusion made: every table it reads (in subqueries
     /// and views too) lies in a readable database; DDL, `COPY ... TO` and DML need more.
+    /// Names are read as DataFusion read them: unqualified ones in `default_catalog` and the
+    /// `current` database; `catalog` is lakegate's own, whose databases are granted by name.
     ///
     /// # Errors
     /// [`Error::PermissionDenied`] naming the user and the privilege missing.
-    pub fn check_plan(&self, plan: &LogicalPlan, catalog: &str, current: &str) -> Result<()> {
+    pub fn check_plan(&self, plan: &LogicalPlan, catalog: &str, default_catalog: &str, current: &str) -> Result<()> {
         let mut denied = None;
         let resolve = |name: &TableReference| -> Option<String> {
-            match name {
-                TableReference::Bare { .. } => Some(current.to_owned()),
-                TableReference::Partial { schema, .. } => Some(schema.to_string()),
-                TableReference::Full { catalog: c, schema, .. } if c.as_ref() == catalog => Some(schema.to_string()),
+            let name = name.clone().resolve(default_catalog, current);
+            match name.catalog.as_ref() {
+                c if c == catalog => Some(name.schema.to_string()),
                 // DataFusion's own catalog holds URL tables: any file the server reaches.
-                TableReference::Full { catalog: c, .. } if c.as_ref() == "datafusion" => None,
+                "datafusion" => None,
                 // A metastore's database is granted by its qualified name, `hive.sales`.
-                TableReference::Full { catalog: c, schema, .. } => Some(format!("{c}.{schema}")),
+                c => Some(format!("{c}.{}", name.schema)),
             }
         };
         let visit = plan.apply_with_subqueries(|node| {
@@ -243,15 +244,23 @@ mod tests {
         };
         let reader = user(Role::Reader, &["hive.sales"]);
         let granted = scan(TableReference::full("hive", "sales", "events"));
-        assert!(reader.check_plan(&granted, "lakegate", "default").is_ok());
+        assert!(reader.check_plan(&granted, "lakegate", "lakegate", "default").is_ok());
         for refused in [
             TableReference::full("hive", "hr", "salaries"),
             TableReference::partial("sales", "events"),
             TableReference::full("datafusion", "public", "x"),
         ] {
-            let err = reader.check_plan(&scan(refused.clone()), "lakegate", "default").unwrap_err().to_string();
+            let err =
+                reader.check_plan(&scan(refused.clone()), "lakegate", "lakegate", "default").unwrap_err().to_string();
             assert!(err.contains("'ana'"), "{refused}: {err}");
         }
+        // After `SET datafusion.catalog.default_catalog = 'hive'`, short names are the
+        // metastore's: `default.t` is hive.default, not lakegate's `default`.
+        let reader = user(Role::Reader, &["default", "hive.sales"]);
+        let short = scan(TableReference::partial("default", "t"));
+        assert!(reader.check_plan(&short, "lakegate", "lakegate", "default").is_ok());
+        assert!(reader.check_plan(&short, "lakegate", "hive", "default").is_err());
+        assert!(reader.check_plan(&scan(TableReference::bare("events")), "lakegate", "hive", "sales").is_ok());
     }
 
     #[test]

@@ -112,7 +112,9 @@ fn as_text(rows: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// As user argv[2]: the count of `hive.sales.clicks`, then how `hive.sales.pay` is refused.
+/// As user argv[2]: the count of `hive.sales.clicks`, then, a line each, how three reads
+/// of `hive.hr` are refused: through a view in `hive.sales`, a view in `hive.hr` that reads
+/// no table, and short names after the default catalog was set to the metastore's.
 const AS_READER: &str = r#"
 import sys
 import adbc_driver_flightsql.dbapi as flight
@@ -120,11 +122,14 @@ with flight.connect(sys.argv[1], db_kwargs={"username": sys.argv[2], "password":
     cur = conn.cursor()
     cur.execute("SELECT count(*) FROM hive.sales.clicks")
     print(cur.fetchone()[0])
-    try:
-        cur.execute("SELECT * FROM hive.sales.pay")
-        print("read", cur.fetchall())
-    except Exception as e:
-        print(str(e).replace("\n", " "))
+    for sql in ["SELECT * FROM hive.sales.pay", "SELECT * FROM hive.hr.constants",
+                "SET datafusion.catalog.default_catalog = 'hive'", "SELECT * FROM hr.salaries"]:
+        try:
+            cur.execute(sql)
+            if not sql.startswith("SET"):
+                print("read", cur.fetchall())
+        except Exception as e:
+            print(str(e).replace("\n", " "))
 "#;
 
 /// Prints `catalog database tables` for catalog `hive` as ADBC's `adbc_get_objects` lists it
@@ -181,6 +186,7 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
             // Spark's own name for its catalog, inside a view's SQL.
             "CREATE VIEW sales.first_day AS SELECT uid FROM spark_catalog.sales.events WHERE dt = '2024-01-01'",
             "SELECT uid FROM sales.first_day ORDER BY uid",
+            "CREATE VIEW hr.constants AS SELECT 1 AS one",
         ],
     );
     let lg = metastore.lakegate();
@@ -247,7 +253,7 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
         + &format!(
             "[server]\n\
              [[server.users]]\nname = \"{USER}\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n\
-             [[server.users]]\nname = \"rita\"\npassword_hash = \"{hash}\"\nrole = \"reader\"\ndatabases = [\"hive.sales\"]\n"
+             [[server.users]]\nname = \"rita\"\npassword_hash = \"{hash}\"\nrole = \"reader\"\ndatabases = [\"hive.sales\", \"hr\"]\n"
         );
     let server =
         crate::flight::Server::spawn(metastore.lakegate(), &toml, &["--listen", "127.0.0.1:0"]).expect("serve");
@@ -267,8 +273,10 @@ fn tables_spark_wrote_through_a_metastore_are_read_with_no_registration() {
     let answers_of_rita = String::from_utf8_lossy(&rita.stdout);
     assert!(rita.status.success(), "{answers_of_rita}{}", String::from_utf8_lossy(&rita.stderr));
     let lines: Vec<&str> = answers_of_rita.lines().collect();
-    assert_eq!(lines[0], "2");
-    assert!(lines[1].to_lowercase().contains("denied") && lines[1].contains("hive.hr"), "{answers_of_rita}");
+    assert_eq!((lines[0], lines.len()), ("2", 4), "{answers_of_rita}");
+    for refused in &lines[1..] {
+        assert!(refused.to_lowercase().contains("denied") && refused.contains("hive.hr"), "{answers_of_rita}");
+    }
     // As a new user would: Superset connected to lakegate, a Spark table queried in SQL Lab.
     let expect: Vec<Value> =
         answers[10].iter().map(|r| serde_json::json!({"uid": r[0], "type": r[1], "dt": r[2]})).collect();

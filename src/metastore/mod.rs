@@ -213,8 +213,14 @@ impl HiveCatalog {
     /// No such table, or the metastore refuses.
     pub async fn drop_table(&self, database: &str, name: &str, if_exists: bool) -> DFResult<bool> {
         let metastore = &self.0;
-        if metastore.client.table(database, name).await.map_err(external)?.is_none() {
-            return if if_exists { Ok(false) } else { Err(missing(database, name)) };
+        match metastore.client.table(database, name).await.map_err(external)? {
+            None if if_exists => return Ok(false),
+            None => return Err(missing(database, name)),
+            // As Hive and Spark: DROP TABLE does not drop a view.
+            Some(table) if table.is_view() => {
+                return plan_err!("{database}.{name} is a view: drop it with DROP VIEW in Spark or Hive");
+            }
+            Some(_) => {}
         }
         metastore.client.drop_table(database, name).await.map_err(external)?;
         metastore.forget(database, name);
@@ -229,8 +235,9 @@ impl Metastore {
 
     /// After lakegate changed a table: its name and definition are read again.
     fn forget(&self, database: &str, name: &str) {
-        locked(&self.table_names).remove(database);
-        locked(&self.tables).remove(&(database.to_owned(), name.to_lowercase()));
+        let database = database.to_lowercase();
+        locked(&self.table_names).remove(&database);
+        locked(&self.tables).remove(&(database, name.to_lowercase()));
     }
 
     /// A metastore call from DataFusion's synchronous listing methods

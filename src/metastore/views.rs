@@ -10,7 +10,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::common::{Column, TableReference, plan_err};
 use datafusion::datasource::source_as_provider;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, SubqueryAlias, TableScan, TableScanBuilder, cast,
@@ -22,15 +22,28 @@ use super::table::HiveTableProvider;
 
 /// Views reading views: deeper than this is taken for a view that reads itself.
 const MAX_DEPTH: usize = 16;
+/// Views read in one statement, counting each read: bounds a plan that views reading a view
+/// twice would double at each level.
+const MAX_EXPANSIONS: usize = 1_000;
 
 /// `plan` with every metastore view it reads replaced by the view's own plan.
 ///
+/// `allowed` is the reader's grants: it sees the plan before each level of views is planned,
+/// so a view's SQL is planned only for whoever may read the view, and the tables it reads are
+/// checked on the next pass (and by the caller, after).
+///
 /// # Errors
-/// A view's SQL that DataFusion cannot plan (named in the message), a view whose SQL gives
-/// other columns than it declares, or views nested deeper than 16.
-pub async fn expand_views(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan> {
+/// What `allowed` refuses; a view's SQL that DataFusion cannot plan (named in the message), a
+/// view whose SQL gives other columns than it declares, views nested deeper than 16 or read
+/// more than 1,000 times.
+pub async fn expand_views<E: From<DataFusionError>>(
+    plan: LogicalPlan,
+    state: &SessionState,
+    allowed: impl Fn(&LogicalPlan) -> std::result::Result<(), E>,
+) -> std::result::Result<LogicalPlan, E> {
     let mut plan = plan;
-    for _ in 0..MAX_DEPTH {
+    let mut expansions = 0;
+    for depth in 0..=MAX_DEPTH {
         let mut views: Vec<(TableReference, Arc<dyn TableProvider>)> = Vec::new();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
@@ -44,6 +57,10 @@ pub async fn expand_views(plan: LogicalPlan, state: &SessionState) -> Result<Log
         if views.is_empty() {
             return Ok(plan);
         }
+        if depth == MAX_DEPTH {
+            break;
+        }
+        allowed(&plan)?;
         let mut planned = Vec::with_capacity(views.len());
         for (name, provider) in views {
             let view = plan_view(state, &name, provider.as_ref()).await?;
@@ -53,13 +70,19 @@ pub async fn expand_views(plan: LogicalPlan, state: &SessionState) -> Result<Log
             .transform_up_with_subqueries(|node| {
                 let LogicalPlan::TableScan(scan) = node else { return Ok(Transformed::no(node)) };
                 match planned.iter().find(|(name, _)| *name == scan.table_name) {
-                    Some((_, view)) => Ok(Transformed::yes(inline(scan, view.clone())?)),
+                    Some((name, _)) if expansions >= MAX_EXPANSIONS => {
+                        plan_err!("{name}: views read more than {MAX_EXPANSIONS} times in one statement")
+                    }
+                    Some((_, view)) => {
+                        expansions += 1;
+                        Ok(Transformed::yes(inline(scan, view.clone())?))
+                    }
                     None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
                 }
             })?
             .data;
     }
-    plan_err!("views nested more than {MAX_DEPTH} deep: does a view read itself?")
+    Err(DataFusionError::Plan(format!("views nested more than {MAX_DEPTH} deep: does a view read itself?")).into())
 }
 
 fn view_of(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {

@@ -11,6 +11,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::sql::parser::Statement;
@@ -134,24 +135,38 @@ impl Session {
             self.principal.require_write(&insert.request.table.database)?;
             let mut query = Statement::Statement(Box::new(sqlparser::ast::Statement::Query(insert.query)));
             rewrite::struct_field_access(&mut query);
-            let rows = crate::metastore::expand_views(state.statement_to_plan(query).await?, &state).await?;
+            let rows = self.expand_views(state.statement_to_plan(query).await?, &state).await?;
             let rows = sql::bind(rows, params)?;
             // What the INSERT reads needs the same grants as a query of it.
-            self.principal.check_plan(&rows, CATALOG, &self.current_database())?;
+            self.check_plan(&rows)?;
             let plan = crate::write::plan(&self.write_context(), insert.request, rows)?;
             return Ok(Planned::Write { plan: Box::new(plan), explain: insert.explain });
         }
         rewrite::struct_field_access(&mut statement);
         rewrite::layout_clauses_in_queries(&mut statement);
         let plan = state.statement_to_plan(statement).await.map_err(|e| self.name_missing_table(e))?;
-        let plan = crate::metastore::expand_views(plan, &state).await?;
+        let plan = self.expand_views(plan, &state).await?;
         let plan = sql::bind(plan, params)?;
-        self.principal.check_plan(&plan, CATALOG, &self.current_database())?;
+        self.check_plan(&plan)?;
         let effects = matches!(
             plan,
             LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
         );
         Ok(if effects { Planned::Statement(plan) } else { Planned::Query(plan) })
+    }
+
+    /// `plan` with the metastores' views it reads planned in place, each level of them after
+    /// this session's user was found to may read it.
+    async fn expand_views(&self, plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan> {
+        crate::metastore::expand_views(plan, state, |plan| self.check_plan(plan)).await
+    }
+
+    /// Whether this session's user may run `plan`, its names read as the session reads them
+    /// (`SET datafusion.catalog.default_catalog` included).
+    fn check_plan(&self, plan: &LogicalPlan) -> Result<()> {
+        let state = self.ctx.state_ref();
+        let catalog = state.read().config().options().catalog.default_catalog.clone();
+        self.principal.check_plan(plan, CATALOG, &catalog, &self.current_database())
     }
 
     /// Runs what [`Session::plan`] planned from `sql`, listed in `system.queries` while it
