@@ -155,8 +155,8 @@ impl Session {
         Ok(if effects { Planned::Statement(plan) } else { Planned::Query(plan) })
     }
 
-    /// `plan` with the metastores' views it reads planned in place, each level of them after
-    /// this session's user was found to may read it.
+    /// `plan` with the metastores' views it reads planned in place, each level of them only
+    /// once this session's user is found to be allowed to read it.
     async fn expand_views(&self, plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan> {
         crate::metastore::expand_views(plan, state, |plan| self.check_plan(plan)).await
     }
