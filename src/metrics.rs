@@ -35,6 +35,8 @@ pub struct Metrics {
     pub spilled_bytes: IntCounter,
     /// Plans a Flight DoGet found already made by its GetFlightInfo, or had to make again.
     pub plan_cache: IntCounterVec,
+    /// Queries over caches whose answer was reused from an identical query, or computed.
+    pub answers: IntCounterVec,
     /// Writes published, by outcome (`published`, `failed`), and how long publishing took.
     pub commits: IntCounterVec,
     pub commit_duration: Histogram,
@@ -115,6 +117,11 @@ impl Metrics {
             plan_cache: counter(
                 "lakegate_plan_cache_requests_total",
                 "Flight DoGets whose plan was cached (hit) or made again (miss)",
+                &["result"],
+            ),
+            answers: counter(
+                "lakegate_answers_total",
+                "Queries reading only caches, whose answer was reused from an identical query or computed",
                 &["result"],
             ),
             commits: counter("lakegate_commits_total", "Writes published or failed", &["outcome"]),

@@ -197,3 +197,63 @@ fn the_server_loads_lazy_caches_and_refreshes_them_on_their_interval() {
     let answers = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(answers, format!("{expected}\n{expected}"), "from the files, then from memory");
 }
+
+/// Dashboards send the same queries again and again: over caches, the first answer is kept
+/// and given to the next identical query from any session, until a cache it read is loaded
+/// again or loses its files. psql is the oracle; `/metrics` tells reused from computed.
+#[test]
+fn identical_queries_over_caches_share_one_answer_until_a_cache_changes() {
+    let pg = Postgres::start();
+    let database = pg.database();
+    pg.psql(
+        &database,
+        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 20000) g",
+    );
+    let lakegate = with_events(&pg, &database);
+    lakegate.sql("CACHE TABLE events").success();
+    let server = crate::flight::Server::spawn(lakegate, "", &["--listen", "127.0.0.1:0"]).expect("the server starts");
+    // Each call is a new process, so a new connection and session.
+    let adbc = |sql: &str| {
+        let script = format!(
+            "import adbc_driver_flightsql.dbapi as f\nc = f.connect({url:?})\ncur = c.cursor()\ncur.execute({sql:?})\n\
+             print('\\n'.join('|'.join(str(v) for v in row) for row in cur.fetchall()))",
+            url = server.url()
+        );
+        let out = std::process::Command::new(venv_bin("python")).args(["-c", &script]).output().expect("python runs");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let answers = |result: &str| {
+        let (_, text) = crate::operate::http_get(server.admin.as_deref().expect("served"), "/metrics", None);
+        let wanted = format!("lakegate_answers_total{{result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&wanted)).map_or(0, |v| v.trim().parse::<u64>().expect("a count"))
+    };
+
+    let expected = pg.psql(&database, SUMMARY);
+    assert_eq!(adbc(SUMMARY), expected);
+    assert_eq!((answers("computed"), answers("reused")), (1, 0));
+    assert_eq!(adbc(SUMMARY), expected, "another session, the same answer");
+    assert_eq!((answers("computed"), answers("reused")), (1, 1));
+
+    // The source changes: the cache answers as before, until it is loaded again.
+    pg.psql(&database, "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(20001, 20700) g");
+    assert_eq!(adbc(SUMMARY), expected, "the cache's rows, as every cache answers");
+    adbc("REFRESH TABLE events");
+    let expected = pg.psql(&database, SUMMARY);
+    assert_eq!(adbc(SUMMARY), expected, "a new generation, a new answer");
+    assert_eq!((answers("computed"), answers("reused")), (2, 2));
+
+    // A volatile function is computed every time.
+    let volatile = "SELECT count(*) FROM events WHERE random() < 2";
+    assert_eq!(adbc(volatile), "20700");
+    assert_eq!(adbc(volatile), "20700");
+    assert_eq!(answers("reused"), 2, "random() is never reused");
+
+    // The cache's files deleted under the server: the source answers, never the kept answer.
+    std::fs::remove_dir_all(server.lakegate.data_dir.path().join("cache/default/events")).expect("files removed");
+    pg.psql(&database, "DELETE FROM events WHERE id > 20000");
+    let from_source = pg.psql(&database, SUMMARY);
+    assert_ne!(from_source, expected);
+    assert_eq!(adbc(SUMMARY), from_source, "answered by the source");
+    assert_eq!(answers("reused"), 2);
+}

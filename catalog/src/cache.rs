@@ -236,6 +236,29 @@ impl CachedTable {
     fn name(&self) -> String {
         format!("{}.{}", self.key.0, self.key.1)
     }
+
+    /// The generation a scan would read now: its directory while the cache is not stale and
+    /// its files are intact, the test [`TableProvider::scan`] makes.
+    fn current_generation(&self) -> Option<&Path> {
+        let (_, dir, bytes) = self.data.as_ref()?;
+        (!self.usage.is_stale(&self.key) && parquet_bytes(dir) == Some(*bytes)).then_some(dir.as_path())
+    }
+}
+
+/// What a scan of `provider` reads now, when it is a cache that would answer from its own
+/// files: its generation's directory, which no other load ever names. Rows computed from it
+/// stay right for as long as this stays the same.
+pub fn cache_generation(provider: &dyn TableProvider) -> Option<PathBuf> {
+    let cached = provider.downcast_ref::<CachedTable>()?;
+    cached.current_generation().map(Path::to_path_buf)
+}
+
+/// Counts a use of the cache `provider` that did not scan it (a reused answer), for
+/// `SHOW CACHED TABLES`.
+pub fn count_cache_hit(provider: &dyn TableProvider) {
+    if let Some(cached) = provider.downcast_ref::<CachedTable>() {
+        cached.usage.hit(&cached.key);
+    }
 }
 
 #[async_trait]

@@ -13,7 +13,7 @@ mod source;
 mod spec;
 mod store;
 
-pub use cache::{Cache, CacheDefinition, CacheState, parquet_bytes};
+pub use cache::{Cache, CacheDefinition, CacheState, cache_generation, count_cache_hit, parquet_bytes};
 pub use error::{Error, Result};
 pub use provider::{Catalog, SessionCatalog, check_name, wait_in_place};
 pub use secret::{is_reference, mask_secrets, resolve_reference};

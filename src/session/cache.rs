@@ -37,10 +37,14 @@ pub struct CacheConfig {
     /// Rows of caches each process holds in memory, in MiB (default 1024; 0 for none): a
     /// cache whose rows fit is read into memory on first use, the others from their files.
     pub memory_mb: Option<u64>,
+    /// Answers of queries that read only caches, kept for identical queries, in MiB (default
+    /// 64; 0 for none): until a cache they read is loaded again, the least recently used first.
+    pub answers_mb: Option<u64>,
 }
 
 pub(super) const DEFAULT_DISK_MB: u64 = 10 * 1024;
 pub(super) const DEFAULT_MEMORY_MB: u64 = 1024;
+pub(super) const DEFAULT_ANSWERS_MB: u64 = 64;
 const OPTIONS: &[&str] = &["refresh_interval", "refresh_column"];
 /// A failed load is retried no sooner than this, or its own interval when that is shorter.
 const RETRY_AFTER: Duration = Duration::from_secs(10);

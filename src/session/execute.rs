@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
@@ -18,6 +19,7 @@ use datafusion::sql::parser::Statement;
 use futures::StreamExt;
 use tracing::Instrument;
 
+use super::answers::{Answer, Lookup, Recorder};
 use super::slots::Slot;
 use super::{Session, commands};
 use crate::history::{QueryRecord, Tracked};
@@ -411,7 +413,7 @@ impl Session {
     async fn stream(
         &self,
         tracked: Tracked,
-        stop: crate::write::Stop,
+        mut stop: crate::write::Stop,
         plan: LogicalPlan,
         slot: Slot,
     ) -> Result<SendableRecordBatchStream> {
@@ -419,14 +421,23 @@ impl Session {
         let physical = async {
             let frame = self.ctx.execute_logical_plan(plan).await?;
             let task = frame.task_ctx();
-            Ok::<_, DataFusionError>((frame.create_physical_plan().await?, task))
+            let (state, plan) = frame.into_parts();
+            let plan = state.optimize(&plan)?;
+            let (reused, recorder) = self.reuse_answer(&plan, &state, &mut stop).await?;
+            let physical = match reused {
+                Some(answer) => {
+                    let batch = answer.batch.clone();
+                    MemorySourceConfig::try_new_exec(&[vec![batch]], answer.batch.schema(), None)? as _
+                }
+                None => state.query_planner().create_physical_plan(&plan, &state).await?,
+            };
+            Ok::<_, Error>((physical, task, recorder))
         }
         .instrument(execute.clone())
         .await;
-        let (physical, task) = match physical {
+        let (physical, task, answer) = match physical {
             Ok(planned) => planned,
             Err(e) => {
-                let e = Error::from(e);
                 tracked.finish(Err(&e), None);
                 return Err(e);
             }
@@ -445,12 +456,42 @@ impl Session {
             rows,
             stop,
             tracked: Some(tracked),
+            answer,
             plan: physical,
             statement: tracing::Span::current(),
             _execute: execute,
             _slot: slot,
         };
         Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    /// The answer of `plan` (optimized) kept from an identical query, or, when it may be kept,
+    /// the recorder that keeps it once computed. Waits, while stopping stays possible, when
+    /// another session is computing it now.
+    async fn reuse_answer(
+        &self,
+        plan: &LogicalPlan,
+        state: &SessionState,
+        stop: &mut crate::write::Stop,
+    ) -> Result<(Option<Arc<Answer>>, Option<Recorder>)> {
+        let Some(candidate) = self.answers.candidate(plan, state) else { return Ok((None, None)) };
+        let counted = &self.history.metrics().answers;
+        loop {
+            match self.answers.lookup(candidate.clone()) {
+                Lookup::Reused(answer) => {
+                    counted.with_label_values(&["reused"]).inc();
+                    return Ok((Some(answer), None));
+                }
+                Lookup::Compute(recorder) => {
+                    counted.with_label_values(&["computed"]).inc();
+                    return Ok((None, Some(recorder)));
+                }
+                Lookup::Wait(mut done) => tokio::select! {
+                    _ = done.changed() => {}
+                    stopped = stop.as_mut() => return Err(Error::Stopped(stopped)),
+                },
+            }
+        }
     }
 
     /// The placeholders of `sql` (`$1`, `$2`...) and the types DataFusion infers for them (for
@@ -498,6 +539,8 @@ struct TrackedStream {
     stop: crate::write::Stop,
     /// `None` once the query ended.
     tracked: Option<Tracked>,
+    /// Keeps the rows for identical queries, when they may be reused.
+    answer: Option<Recorder>,
     plan: Arc<dyn ExecutionPlan>,
     statement: tracing::Span,
     /// Ends when the stream is dropped.
@@ -534,6 +577,9 @@ impl futures::Stream for TrackedStream {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(batch))) => {
                 tracked.returned(batch.num_rows(), batch.get_array_memory_size());
+                if let Some(answer) = this.answer.as_mut() {
+                    answer.record(&batch);
+                }
                 Poll::Ready(Some(Ok(batch)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -547,6 +593,9 @@ impl futures::Stream for TrackedStream {
             Poll::Ready(None) => {
                 if let Some(tracked) = this.tracked.take() {
                     tracked.finish(Ok(()), Some(this.plan.as_ref()));
+                }
+                if let Some(answer) = this.answer.take() {
+                    answer.finish(&this.rows.schema());
                 }
                 Poll::Ready(None)
             }

@@ -7,6 +7,7 @@
 //! set on its `SessionConfig`/`RuntimeEnv`, so the same configuration can be handed to a
 //! distributed engine unchanged.
 
+mod answers;
 mod batch;
 mod cache;
 mod commands;
@@ -95,6 +96,8 @@ pub struct Lakegate {
     history: Arc<QueryHistory>,
     metrics: Arc<Metrics>,
     slots: Arc<slots::Slots>,
+    /// Answers of queries over caches, for identical queries of every session.
+    answers: Arc<answers::Answers>,
     /// `[execution] query_timeout`.
     query_timeout: Option<std::time::Duration>,
     /// `[[catalogs]]`, by name.
@@ -158,7 +161,21 @@ impl Lakegate {
             .iter()
             .map(|c| Ok((c.name.clone(), crate::metastore::HiveCatalog::new(c).map_err(Error::Config)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { config, catalog, runtime, stores, layers, history, metrics, slots, query_timeout, metastores })
+        let answers_mb = config.cache.answers_mb.unwrap_or(cache::DEFAULT_ANSWERS_MB);
+        let answers = Arc::new(answers::Answers::new(usize::try_from(answers_mb * 1024 * 1024).unwrap_or(usize::MAX)));
+        Ok(Self {
+            config,
+            catalog,
+            runtime,
+            stores,
+            layers,
+            history,
+            metrics,
+            slots,
+            answers,
+            query_timeout,
+            metastores,
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -285,6 +302,7 @@ impl Lakegate {
             principal: Arc::new(principal),
             history: Arc::clone(&self.history),
             slots: Arc::clone(&self.slots),
+            answers: Arc::clone(&self.answers),
             client: "cli".into(),
             statement_timeout: Arc::new(std::sync::Mutex::new(self.query_timeout)),
             allowed_locations: self.config.allowed_locations.clone().into(),
@@ -322,6 +340,8 @@ pub struct Session {
     pub(crate) history: Arc<QueryHistory>,
     /// The process's statement slots.
     pub(crate) slots: Arc<slots::Slots>,
+    /// The process's answers of queries over caches.
+    pub(crate) answers: Arc<answers::Answers>,
     /// The program whose statements these are, for `system.queries` (`cli` unless set).
     pub(crate) client: Arc<str>,
     /// How long a statement may run: `[execution] query_timeout`, or `SET statement_timeout`.
