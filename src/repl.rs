@@ -21,7 +21,7 @@ Ctrl-C cancels a running query; Ctrl-D quits.";
 /// Where the shell's statements run: in this process, or on a lakegate server.
 #[derive(Debug)]
 pub enum Target {
-    Local(Session),
+    Local(Box<Session>),
     Remote(Box<crate::flight::Remote>),
 }
 
@@ -49,7 +49,7 @@ pub async fn run(lakegate: &Lakegate, target: Option<Target>) -> Result<()> {
     let mut editor = DefaultEditor::new().map_err(|e| Error::Terminal(format!("cannot open it: {e}")))?;
     let history = lakegate.config().data_dir.join("history");
     let _ = editor.load_history(&history);
-    let session = target.unwrap_or_else(|| Target::Local(lakegate.session().with_client("repl")));
+    let session = target.unwrap_or_else(|| Target::Local(Box::new(lakegate.session().with_client("repl"))));
     println!("lakegate {} — type \\? for help, \\q to quit", env!("CARGO_PKG_VERSION"));
     let mut buffer = String::new();
     loop {

@@ -1049,3 +1049,96 @@ fn a_mounted_database_shows_every_table_of_its_remote_schema() {
     assert!(run.stderr.contains("127.0.0.1"), "{}", run.stderr);
     assert!(!lg.sql("SHOW DATABASES").success().stdout.contains("gone"));
 }
+
+/// Inner joins on equal keys of tables of one PostgreSQL server run there, with each table's
+/// filters bound as values, and so do aggregates and top-n over them: one query, and only the
+/// joined rows (or the groups) come back. Every answer is
+/// psql's. Joins the database would compute differently (float keys) or that are not inner,
+/// and tables of two databases, are joined in lakegate.
+#[test]
+fn joins_of_tables_of_one_server_run_there() {
+    let pg = Postgres::shared();
+    let db = pg.database();
+    let other = pg.database();
+    pg.psql(
+        &db,
+        r#"CREATE TABLE users (uid int4, name text, "Odd ""Col" text, score float8);
+           INSERT INTO users SELECT i, CASE WHEN i % 10 = 0 THEN NULL ELSE 'user ' || i % 50 END, 'it''s ' || i, i / 3.0
+             FROM generate_series(1, 500) i;
+           INSERT INTO users VALUES (NULL, 'nobody', NULL, NULL);
+           CREATE TABLE views (id int8, uid int8, program int2, day date, score float8);
+           INSERT INTO views SELECT i, CASE WHEN i % 17 = 0 THEN NULL ELSE i % 600 END, i % 7, DATE '2024-01-01' + i % 30,
+             (i % 500) / 3.0 FROM generate_series(1, 20000) i;
+           CREATE TABLE programs (program int2, title text);
+           INSERT INTO programs SELECT i, 'show ' || i FROM generate_series(0, 5) i"#,
+    );
+    pg.psql(
+        &other,
+        "CREATE TABLE programs (program int2, title text); INSERT INTO programs SELECT i, 'other ' || i FROM generate_series(0, 6) i",
+    );
+    let lg = lakegate();
+    for table in ["users", "views", "programs"] {
+        register(&lg, pg, &db, table, table);
+    }
+    register(&lg, pg, &other, "other_programs", "programs");
+    let pushed = |query: &str| {
+        let (sql, _) = sent(&lg, query);
+        assert_eq!(sql.lines().count(), 1, "one query for the whole join: {query}\n{sql}");
+        sql
+    };
+
+    // Keys of two integer widths, filters on both sides (bound in order), NULL keys unmatched.
+    let query = "SELECT u.name, v.id, v.day FROM views v JOIN users u ON v.uid = u.uid \
+                 WHERE v.program = 3 AND u.name LIKE 'user 1%'";
+    let sql = pushed(query);
+    assert!(
+        sql.contains(r#"FROM (SELECT * FROM "public"."views" WHERE ("program" = $1)) AS "t0" JOIN (SELECT * FROM "public"."users" WHERE "name" LIKE $2) AS "t1" ON "t0"."uid" = "t1"."uid""#),
+        "{sql}"
+    );
+    assert_same_rows(&lg, pg, &db, query, query, false);
+    let analyzed = lg.run(&["sql", "-e", &format!("EXPLAIN ANALYZE {query}")]).success().stdout;
+    let joined = pg.psql(&db, &format!("SELECT count(*) FROM ({query}) q"));
+    let scan = analyzed.lines().find(|l| l.contains("PostgresScanExec")).unwrap_or_default();
+    assert!(scan.contains(&format!("output_rows={joined},")), "only the {joined} joined rows move:\n{analyzed}");
+
+    // Three tables, a quoted column, the aggregate above in lakegate; a self-join on text.
+    let query = r#"SELECT p.title, count(*) AS n FROM views v JOIN users u ON v.uid = u.uid
+                   JOIN programs p ON v.program = p.program WHERE u."Odd ""Col" <> 'it''s 7' GROUP BY p.title"#;
+    let sql = pushed(query);
+    assert_eq!(sql.matches(r#" ON "t"#).count(), 2, "{sql}");
+    assert!(
+        sql.contains(r#"AS "joined" GROUP BY "t2.title""#) && !sent(&lg, query).1,
+        "grouped there too:
+{sql}"
+    );
+    assert_same_rows(&lg, pg, &db, query, query, false);
+    let analyzed = lg.run(&["sql", "-e", &format!("EXPLAIN ANALYZE {query}")]).success().stdout;
+    let scan = analyzed.lines().find(|l| l.contains("PostgresScanExec")).unwrap_or_default();
+    assert!(
+        scan.contains("output_rows=6,"),
+        "only the 6 groups move:
+{analyzed}"
+    );
+    let query = "SELECT a.uid, b.uid FROM users a JOIN users b ON a.name = b.name WHERE a.uid < 60";
+    pushed(query);
+    assert_same_rows(&lg, pg, &db, query, query, false);
+    // Top-n over a join: the order and limit go with it.
+    let query = "SELECT v.id, u.uid FROM views v JOIN users u ON v.uid = u.uid ORDER BY v.id DESC LIMIT 5";
+    assert!(pushed(query).contains(r#"ORDER BY "t0.id" DESC NULLS FIRST LIMIT 5"#));
+    assert_same_rows(&lg, pg, &db, query, query, true);
+
+    // Joined in lakegate: float keys, an outer join, two databases.
+    for query in [
+        "SELECT count(*) FROM views v JOIN users u ON v.score = u.score",
+        "SELECT u.uid, count(v.id) FROM users u LEFT JOIN views v ON v.uid = u.uid GROUP BY u.uid",
+    ] {
+        let (sql, _) = sent(&lg, query);
+        assert_eq!(sql.lines().count(), 2, "{query}:\n{sql}");
+        assert_same_rows(&lg, pg, &db, query, query, false);
+    }
+    let query = "SELECT o.title, count(*) FROM views v JOIN other_programs o ON v.program = o.program GROUP BY o.title";
+    assert_eq!(sent(&lg, query).0.lines().count(), 2);
+    let oracle = "SELECT o.title, count(*) FROM views v JOIN (SELECT i::int2 AS program, 'other ' || i AS title \
+                  FROM generate_series(0, 6) i) o ON v.program = o.program GROUP BY o.title";
+    assert_same_rows(&lg, pg, &db, query, oracle, false);
+}

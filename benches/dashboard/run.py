@@ -9,8 +9,10 @@ connection, as Superset's workers have) runs every query `--rounds` times, start
 different query; latencies are per query, queries/s is all queries over the wall time.
 
 lakegate modes:
-  no cache   every chart reads PostgreSQL, Cassandra and the Parquet files
-  cached     after `CACHE TABLE users`, `CACHE TABLE programs`, `CACHE TABLE adserver_logs`
+  no cache                  every chart reads PostgreSQL, Cassandra and the Parquet files
+  cached                    after `CACHE TABLE users`, `CACHE TABLE programs`, `CACHE TABLE
+                            adserver_logs`; identical queries reuse one answer ([cache] answers_mb)
+  cached, answers computed  the same caches, `[cache] answers_mb = 0`: every chart is computed
 Spark: one SparkSession (local[2], as a Thrift Server would hold it) with the PostgreSQL JDBC
 driver and the Spark Cassandra connector, the three tables cached with `CACHE TABLE`, the same
 SQL submitted from N threads. Every mode's answers are compared with Spark's.
@@ -229,12 +231,18 @@ def main() -> int:
             print(json.dumps(results[-1]), flush=True)
         for table in ["users", "programs", "adserver_logs"]:
             server.query(-1, f"CACHE TABLE {table}")
-        for sql in CHARTS:
-            if normalize(server.query(-1, sql)) != answers[sql]:
-                raise AssertionError(f"the cache changed the answer of {sql}")
-        for n in clients:
-            results.append({"mode": "lakegate, cached", **replay(server.query, n, a.rounds)})
-            print(json.dumps(results[-1]), flush=True)
+        # The same caches with every answer computed, then with identical queries' answers reused.
+        no_reuse = root / "no-reuse.toml"
+        no_reuse.write_text("[cache]\nanswers_mb = 0\n")
+        for mode, config in [("lakegate, cached, answers computed", ["--config", str(no_reuse)]), ("lakegate, cached", [])]:
+            server.stop()
+            server = LakegateServer(base + config, env)
+            for sql in CHARTS:
+                if normalize(server.query(-1, sql)) != answers[sql]:
+                    raise AssertionError(f"the cache changed the answer of {sql}")
+            for n in clients:
+                results.append({"mode": mode, **replay(server.query, n, a.rounds)})
+                print(json.dumps(results[-1]), flush=True)
         server.stop()
         server = None
         if not a.no_spark:
@@ -249,13 +257,13 @@ def main() -> int:
         shutil.rmtree(pg_root, ignore_errors=True)
 
     print(f"\n{a.rows:,} log rows, {len(CHARTS)} charts x {a.rounds} rounds per client")
-    print(f"{'mode':24} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'queries/s':>10}")
+    print(f"{'mode':36} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'queries/s':>10}")
     for r in results:
-        print(f"{r['mode']:24} {r['clients']:>7} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['qps']:>10.1f}")
+        print(f"{r['mode']:36} {r['clients']:>7} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['qps']:>10.1f}")
     spark = {r["clients"]: r["qps"] for r in results if r["mode"].startswith("Spark")}
     for r in results:
-        if r["mode"] == "lakegate, cached" and r["clients"] in spark:
-            print(f"cached lakegate / cached Spark at {r['clients']} clients: {r['qps'] / spark[r['clients']]:.1f}x queries/s")
+        if r["mode"].startswith("lakegate, cached") and r["clients"] in spark:
+            print(f"{r['mode']} / cached Spark at {r['clients']} clients: {r['qps'] / spark[r['clients']]:.1f}x queries/s")
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

@@ -179,7 +179,7 @@ impl Answers {
             bytes: 0,
             too_big: false,
             complete: false,
-            _done: sender,
+            done: Some(sender),
         })
     }
 
@@ -222,7 +222,8 @@ pub(crate) struct Recorder {
     bytes: usize,
     too_big: bool,
     complete: bool,
-    _done: watch::Sender<()>,
+    /// Dropped to wake the sessions waiting for this answer.
+    done: Option<watch::Sender<()>>,
 }
 
 impl Recorder {
@@ -237,8 +238,11 @@ impl Recorder {
             .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()))
             .sum::<usize>();
         if self.bytes > self.answers.largest() {
+            // Not kept: whoever waits for it computes it now.
             self.too_big = true;
             self.batches = Vec::new();
+            self.answers.forget_computing(&self.candidate.key);
+            self.done = None;
         } else {
             self.batches.push(batch.clone());
         }
@@ -266,7 +270,8 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if !self.complete {
+        // Still the one computing it (not given up as too big): nobody else is.
+        if !self.complete && self.done.is_some() {
             self.answers.forget_computing(&self.candidate.key);
         }
     }

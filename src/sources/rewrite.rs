@@ -4,7 +4,9 @@
 //!   `GROUP BY`, and so `SELECT DISTINCT`), so only the groups cross the network;
 //! - the `ORDER BY` of a top-n query (`ORDER BY ... LIMIT n`) over such a table or aggregate,
 //!   so only n rows do. The sort stays in lakegate too, over those rows, so the order and the
-//!   merge of ties are DataFusion's.
+//!   merge of ties are DataFusion's;
+//! - inner joins on equal keys of two or more of its tables (with the filters each table's
+//!   scan took), so the tables' rows are matched where they are and only the joined rows move.
 //!
 //! Only when the database computes exactly what DataFusion would: which columns, aggregates
 //! and orderings qualify is decided in [`postgres::pushdown`]; this module matches plan
@@ -14,16 +16,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
-use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, NullEquality};
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{
-    Aggregate, Expr, LogicalPlan, Projection, Sort, TableScan, TableScanBuilder, TableSource, cast,
+    Aggregate, Expr, Join, JoinType, LogicalPlan, Projection, Sort, TableScan, TableScanBuilder, TableSource, cast,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use super::postgres::pushdown::{self, Clauses};
+use super::postgres::pushdown::{self, Clauses, Relation, TableColumn};
 use super::postgres::pushed::PushedQuery;
 use super::postgres::{RemoteTable, pushdown::Output};
 use super::redshift::RedshiftTable;
@@ -45,6 +47,7 @@ impl OptimizerRule for PushToDatabases {
         let pushed = match &plan {
             LogicalPlan::Aggregate(aggregate) => push_aggregate(aggregate)?,
             LogicalPlan::Sort(sort) => push_order(sort)?,
+            LogicalPlan::Join(join) => push_join(join)?,
             _ => None,
         };
         Ok(match pushed {
@@ -76,15 +79,15 @@ enum Computed {
 /// `Aggregate(TableScan(remote))` as `Projection(TableScan(pushed aggregate))`, the projection
 /// giving each column the aggregate's own name (and computing `avg` from its sum and count).
 fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
-    let LogicalPlan::TableScan(scan) = aggregate.input.as_ref() else { return Ok(None) };
-    let Some(table) = remote_table(&scan.source).filter(|_| scan.fetch.is_none()) else { return Ok(None) };
+    let Some(input) = AggregateInput::of(aggregate.input.as_ref()) else { return Ok(None) };
+    let (scan, columns) = (input.scan, &input.columns);
     let schema = aggregate.schema.as_ref();
     let mut outputs: Vec<Output> = Vec::new();
     let mut results = Vec::new();
     let mut keys = Vec::new();
     for expr in &aggregate.group_expr {
-        let Expr::Column(c) = expr else { return Ok(None) };
-        let Some(column) = table.columns.iter().find(|t| t.field.name() == &c.name) else { return Ok(None) };
+        let Expr::Column(c) = input.read(expr)? else { return Ok(None) };
+        let Some(column) = columns.iter().find(|t| t.field.name() == &c.name) else { return Ok(None) };
         let Some(mut key) = pushdown::group_key(column) else { return Ok(None) };
         keys.push(key.sql.clone());
         key.field = schema.field(results.len()).as_ref().clone();
@@ -93,7 +96,7 @@ fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
     }
     for expr in &aggregate.aggr_expr {
         let field = schema.field(results.len());
-        match pushdown::aggregate(expr, &table.columns, field) {
+        match pushdown::aggregate(&input.read(expr)?, columns, field) {
             Some(pushdown::Aggregate::Value(output)) => {
                 results.push(Computed::Output(outputs.len()));
                 outputs.push(output);
@@ -107,7 +110,10 @@ fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
     }
     let names: Vec<String> = outputs.iter().map(|o| o.field.name().clone()).collect();
     let clauses = Clauses { group_by: Some(keys), ..Clauses::default() };
-    let pushed = PushedQuery::new(table, outputs, scan.filters.clone(), clauses);
+    let pushed = match input.reads {
+        Reads::Join(join) => join.computing(outputs, clauses),
+        Reads::Table(table) => PushedQuery::new(table, outputs, scan.filters.clone(), clauses),
+    };
     let new_scan = TableScanBuilder::new(scan.table_name.clone(), provider_as_source(Arc::new(pushed))).build()?;
     let column = |i: usize| Expr::Column(Column::new(Some(scan.table_name.clone()), &names[i]));
     let exprs = results
@@ -124,6 +130,61 @@ fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
         .collect();
     let projection = Projection::try_new(exprs, Arc::new(LogicalPlan::TableScan(new_scan)))?;
     Ok(Some(LogicalPlan::Projection(projection)))
+}
+
+/// What an aggregate reads, when the database may compute it: a remote table's scan, or a
+/// pushed join under the projection that gives its columns the join's names.
+struct AggregateInput<'a> {
+    scan: &'a TableScan,
+    reads: Reads,
+    /// The scan's columns, as the database's query names them.
+    columns: Vec<TableColumn>,
+    /// For a join: the projection, whose columns the aggregate names.
+    renames: Option<&'a Projection>,
+}
+
+enum Reads {
+    Table(RemoteTable),
+    Join(PushedQuery),
+}
+
+impl<'a> AggregateInput<'a> {
+    fn of(plan: &'a LogicalPlan) -> Option<Self> {
+        match plan {
+            LogicalPlan::TableScan(scan) if scan.fetch.is_none() => match remote_table(&scan.source) {
+                Some(table) => {
+                    Some(Self { scan, columns: table.columns.clone(), reads: Reads::Table(table), renames: None })
+                }
+                None => Self::join(scan, None),
+            },
+            LogicalPlan::Projection(projection) => match projection.input.as_ref() {
+                LogicalPlan::TableScan(scan) if scan.fetch.is_none() => Self::join(scan, Some(projection)),
+                _ => None,
+            },
+            // `FROM views v`: the aggregate names the columns as the scan does, but qualified.
+            LogicalPlan::SubqueryAlias(alias) => Self::of(&alias.input).filter(|input| input.renames.is_none()),
+            _ => None,
+        }
+    }
+
+    fn join(scan: &'a TableScan, renames: Option<&'a Projection>) -> Option<Self> {
+        let pushed = pushed_query(&scan.source).filter(PushedQuery::is_plain_join)?;
+        let columns = pushed.join.as_ref()?.columns.iter().map(|c| c.as_column()).collect();
+        Some(Self { scan, columns, reads: Reads::Join(pushed), renames })
+    }
+
+    /// `expr`, an expression of the aggregate, over the scan's columns.
+    fn read(&self, expr: &Expr) -> DFResult<Expr> {
+        let Some(projection) = self.renames else { return Ok(expr.clone()) };
+        let read = expr.clone().transform(|e| match e {
+            Expr::Column(c) => {
+                let i = projection.schema.index_of_column(&c)?;
+                Ok(Transformed::yes(projection.expr[i].clone().unalias()))
+            }
+            other => Ok(Transformed::no(other)),
+        })?;
+        Ok(read.data)
+    }
 }
 
 /// `Sort(fetch n)` over projections of columns (and subquery aliases) over a remote scan or a
@@ -194,4 +255,106 @@ fn push_order(sort: &Sort) -> DFResult<Option<LogicalPlan>> {
         })
     })?;
     Ok(Some(LogicalPlan::Sort(Sort { expr: sort.expr.clone(), input: Arc::new(input.data), fetch: sort.fetch })))
+}
+
+/// One side of a join the database may compute: the remote table it reads (one of its tables,
+/// for a join), the rows it stands for, and a label for messages.
+struct Side {
+    table: RemoteTable,
+    relation: Relation,
+    label: String,
+}
+
+/// `plan` as a side of a pushed join: a remote table's scan (its projection and filters), or
+/// an earlier pushed join under the projection that renames its columns back; under an alias
+/// (`FROM users u`), which renames nothing the database sees.
+fn side(plan: &LogicalPlan) -> Option<Side> {
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => side(&alias.input),
+        LogicalPlan::TableScan(scan) if scan.fetch.is_none() => {
+            let table = remote_table(&scan.source)?;
+            let columns = match &scan.projection {
+                Some(indices) => indices.iter().map(|&i| table.columns[i].clone()).collect(),
+                None => table.columns.clone(),
+            };
+            let relation = Relation::table(&table.table, columns, scan.filters.clone());
+            Some(Side { label: table.label.clone(), table, relation })
+        }
+        LogicalPlan::Projection(projection) => {
+            let LogicalPlan::TableScan(scan) = projection.input.as_ref() else { return None };
+            let pushed = pushed_query(&scan.source).filter(|p| scan.fetch.is_none() && p.is_plain_join())?;
+            let relation = pushed.join.as_ref()?;
+            let mut columns = Vec::new();
+            for expr in &projection.expr {
+                let Expr::Column(c) = expr.clone().unalias() else { return None };
+                let i = scan.projected_schema.index_of_column(&c).ok()?;
+                let output = scan.projection.as_ref().map_or(i, |p| p[i]);
+                columns.push(relation.columns[output].clone());
+            }
+            let relation = relation.giving(columns);
+            Some(Side { label: pushed.table.label.clone(), table: pushed.table, relation })
+        }
+        _ => None,
+    }
+}
+
+/// The column of `side` that join key `key` reads (through an integer widening cast), if the
+/// database compares it exactly as DataFusion does.
+fn join_key(key: &Expr, plan: &LogicalPlan, side: &Side) -> Option<usize> {
+    let (column, cast_to) = match key {
+        Expr::Column(c) => (c, None),
+        Expr::Cast(cast) => match cast.expr.as_ref() {
+            Expr::Column(c) => (c, Some(cast.field.data_type())),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let i = plan.schema().index_of_column(column).ok()?;
+    let read = &side.relation.columns[i];
+    let widened = cast_to.is_none_or(|to| pushdown::is_integer_widening(read.column.field.data_type(), to));
+    (widened && read.is_join_key()).then_some(i)
+}
+
+/// `Join(inner, equal keys)` of two sides on the same server as `Projection(TableScan(pushed
+/// join))`, the projection giving each column the join's own qualified name.
+fn push_join(join: &Join) -> DFResult<Option<LogicalPlan>> {
+    if join.join_type != JoinType::Inner
+        || join.filter.is_some()
+        || join.null_equality != NullEquality::NullEqualsNothing
+    {
+        return Ok(None);
+    }
+    let (Some(left), Some(right)) = (side(&join.left), side(&join.right)) else { return Ok(None) };
+    if left.table.server != right.table.server || join.on.is_empty() {
+        return Ok(None);
+    }
+    let mut on = Vec::new();
+    for (l, r) in &join.on {
+        let (Some(l), Some(r)) = (join_key(l, &join.left, &left), join_key(r, &join.right, &right)) else {
+            return Ok(None);
+        };
+        // Integers compare across widths; any other type only with itself.
+        let (a, b) =
+            (left.relation.columns[l].column.field.data_type(), right.relation.columns[r].column.field.data_type());
+        if a != b && !(pushdown::is_integer(a) && pushdown::is_integer(b)) {
+            return Ok(None);
+        }
+        on.push((l, r));
+    }
+    let label = format!("{} JOIN {}", left.label, right.label);
+    let relation = Relation::join(left.relation, right.relation, on);
+    let outputs: Vec<Output> = relation.columns.iter().map(|c| Output::column(&c.as_column())).collect();
+    let names: Vec<String> = outputs.iter().map(|o| o.field.name().clone()).collect();
+    let name = datafusion::common::TableReference::bare(label.clone());
+    let pushed = PushedQuery::over_join(left.table, relation, label, outputs, Clauses::default());
+    let scan = TableScanBuilder::new(name.clone(), provider_as_source(Arc::new(pushed))).build()?;
+    let exprs = names
+        .iter()
+        .enumerate()
+        .map(|(i, output)| {
+            let (qualifier, field) = join.schema.qualified_field(i);
+            Expr::Column(Column::new(Some(name.clone()), output)).alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    Ok(Some(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::TableScan(scan)))?)))
 }

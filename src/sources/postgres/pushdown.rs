@@ -80,7 +80,7 @@ fn column<'a>(expr: &Expr, columns: &'a [TableColumn]) -> Option<&'a TableColumn
     }
 }
 
-fn is_integer_widening(from: &DataType, to: &DataType) -> bool {
+pub(crate) fn is_integer_widening(from: &DataType, to: &DataType) -> bool {
     let width = |t: &DataType| match t {
         DataType::Int16 => Some(2),
         DataType::Int32 => Some(4),
@@ -143,7 +143,7 @@ fn is_ordered_natively(data_type: &DataType) -> bool {
     )
 }
 
-fn is_integer(data_type: &DataType) -> bool {
+pub(crate) fn is_integer(data_type: &DataType) -> bool {
     matches!(data_type, DataType::Int16 | DataType::Int32 | DataType::Int64)
 }
 
@@ -244,6 +244,135 @@ pub(crate) struct Clauses {
     pub(crate) limit: Option<usize>,
 }
 
+/// Tables of one server joined there, as a pushed query reads them.
+#[derive(Debug, Clone)]
+pub(crate) struct Relation {
+    /// What the relation gives, in the order of the plan node it stands for.
+    pub(crate) columns: Vec<Joined>,
+    from: From,
+}
+
+#[derive(Debug, Clone)]
+enum From {
+    /// A table, `"schema"."table"` quoted, with the filters its scan took.
+    Table { table: String, filters: Vec<Expr> },
+    /// An inner join where each pair of key columns is equal, as `(left, right)` indices into
+    /// each side's columns.
+    Join { left: Box<Relation>, right: Box<Relation>, on: Vec<(usize, usize)> },
+}
+
+/// A column of a relation: which of its tables (counted from the left, from 0) and which of
+/// that table's columns.
+#[derive(Debug, Clone)]
+pub(crate) struct Joined {
+    pub(crate) table: usize,
+    pub(crate) column: TableColumn,
+}
+
+/// How the query names table `n` of a join.
+fn alias(n: usize) -> String {
+    quote::identifier(&format!("t{n}"))
+}
+
+impl Joined {
+    /// The column as the join gives it, named `t<table>.<name>`: a name no other column of
+    /// the join has (see [`Relation::derived`]).
+    pub(crate) fn as_column(&self) -> TableColumn {
+        let name = format!("t{}.{}", self.table, self.column.field.name());
+        TableColumn { field: self.column.field.clone().with_name(name), native: self.column.native }
+    }
+
+    /// Whether the database finds two such values equal exactly when DataFusion does: the
+    /// types it groups natively ([`group_key`]) but decimals (an unconstrained numeric is
+    /// compared unrounded there, rounded here).
+    pub(crate) fn is_join_key(&self) -> bool {
+        group_key(&self.column).is_some() && !matches!(self.column.field.data_type(), DataType::Decimal128(..))
+    }
+}
+
+impl Relation {
+    /// `columns` of `table` (quoted), as its scan read them with `filters`.
+    pub(crate) fn table(table: &str, columns: Vec<TableColumn>, filters: Vec<Expr>) -> Self {
+        let columns = columns.into_iter().map(|column| Joined { table: 0, column }).collect();
+        Self { columns, from: From::Table { table: table.to_owned(), filters } }
+    }
+
+    /// `left` and `right` joined where each pair `on` (indices into their columns) is equal;
+    /// its columns are theirs, left first.
+    pub(crate) fn join(left: Relation, right: Relation, on: Vec<(usize, usize)>) -> Self {
+        let shift = left.tables();
+        let columns = left
+            .columns
+            .iter()
+            .cloned()
+            .chain(right.columns.iter().map(|c| Joined { table: c.table + shift, column: c.column.clone() }))
+            .collect();
+        Self { columns, from: From::Join { left: Box::new(left), right: Box::new(right), on } }
+    }
+
+    /// The same tables joined the same way, giving `columns` (a projection of its columns).
+    pub(crate) fn giving(&self, columns: Vec<Joined>) -> Self {
+        Self { columns, from: self.from.clone() }
+    }
+
+    /// How many tables it reads.
+    pub(crate) fn tables(&self) -> usize {
+        match &self.from {
+            From::Table { .. } => 1,
+            From::Join { left, right, .. } => left.tables() + right.tables(),
+        }
+    }
+
+    /// The relation as a table for a query's `FROM`: `(SELECT "t0"."a" AS "t0.a", ... FROM
+    /// <the join>) AS "joined"`, its columns named as [`Joined::as_column`] names them, so a
+    /// query reads, groups and orders them as it does a table's; values are bound as `$n`,
+    /// their texts pushed onto `params`.
+    pub(crate) fn derived(&self, params: &mut Vec<String>) -> DFResult<String> {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let name = quote::identifier(c.column.field.name());
+                format!("{}.{name} AS {}", alias(c.table), quote::identifier(c.as_column().field.name()))
+            })
+            .collect();
+        let from = self.render(0, params)?;
+        Ok(format!("(SELECT {} FROM {from}) AS {}", columns.join(", "), quote::identifier("joined")))
+    }
+
+    /// The `FROM` clause, its tables named `t<first>`, `t<first + 1>`... from the left.
+    fn render(&self, first: usize, params: &mut Vec<String>) -> DFResult<String> {
+        match &self.from {
+            From::Table { table, filters } => {
+                let Some(all) = conjunction(filters.iter().cloned()) else {
+                    return Ok(format!("{table} AS {}", alias(first)));
+                };
+                let condition = where_condition(all, params)?;
+                Ok(format!("(SELECT * FROM {table} WHERE {condition}) AS {}", alias(first)))
+            }
+            From::Join { left, right, on } => {
+                let left_sql = left.render(first, params)?;
+                let right_first = first + left.tables();
+                let right_sql = right.render(right_first, params)?;
+                let right_sql = match right.from {
+                    From::Join { .. } => format!("({right_sql})"),
+                    From::Table { .. } => right_sql,
+                };
+                let key = |c: &Joined, at: usize| {
+                    format!("{}.{}", alias(at + c.table), quote::identifier(c.column.field.name()))
+                };
+                let keys: Vec<String> = on
+                    .iter()
+                    .map(|&(l, r)| {
+                        format!("{} = {}", key(&left.columns[l], first), key(&right.columns[r], right_first))
+                    })
+                    .collect();
+                Ok(format!("{left_sql} JOIN {right_sql} ON {}", keys.join(" AND ")))
+            }
+        }
+    }
+}
+
 impl RemoteQuery {
     /// `SELECT <columns cast to their read types> FROM <table> [WHERE <filters>] [LIMIT n]`,
     /// `table` already quoted ([`quote::table`]). `filters` must all satisfy [`supports`].
@@ -275,6 +404,23 @@ impl RemoteQuery {
         clauses: &Clauses,
         dialect: &Dialect,
     ) -> DFResult<Self> {
+        Self::render_from(table, Vec::new(), outputs, filters, clauses, dialect)
+    }
+
+    /// [`Self::render`] from `from`, a table or a [`Relation`] already rendered with the
+    /// values `params`.
+    ///
+    /// # Errors
+    /// As [`Self::select`].
+    pub(crate) fn render_from(
+        from: &str,
+        mut params: Vec<String>,
+        outputs: &[&Output],
+        filters: &[Expr],
+        clauses: &Clauses,
+        dialect: &Dialect,
+    ) -> DFResult<Self> {
+        let table = from;
         let mut sql = String::from("SELECT ");
         if outputs.is_empty() {
             sql.push_str(dialect.constant_column);
@@ -284,14 +430,9 @@ impl RemoteQuery {
             let _ = write!(sql, "{separator}CAST({} AS {})", output.sql, wire_type(&output.field, dialect)?);
         }
         let _ = write!(sql, " FROM {table}");
-        let mut params = Vec::new();
-        let unparser = Unparser::new(&PostgreSqlDialect {});
         // One expression, so the unparser decides the parentheses.
         if let Some(all) = conjunction(filters.iter().cloned()) {
-            let bound = bind_values(all, &mut params)?;
-            let mut condition = unparser.expr_to_sql(&bound)?;
-            requote_identifiers(&mut condition);
-            let _ = write!(sql, " WHERE {condition}");
+            let _ = write!(sql, " WHERE {}", where_condition(all, &mut params)?);
         }
         if let Some(keys) = clauses.group_by.as_ref().filter(|k| !k.is_empty()) {
             let _ = write!(sql, " GROUP BY {}", keys.join(", "));
@@ -304,6 +445,15 @@ impl RemoteQuery {
         }
         Ok(Self { sql, params })
     }
+}
+
+/// `filter` as SQL, its values bound as the next `$n` (pushed onto `params`) and its columns
+/// unqualified.
+fn where_condition(filter: Expr, params: &mut Vec<String>) -> DFResult<ast::Expr> {
+    let bound = bind_values(filter, params)?;
+    let mut condition = Unparser::new(&PostgreSqlDialect {}).expr_to_sql(&bound)?;
+    requote_identifiers(&mut condition);
+    Ok(condition)
 }
 
 /// Rewrites every column name of the unparser's output as [`quote::identifier`] writes it.
@@ -484,6 +634,57 @@ mod tests {
             let query = RemoteQuery::render(&table(), &[&key, &counted], &[], &clauses, &POSTGRES).expect("renders");
             let (columns, _) = names_in(&query.sql);
             proptest::prop_assert_eq!(columns, vec![name.clone(); 4], "{}", query.sql);
+        }
+    }
+
+    /// Two tables joined on a column, each with a filter, and the join's count grouped by it.
+    fn joined(name: &str) -> RemoteQuery {
+        let column = TableColumn { field: Field::new(name, DataType::Int32, true), native: true };
+        let side = || {
+            let filter = Expr::Column(Column::new_unqualified(name)).gt(lit(7));
+            Relation::table(&quote::table(name, name), vec![column.clone()], vec![filter])
+        };
+        let relation = Relation::join(side(), side(), vec![(0, 0)]);
+        let key = group_key(&relation.columns[1].as_column()).expect("an integer key");
+        let clauses = Clauses { group_by: Some(vec![key.sql.clone()]), ..Clauses::default() };
+        let mut params = Vec::new();
+        let from = relation.derived(&mut params).expect("renders");
+        RemoteQuery::render_from(&from, params, &[&key], &[], &clauses, &POSTGRES).expect("renders")
+    }
+
+    #[test]
+    fn a_join_names_its_tables_and_binds_each_sides_values_in_order() {
+        let query = joined("id");
+        assert_eq!(
+            query.sql,
+            r#"SELECT CAST("t1.id" AS int4) FROM (SELECT "t0"."id" AS "t0.id", "t1"."id" AS "t1.id" FROM (SELECT * FROM "id"."id" WHERE ("id" > $1)) AS "t0" JOIN (SELECT * FROM "id"."id" WHERE ("id" > $2)) AS "t1" ON "t0"."id" = "t1"."id") AS "joined" GROUP BY "t1.id""#
+        );
+        assert_eq!(query.params, ["7", "7"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the joined tables and columns are called, the join names exactly them.
+        #[test]
+        fn any_name_is_joined_as_itself(name in "[^\u{0}]{1,24}") {
+            use datafusion::sql::sqlparser::ast::visit_expressions;
+            use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+            use datafusion::sql::sqlparser::parser::Parser;
+            let query = joined(&name);
+            let statements = Parser::parse_sql(&PostgreSqlDialect {}, &query.sql).unwrap_or_else(|e| panic!("{}: {e}", query.sql));
+            let mut read = Vec::new();
+            let _ = visit_expressions(&statements, |e| {
+                if let ast::Expr::CompoundIdentifier(parts) = e {
+                    read.push(parts.iter().map(|p| p.value.clone()).collect::<Vec<_>>());
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            let t = |n: &str| vec![n.to_owned(), name.clone()];
+            // The derived table's two columns, then the ON clause's two keys.
+            proptest::prop_assert_eq!(read, vec![t("t0"), t("t1"), t("t0"), t("t1")], "{}", query.sql);
+            let (columns, tables) = names_in(&query.sql);
+            proptest::prop_assert_eq!(tables, vec![vec![name.clone(), name.clone()]; 2], "{}", query.sql);
+            let expected: Vec<String> = vec![format!("t1.{name}"), name.clone(), name.clone(), format!("t1.{name}")];
+            proptest::prop_assert_eq!(columns, expected, "{}", query.sql);
         }
     }
 

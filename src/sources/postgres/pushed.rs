@@ -1,5 +1,5 @@
 //! A remote table with more of a query in its `SELECT` than filters: an aggregate's groups, the
-//! `ORDER BY ... LIMIT` of a top-n. Built only by [`crate::sources::rewrite`], which decides
+//! `ORDER BY ... LIMIT` of a top-n, a join of tables of the same server. Built only by [`crate::sources::rewrite`], which decides
 //! what the database computes exactly as DataFusion would; read by the table's own scan.
 
 use std::sync::Arc;
@@ -13,11 +13,15 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::RemoteTable;
-use super::pushdown::{Clauses, Output, RemoteQuery};
+use super::pushdown::{Clauses, Output, Relation, RemoteQuery};
 
 #[derive(Debug, Clone)]
 pub(crate) struct PushedQuery {
+    /// The table read; for a join, one of its tables, whose server, pool and options the
+    /// query uses.
     pub(crate) table: RemoteTable,
+    /// For a join: its tables and how they are joined.
+    pub(crate) join: Option<Relation>,
     schema: SchemaRef,
     pub(crate) outputs: Vec<Output>,
     /// An aggregate's `WHERE`: the filters pushed into the table's scan before grouping.
@@ -28,13 +32,37 @@ pub(crate) struct PushedQuery {
 impl PushedQuery {
     pub(crate) fn new(table: RemoteTable, outputs: Vec<Output>, filters: Vec<Expr>, clauses: Clauses) -> Self {
         let schema = Arc::new(Schema::new(outputs.iter().map(|o| o.field.clone()).collect::<Vec<_>>()));
-        Self { table, schema, outputs, filters, clauses }
+        Self { table, join: None, schema, outputs, filters, clauses }
+    }
+
+    /// What `outputs` compute, with `clauses`, over `relation`: tables of `table`'s server
+    /// joined there, each column read as [`super::pushdown::Joined::as_column`] names it.
+    pub(crate) fn over_join(
+        mut table: RemoteTable,
+        relation: Relation,
+        label: String,
+        outputs: Vec<Output>,
+        clauses: Clauses,
+    ) -> Self {
+        table.label = label;
+        Self { join: Some(relation), ..Self::new(table, outputs, Vec::new(), clauses) }
     }
 
     /// The table's rows, all columns, in `order_by`, the first `limit` of them.
     pub(crate) fn top(table: RemoteTable, order_by: Vec<String>, limit: usize) -> Self {
         let outputs = table.columns.iter().map(Output::column).collect();
         Self::new(table, outputs, Vec::new(), Clauses { group_by: None, order_by, limit: Some(limit) })
+    }
+
+    /// This join's query computing `outputs` with `clauses` over its rows.
+    pub(crate) fn computing(self, outputs: Vec<Output>, clauses: Clauses) -> Self {
+        Self { join: self.join, ..Self::new(self.table, outputs, Vec::new(), clauses) }
+    }
+
+    /// A join's rows, nothing more computed over them.
+    pub(crate) fn is_plain_join(&self) -> bool {
+        let Clauses { group_by, order_by, limit } = &self.clauses;
+        self.join.is_some() && group_by.is_none() && order_by.is_empty() && limit.is_none()
     }
 
     fn is_aggregate(&self) -> bool {
@@ -52,9 +80,10 @@ impl TableProvider for PushedQuery {
         TableType::Base
     }
 
-    /// Filters over an aggregate's results (HAVING) stay in lakegate; over rows, as the table.
+    /// Filters over an aggregate's results (HAVING) or a join's rows stay in lakegate (the
+    /// filters of the joined tables are in the join already); over rows, as the table.
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        if self.is_aggregate() {
+        if self.is_aggregate() || self.join.is_some() {
             return Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()]);
         }
         self.table.supports_filters_pushdown(filters)
@@ -79,7 +108,15 @@ impl TableProvider for PushedQuery {
             (a, b) => a.or(b),
         };
         let table = &self.table;
-        let query = RemoteQuery::render(&table.table, &chosen, &filters, &clauses, table.server.dialect)?;
+        let dialect = table.server.dialect;
+        let query = match &self.join {
+            Some(relation) => {
+                let mut params = Vec::new();
+                let from = relation.derived(&mut params)?;
+                RemoteQuery::render_from(&from, params, &chosen, &filters, &clauses, dialect)?
+            }
+            None => RemoteQuery::render(&table.table, &chosen, &filters, &clauses, dialect)?,
+        };
         Ok(table.scan_exec(state, schema, vec![query]))
     }
 }
