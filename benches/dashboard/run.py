@@ -13,6 +13,9 @@ lakegate modes:
   cached                    after `CACHE TABLE users`, `CACHE TABLE programs`, `CACHE TABLE
                             adserver_logs`; identical queries reuse one answer ([cache] answers_mb)
   cached, answers computed  the same caches, `[cache] answers_mb = 0`: every chart is computed
+The harness's floor: Apache Arrow's example Flight SQL server (Go, see benches/latency) answering
+`SELECT 1` for every chart, through the same clients: what N Python ADBC clients on this machine
+measure of a server that does nothing.
 Spark: one SparkSession (local[2], as a Thrift Server would hold it) with the PostgreSQL JDBC
 driver and the Spark Cassandra connector, the three tables cached with `CACHE TABLE`, the same
 SQL submitted from N threads. Every mode's answers are compared with Spark's.
@@ -60,6 +63,7 @@ def sibling(name: str):
 
 postgres_bench = sibling("postgres")
 cassandra_bench = sibling("cassandra")
+latency_bench = sibling("latency")
 
 NCIS = """SELECT COUNT(*) AS impressions FROM adserver_logs A
   JOIN users U ON A.uid = U.uid JOIN programs P ON A.pid = P.id
@@ -202,6 +206,43 @@ def spark_mode(logs_dir: Path, cluster, contact_point: str, clients: list[int], 
     return results
 
 
+def floor_mode(clients: list[int], rounds: int) -> list[dict]:
+    port = latency_bench.free_port()
+    peer = subprocess.Popen([str(latency_bench.peer_binary()), "-host", "127.0.0.1", "-port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    connections: dict[int, object] = {}
+
+    def select1(client: int, _sql: str):
+        if client not in connections:
+            connections[client] = flightsql.connect(f"grpc://127.0.0.1:{port}")
+        cursor = connections[client].cursor()
+        cursor.execute("SELECT 1")
+        rows = cursor.fetchall()
+        cursor.close()
+        return rows
+
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                select1(-1, "")
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        results = []
+        for n in clients:
+            results.append({"mode": "floor: peer server, SELECT 1", **replay(select1, n, rounds)})
+            print(json.dumps(results[-1]), flush=True)
+        return results
+    finally:
+        for c in connections.values():
+            c.close()
+        peer.terminate()
+        peer.wait(timeout=30)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lakegate", type=Path, default=None)
@@ -245,6 +286,7 @@ def main() -> int:
                 print(json.dumps(results[-1]), flush=True)
         server.stop()
         server = None
+        results += floor_mode(clients, a.rounds)
         if not a.no_spark:
             logs_dir = data / "warehouse" / "demo" / "adserver_logs"
             results += spark_mode(logs_dir, cluster, node.contact_point, clients, a.rounds, answers)

@@ -89,7 +89,8 @@ public final class JdbcClient {
         + (user.isEmpty() ? "" : "&user=" + enc(user) + "&password=" + enc(password));
     String latency = arg(args, "latency", "");
     if (!latency.isEmpty()) {
-      latency(url, Integer.parseInt(latency), arg(args, "point-query", ""));
+      int warmup = Integer.parseInt(arg(args, "warmup", "10"));
+      latency(url, Integer.parseInt(latency), warmup, arg(args, "point-query", ""));
       return;
     }
     String values = arg(args, "values", "");
@@ -139,13 +140,14 @@ public final class JdbcClient {
 
   /**
    * For benches/latency: times {@code SELECT 1} and a prepared point query (its one parameter
-   * bound to 1, 2, 3...) {@code n} times each on one connection after a warm-up, and prints one
+   * bound to 1, 2, 3...) {@code n} times each on one connection after {@code warmup} untimed
+   * calls (the JVM compiles the driver's hot paths over the first thousands), and prints one
    * line per query: {@code latency NAME p50_ms=X p95_ms=Y}.
    */
-  private static void latency(String url, int n, String pointQuery) throws Exception {
+  private static void latency(String url, int n, int warmup, String pointQuery) throws Exception {
     try (Connection conn = DriverManager.getConnection(url); Statement st = conn.createStatement()) {
       List<Double> select1 = new ArrayList<>();
-      for (int i = -10; i < n; i++) {
+      for (int i = -warmup; i < n; i++) {
         long t = System.nanoTime();
         try (ResultSet rs = st.executeQuery("SELECT 1")) {
           rs.next();
@@ -158,7 +160,7 @@ public final class JdbcClient {
       if (!pointQuery.isEmpty()) {
         List<Double> point = new ArrayList<>();
         try (PreparedStatement ps = conn.prepareStatement(pointQuery)) {
-          for (int i = -10; i < n; i++) {
+          for (int i = -warmup; i < n; i++) {
             long t = System.nanoTime();
             ps.setLong(1, Math.abs(i) + 1);
             try (ResultSet rs = ps.executeQuery()) {
