@@ -248,6 +248,11 @@ fn identical_queries_over_caches_share_one_answer_until_a_cache_changes() {
     assert_eq!(adbc(volatile), "20700");
     assert_eq!(adbc(volatile), "20700");
     assert_eq!(answers("reused"), 2, "random() is never reused");
+    // Nor `now()`, which would be a new constant, so a new key, each time.
+    let stable = "SELECT count(*) FROM events WHERE now() > TIMESTAMP '2000-01-01 00:00:00'";
+    assert_eq!(adbc(stable), "20700");
+    assert_eq!(adbc(stable), "20700");
+    assert_eq!((answers("computed"), answers("reused")), (2, 2), "not even counted as computed for reuse");
 
     // The cache's files deleted under the server: the source answers, never the kept answer.
     std::fs::remove_dir_all(server.lakegate.data_dir.path().join("cache/default/events")).expect("files removed");

@@ -1122,6 +1122,10 @@ fn joins_of_tables_of_one_server_run_there() {
     let query = "SELECT a.uid, b.uid FROM users a JOIN users b ON a.name = b.name WHERE a.uid < 60";
     pushed(query);
     assert_same_rows(&lg, pg, &db, query, query, false);
+    // Two grouping keys of one name: the join is pushed, the grouping done here.
+    let query = "SELECT a.name, b.name, count(*) FROM users a JOIN users b ON a.uid = b.uid GROUP BY a.name, b.name";
+    assert_eq!(sent(&lg, query), (pushed(query), true));
+    assert_same_rows(&lg, pg, &db, query, query, false);
     // Top-n over a join: the order and limit go with it.
     let query = "SELECT v.id, u.uid FROM views v JOIN users u ON v.uid = u.uid ORDER BY v.id DESC LIMIT 5";
     assert!(pushed(query).contains(r#"ORDER BY "t0.id" DESC NULLS FIRST LIMIT 5"#));

@@ -6,27 +6,30 @@
 //!
 //! "Identical" is DataFusion's own equality of optimized logical plans, after names are
 //! resolved, views expanded, parameters bound and stable functions such as `now()` folded into
-//! constants, together with the session's settings. A query that calls a volatile function
-//! (`random()`), or reads anything but a cache, is always computed. Grants are checked on the
+//! constants, together with the session's settings. A query that calls a function that is
+//! not immutable (`random()`, `now()`), or reads anything but a cache, is always computed. Grants are checked on the
 //! plan before it gets here, so nobody is given rows they may not read.
 //!
-//! While one session computes an answer, the others asking the same wait for it instead of
-//! computing it again.
+//! While one session computes an answer, the others asking the same wait for it (a while: the
+//! first one's client may be slow to read) instead of computing it again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::default_table_source::source_as_provider;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use lakegate_catalog::{cache_generation, count_cache_hit};
 use tokio::sync::watch;
+
+/// What an entry costs beyond its rows: its key (a plan) and bookkeeping, roughly.
+const ENTRY_BYTES: usize = 16 * 1024;
 
 /// Answers kept by one process, within a budget of bytes; the least recently used go first.
 #[derive(Debug)]
@@ -99,9 +102,20 @@ impl Answers {
         self.budget / 16
     }
 
-    /// The key of `plan` (optimized) in `state`, when its answer may be reused.
-    pub(crate) fn candidate(&self, plan: &LogicalPlan, state: &SessionState) -> Option<Candidate> {
-        if self.budget == 0 || matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
+    /// The key of `plan` (optimized from `written`) in `state`, when its answer may be reused.
+    /// Not when `written` calls a function that is not immutable: a volatile one (`random()`)
+    /// gives other rows each time, and a stable one (`now()`) is folded into a constant that
+    /// makes every such query's key new.
+    pub(crate) fn candidate(
+        &self,
+        written: &LogicalPlan,
+        plan: &LogicalPlan,
+        state: &SessionState,
+    ) -> Option<Candidate> {
+        if self.budget == 0
+            || matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_))
+            || calls_mutable(written)
+        {
             return None;
         }
         let mut caches = Vec::new();
@@ -133,10 +147,6 @@ impl Answers {
                 generations.push(generation);
                 caches.push(provider);
             }
-            if node.expressions().iter().any(Expr::is_volatile) {
-                reusable = false;
-                return Ok(TreeNodeRecursion::Stop);
-            }
             Ok(TreeNodeRecursion::Continue)
         });
         if !reusable || caches.is_empty() {
@@ -156,18 +166,14 @@ impl Answers {
 
     /// The kept answer of `candidate`, or who computes it.
     pub(crate) fn lookup(self: &Arc<Self>, candidate: Candidate) -> Lookup {
+        if let Some(answer) = self.kept(&candidate) {
+            return Lookup::Reused(answer);
+        }
         let mut kept = self.lock();
-        kept.clock += 1;
-        let now = kept.clock;
-        match kept.entries.get_mut(&candidate.key) {
-            Some(Entry::Ready { answer, used }) => {
-                *used = now;
-                for cache in &candidate.caches {
-                    count_cache_hit(cache.as_ref());
-                }
-                return Lookup::Reused(Arc::clone(answer));
-            }
+        match kept.entries.get(&candidate.key) {
             Some(Entry::Computing(done)) => return Lookup::Wait(done.clone()),
+            // Kept between the two looks.
+            Some(Entry::Ready { answer, .. }) => return Lookup::Reused(Arc::clone(answer)),
             None => {}
         }
         let (sender, done) = watch::channel(());
@@ -181,6 +187,25 @@ impl Answers {
             complete: false,
             done: Some(sender),
         })
+    }
+
+    /// The answer of `candidate` if it is kept now; a session that waited for it and finds
+    /// none computes it without keeping it, so one failing or too big computation does not
+    /// make the others wait in turn.
+    pub(crate) fn kept(&self, candidate: &Candidate) -> Option<Arc<Answer>> {
+        let mut kept = self.lock();
+        kept.clock += 1;
+        let now = kept.clock;
+        match kept.entries.get_mut(&candidate.key) {
+            Some(Entry::Ready { answer, used }) => {
+                *used = now;
+                for cache in &candidate.caches {
+                    count_cache_hit(cache.as_ref());
+                }
+                Some(Arc::clone(answer))
+            }
+            _ => None,
+        }
     }
 
     /// Keeps `answer` under `key`, making room by dropping the least recently used answers.
@@ -260,8 +285,12 @@ impl Recorder {
             .zip(&self.candidate.key.generations)
             .all(|(cache, generation)| cache_generation(cache.as_ref()).as_ref() == Some(generation));
         // One copy of the rows: sized exactly, and sharing no buffer with the cache's own.
-        if unchanged && let Ok(batch) = concat_batches(schema, &self.batches) {
-            let bytes = batch.get_array_memory_size();
+        let compacted: Vec<RecordBatch> = self.batches.iter().filter_map(compact).collect();
+        if unchanged
+            && compacted.len() == self.batches.len()
+            && let Ok(batch) = concat_batches(schema, &compacted)
+        {
+            let bytes = batch.get_array_memory_size() + ENTRY_BYTES;
             self.complete = true;
             self.answers.keep(&self.candidate.key, Answer { batch, bytes });
         }
@@ -275,4 +304,34 @@ impl Drop for Recorder {
             self.answers.forget_computing(&self.candidate.key);
         }
     }
+}
+
+/// Whether `plan` calls a scalar function that is not immutable.
+fn calls_mutable(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = node.expressions().iter().any(|e| {
+            e.exists(|e| {
+                Ok(matches!(e, Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable))
+            })
+            .unwrap_or(true)
+        });
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
+/// `batch` with its string and binary views' data copied out of the buffers they point into
+/// (those of the cache's rows in memory), so a kept answer holds only its own bytes.
+fn compact(batch: &RecordBatch) -> Option<RecordBatch> {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Utf8View => Arc::new(column.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView => Arc::new(column.as_binary_view().gc()) as ArrayRef,
+            _ => Arc::clone(column),
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).ok()
 }

@@ -421,9 +421,9 @@ impl Session {
         let physical = async {
             let frame = self.ctx.execute_logical_plan(plan).await?;
             let task = frame.task_ctx();
-            let (state, plan) = frame.into_parts();
-            let plan = state.optimize(&plan)?;
-            let (reused, recorder) = self.reuse_answer(&plan, &state, &mut stop).await?;
+            let (state, written) = frame.into_parts();
+            let plan = state.optimize(&written)?;
+            let (reused, recorder) = self.reuse_answer(&written, &plan, &state, &mut stop).await?;
             let physical = match reused {
                 Some(answer) => {
                     let batch = answer.batch.clone();
@@ -465,33 +465,36 @@ impl Session {
         Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream)))
     }
 
-    /// The answer of `plan` (optimized) kept from an identical query, or, when it may be kept,
-    /// the recorder that keeps it once computed. Waits, while stopping stays possible, when
-    /// another session is computing it now.
+    /// The answer of `plan` (optimized from `written`) kept from an identical query, or, when
+    /// it may be kept, the recorder that keeps it once computed. When another session is
+    /// computing it now, waits for that (stopping stays possible), but no longer than
+    /// [`WAIT_FOR_ANSWER`]: its client may be slow to read it.
     async fn reuse_answer(
         &self,
+        written: &LogicalPlan,
         plan: &LogicalPlan,
         state: &SessionState,
         stop: &mut crate::write::Stop,
     ) -> Result<(Option<Arc<Answer>>, Option<Recorder>)> {
-        let Some(candidate) = self.answers.candidate(plan, state) else { return Ok((None, None)) };
+        let Some(candidate) = self.answers.candidate(written, plan, state) else { return Ok((None, None)) };
         let counted = &self.history.metrics().answers;
-        loop {
-            match self.answers.lookup(candidate.clone()) {
-                Lookup::Reused(answer) => {
-                    counted.with_label_values(&["reused"]).inc();
-                    return Ok((Some(answer), None));
-                }
-                Lookup::Compute(recorder) => {
-                    counted.with_label_values(&["computed"]).inc();
-                    return Ok((None, Some(recorder)));
-                }
-                Lookup::Wait(mut done) => tokio::select! {
-                    _ = done.changed() => {}
-                    stopped = stop.as_mut() => return Err(Error::Stopped(stopped)),
-                },
+        let reused = match self.answers.lookup(candidate.clone()) {
+            Lookup::Reused(answer) => Some(answer),
+            Lookup::Compute(recorder) => {
+                counted.with_label_values(&["computed"]).inc();
+                return Ok((None, Some(recorder)));
             }
-        }
+            Lookup::Wait(mut done) => {
+                tokio::select! {
+                    _ = tokio::time::timeout(WAIT_FOR_ANSWER, done.changed()) => {}
+                    stopped = stop.as_mut() => return Err(Error::Stopped(stopped)),
+                }
+                self.answers.kept(&candidate)
+            }
+        };
+        let outcome = if reused.is_some() { "reused" } else { "computed" };
+        counted.with_label_values(&[outcome]).inc();
+        Ok((reused, None))
     }
 
     /// The placeholders of `sql` (`$1`, `$2`...) and the types DataFusion infers for them (for
@@ -531,6 +534,9 @@ impl Session {
         }
     }
 }
+
+/// The longest a query waits for an identical one's answer before computing its own.
+const WAIT_FOR_ANSWER: Duration = Duration::from_secs(5);
 
 /// A query's rows until their end, the stop, or the first error, counted for
 /// `system.queries`; polled inside the statement's span, so what its operators log names it.

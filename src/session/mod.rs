@@ -162,7 +162,9 @@ impl Lakegate {
             .map(|c| Ok((c.name.clone(), crate::metastore::HiveCatalog::new(c).map_err(Error::Config)?)))
             .collect::<Result<Vec<_>>>()?;
         let answers_mb = config.cache.answers_mb.unwrap_or(cache::DEFAULT_ANSWERS_MB);
-        let answers = Arc::new(answers::Answers::new(usize::try_from(answers_mb * 1024 * 1024).unwrap_or(usize::MAX)));
+        let answers = Arc::new(answers::Answers::new(
+            usize::try_from(answers_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+        ));
         Ok(Self {
             config,
             catalog,

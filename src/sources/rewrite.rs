@@ -27,7 +27,7 @@ use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use super::postgres::pushdown::{self, Clauses, Relation, TableColumn};
 use super::postgres::pushed::PushedQuery;
-use super::postgres::{RemoteTable, pushdown::Output};
+use super::postgres::{POSTGRES, RemoteTable, pushdown::Output};
 use super::redshift::RedshiftTable;
 
 /// The optimizer rule; see the module comment.
@@ -109,6 +109,10 @@ fn push_aggregate(aggregate: &Aggregate) -> DFResult<Option<LogicalPlan>> {
         }
     }
     let names: Vec<String> = outputs.iter().map(|o| o.field.name().clone()).collect();
+    // Over a join, two keys may share a name (`GROUP BY a.name, b.name`); a scan's may not.
+    if !all_different(&names) {
+        return Ok(None);
+    }
     let clauses = Clauses { group_by: Some(keys), ..Clauses::default() };
     let pushed = match input.reads {
         Reads::Join(join) => join.computing(outputs, clauses),
@@ -333,10 +337,12 @@ fn push_join(join: &Join) -> DFResult<Option<LogicalPlan>> {
         let (Some(l), Some(r)) = (join_key(l, &join.left, &left), join_key(r, &join.right, &right)) else {
             return Ok(None);
         };
-        // Integers compare across widths; any other type only with itself.
+        // Integers compare across widths; any other type only with itself. Redshift ignores
+        // trailing blanks when it compares text, so its text keys are compared here.
         let (a, b) =
             (left.relation.columns[l].column.field.data_type(), right.relation.columns[r].column.field.data_type());
-        if a != b && !(pushdown::is_integer(a) && pushdown::is_integer(b)) {
+        let text_differs = *a == DataType::Utf8 && left.table.server.dialect.kind != POSTGRES.kind;
+        if (a != b && !(pushdown::is_integer(a) && pushdown::is_integer(b))) || text_differs {
             return Ok(None);
         }
         on.push((l, r));
@@ -345,6 +351,11 @@ fn push_join(join: &Join) -> DFResult<Option<LogicalPlan>> {
     let relation = Relation::join(left.relation, right.relation, on);
     let outputs: Vec<Output> = relation.columns.iter().map(|c| Output::column(&c.as_column())).collect();
     let names: Vec<String> = outputs.iter().map(|o| o.field.name().clone()).collect();
+    // A side may give one column twice, and PostgreSQL cuts names at 63 bytes: either would
+    // make the join's names collide.
+    if !all_different(&names) || names.iter().any(|n| n.len() > 63) {
+        return Ok(None);
+    }
     let name = datafusion::common::TableReference::bare(label.clone());
     let pushed = PushedQuery::over_join(left.table, relation, label, outputs, Clauses::default());
     let scan = TableScanBuilder::new(name.clone(), provider_as_source(Arc::new(pushed))).build()?;
@@ -357,4 +368,9 @@ fn push_join(join: &Join) -> DFResult<Option<LogicalPlan>> {
         })
         .collect();
     Ok(Some(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::TableScan(scan)))?)))
+}
+
+fn all_different(names: &[String]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    names.iter().all(|n| seen.insert(n))
 }
