@@ -46,6 +46,20 @@ struct Kept {
     clock: u64,
 }
 
+impl Kept {
+    /// The kept answer of `candidate`, marked as just used, its caches as hit.
+    fn reuse(&mut self, candidate: &Candidate) -> Option<Arc<Answer>> {
+        self.clock += 1;
+        let now = self.clock;
+        let Some(Entry::Ready { answer, used }) = self.entries.get_mut(&candidate.key) else { return None };
+        *used = now;
+        for cache in &candidate.caches {
+            count_cache_hit(cache.as_ref());
+        }
+        Some(Arc::clone(answer))
+    }
+}
+
 #[derive(Debug)]
 enum Entry {
     Ready {
@@ -122,10 +136,17 @@ impl Answers {
         let mut generations = Vec::new();
         let mut reusable = true;
         let _ = plan.apply_with_subqueries(|node| {
-            let cache = match node {
-                LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
-                    .ok()
-                    .and_then(|provider| Some((cache_generation(provider.as_ref())?, provider))),
+            match node {
+                LogicalPlan::TableScan(scan) => {
+                    let source = source_as_provider(&scan.source).ok();
+                    match source.and_then(|p| Some((cache_generation(p.as_ref())?, p))) {
+                        Some((generation, cache)) => {
+                            generations.push(generation);
+                            caches.push(cache);
+                        }
+                        None => reusable = false,
+                    }
+                }
                 // Effects, and nodes whose results this module cannot vouch for.
                 LogicalPlan::Dml(_)
                 | LogicalPlan::Ddl(_)
@@ -133,21 +154,10 @@ impl Answers {
                 | LogicalPlan::Statement(_)
                 | LogicalPlan::Explain(_)
                 | LogicalPlan::Analyze(_)
-                | LogicalPlan::Extension(_) => {
-                    reusable = false;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                _ => None,
-            };
-            if let LogicalPlan::TableScan(_) = node {
-                let Some((generation, provider)) = cache else {
-                    reusable = false;
-                    return Ok(TreeNodeRecursion::Stop);
-                };
-                generations.push(generation);
-                caches.push(provider);
+                | LogicalPlan::Extension(_) => reusable = false,
+                _ => {}
             }
-            Ok(TreeNodeRecursion::Continue)
+            Ok(if reusable { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
         });
         if !reusable || caches.is_empty() {
             return None;
@@ -166,15 +176,12 @@ impl Answers {
 
     /// The kept answer of `candidate`, or who computes it.
     pub(crate) fn lookup(self: &Arc<Self>, candidate: Candidate) -> Lookup {
-        if let Some(answer) = self.kept(&candidate) {
+        let mut kept = self.lock();
+        if let Some(answer) = kept.reuse(&candidate) {
             return Lookup::Reused(answer);
         }
-        let mut kept = self.lock();
-        match kept.entries.get(&candidate.key) {
-            Some(Entry::Computing(done)) => return Lookup::Wait(done.clone()),
-            // Kept between the two looks.
-            Some(Entry::Ready { answer, .. }) => return Lookup::Reused(Arc::clone(answer)),
-            None => {}
+        if let Some(Entry::Computing(done)) = kept.entries.get(&candidate.key) {
+            return Lookup::Wait(done.clone());
         }
         let (sender, done) = watch::channel(());
         kept.entries.insert(Arc::clone(&candidate.key), Entry::Computing(done));
@@ -193,19 +200,7 @@ impl Answers {
     /// none computes it without keeping it, so one failing or too big computation does not
     /// make the others wait in turn.
     pub(crate) fn kept(&self, candidate: &Candidate) -> Option<Arc<Answer>> {
-        let mut kept = self.lock();
-        kept.clock += 1;
-        let now = kept.clock;
-        match kept.entries.get_mut(&candidate.key) {
-            Some(Entry::Ready { answer, used }) => {
-                *used = now;
-                for cache in &candidate.caches {
-                    count_cache_hit(cache.as_ref());
-                }
-                Some(Arc::clone(answer))
-            }
-            _ => None,
-        }
+        self.lock().reuse(candidate)
     }
 
     /// Keeps `answer` under `key`, making room by dropping the least recently used answers.
