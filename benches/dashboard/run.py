@@ -15,7 +15,10 @@ lakegate modes:
   cached, answers computed  the same caches, `[cache] answers_mb = 0`: every chart is computed
 The harness's floor: Apache Arrow's example Flight SQL server (Go, see benches/latency) answering
 `SELECT 1` for every chart, through the same clients: what N Python ADBC clients on this machine
-measure of a server that does nothing.
+measure of a server that does nothing. Python's ADBC clients cost the two cores more than a
+cached answer does, so the cached modes and the floor are also replayed by `loadgen/` (Apache
+Arrow's own Go Flight SQL client, N goroutines with a connection each; built with `go build` on
+first use): the same charts, the same order, the same percentiles.
 Spark: one SparkSession (local[2], as a Thrift Server would hold it) with the PostgreSQL JDBC
 driver and the Spark Cassandra connector, the three tables cached with `CACHE TABLE`, the same
 SQL submitted from N threads. Every mode's answers are compared with Spark's.
@@ -206,6 +209,30 @@ def spark_mode(logs_dir: Path, cluster, contact_point: str, clients: list[int], 
     return results
 
 
+def loadgen_binary() -> Path:
+    binary = Path.home() / ".cache/lakegate/go-bin/dashboard-loadgen"
+    sources = HERE / "loadgen"
+    newest = max(f.stat().st_mtime for f in sources.iterdir())
+    if not binary.exists() or binary.stat().st_mtime < newest:
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-o", str(binary), "."], cwd=sources, check=True,
+                       env={**os.environ, "GOFLAGS": "-mod=mod"})
+    return binary
+
+
+def go_replay(url: str, queries: list[str], clients: int, rounds: int) -> dict:
+    """`replay` by the Go clients: each runs every query `rounds` times from a different start."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(queries, f)
+        f.flush()
+        out = subprocess.run([str(loadgen_binary()), "-addr", url.split("://", 1)[-1], "-clients", str(clients),
+                              "-rounds", str(rounds), "-queries", f.name], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stderr}")
+    r = json.loads(out.stdout)
+    return {k: r[k] for k in ["clients", "queries", "p50_ms", "p95_ms", "qps"]}
+
+
 def floor_mode(clients: list[int], rounds: int) -> list[dict]:
     port = latency_bench.free_port()
     peer = subprocess.Popen([str(latency_bench.peer_binary()), "-host", "127.0.0.1", "-port", str(port)],
@@ -234,6 +261,10 @@ def floor_mode(clients: list[int], rounds: int) -> list[dict]:
         results = []
         for n in clients:
             results.append({"mode": "floor: peer server, SELECT 1", **replay(select1, n, rounds)})
+            print(json.dumps(results[-1]), flush=True)
+        for n in clients:
+            r = go_replay(f"grpc://127.0.0.1:{port}", ["SELECT 1"] * len(CHARTS), n, rounds)
+            results.append({"mode": "floor: peer server, SELECT 1, Go clients", **r})
             print(json.dumps(results[-1]), flush=True)
         return results
     finally:
@@ -284,6 +315,9 @@ def main() -> int:
             for n in clients:
                 results.append({"mode": mode, **replay(server.query, n, a.rounds)})
                 print(json.dumps(results[-1]), flush=True)
+            for n in clients:
+                results.append({"mode": f"{mode}, Go clients", **go_replay(server.url, CHARTS, n, a.rounds)})
+                print(json.dumps(results[-1]), flush=True)
         server.stop()
         server = None
         results += floor_mode(clients, a.rounds)
@@ -299,9 +333,9 @@ def main() -> int:
         shutil.rmtree(pg_root, ignore_errors=True)
 
     print(f"\n{a.rows:,} log rows, {len(CHARTS)} charts x {a.rounds} rounds per client")
-    print(f"{'mode':36} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'queries/s':>10}")
+    print(f"{'mode':48} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'queries/s':>10}")
     for r in results:
-        print(f"{r['mode']:36} {r['clients']:>7} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['qps']:>10.1f}")
+        print(f"{r['mode']:48} {r['clients']:>7} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['qps']:>10.1f}")
     spark = {r["clients"]: r["qps"] for r in results if r["mode"].startswith("Spark")}
     for r in results:
         if r["mode"].startswith("lakegate, cached") and r["clients"] in spark:
