@@ -162,6 +162,17 @@ async fn a_writer_inserts_into_its_databases_only() {
     assert_eq!(strings(&cached, 1), ["sales"], "only the caches of databases rita may read");
     let rows = query(&mut rita, "SELECT count(*) FROM reports.sales").await.expect("read");
     assert_eq!(strings(&rows, 0), ["3"]);
+
+    // An answer kept for the admin is never given to a reader who may not run its query.
+    let mut root = server.sign_in("root", PASSWORD).await.expect("signs in");
+    let total = "SELECT sum(n) FROM secret.salaries";
+    for _ in 0..2 {
+        assert_eq!(strings(&query(&mut root, total).await.expect("read"), 0), ["100"]);
+    }
+    let (_, metrics) =
+        crate::operate::http_get(server.admin.as_deref().expect("served"), "/metrics", Some(("root", PASSWORD)));
+    assert!(metrics.contains("lakegate_answers_total{result=\"reused\"} 1"), "the answer was kept:\n{metrics}");
+    denied(query(&mut rita, total).await, "rita", "database secret");
 }
 
 #[tokio::test(flavor = "multi_thread")]
