@@ -22,6 +22,18 @@ fn with_events(pg: &Postgres, database: &str) -> Lakegate {
     lakegate
 }
 
+/// A new database of `pg` with 20,000 `events` (ids 1.., md5 payloads), registered in a new
+/// lakegate.
+fn with_md5_events(pg: &Postgres) -> (String, Lakegate) {
+    let database = pg.database();
+    pg.psql(
+        &database,
+        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 20000) g",
+    );
+    let lakegate = with_events(pg, &database);
+    (database, lakegate)
+}
+
 const SUMMARY: &str = "SELECT count(*), sum(length(payload)), min(id), max(id) FROM events WHERE id % 7 = 3";
 
 #[test]
@@ -153,12 +165,7 @@ fn caches_of_queries_and_of_parquet_tables_stay_exact_and_within_their_budget() 
 #[test]
 fn the_server_loads_lazy_caches_and_refreshes_them_on_their_interval() {
     let pg = Postgres::start();
-    let database = pg.database();
-    pg.psql(
-        &database,
-        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 20000) g",
-    );
-    let lakegate = with_events(&pg, &database);
+    let (database, lakegate) = with_md5_events(&pg);
     let lazy = lakegate.sql("CACHE LAZY TABLE events OPTIONS ('refresh_interval' '1s')").success();
     assert!(lazy.stderr.contains("lazily"), "{}", lazy.stderr);
     let listed = lakegate.sql("SHOW CACHED TABLES").success().rows();
@@ -204,12 +211,7 @@ fn the_server_loads_lazy_caches_and_refreshes_them_on_their_interval() {
 #[test]
 fn identical_queries_over_caches_share_one_answer_until_a_cache_changes() {
     let pg = Postgres::start();
-    let database = pg.database();
-    pg.psql(
-        &database,
-        "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 20000) g",
-    );
-    let lakegate = with_events(&pg, &database);
+    let (database, lakegate) = with_md5_events(&pg);
     lakegate.sql("CACHE TABLE events").success();
     let server = crate::flight::Server::spawn(lakegate, "", &["--listen", "127.0.0.1:0"]).expect("the server starts");
     // Each call is a new process, so a new connection and session.
