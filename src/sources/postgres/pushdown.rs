@@ -420,7 +420,6 @@ impl RemoteQuery {
         clauses: &Clauses,
         dialect: &Dialect,
     ) -> DFResult<Self> {
-        let table = from;
         let mut sql = String::from("SELECT ");
         if outputs.is_empty() {
             sql.push_str(dialect.constant_column);
@@ -429,7 +428,7 @@ impl RemoteQuery {
             let separator = if i == 0 { "" } else { ", " };
             let _ = write!(sql, "{separator}CAST({} AS {})", output.sql, wire_type(&output.field, dialect)?);
         }
-        let _ = write!(sql, " FROM {table}");
+        let _ = write!(sql, " FROM {from}");
         // One expression, so the unparser decides the parentheses.
         if let Some(all) = conjunction(filters.iter().cloned()) {
             let _ = write!(sql, " WHERE {}", where_condition(all, &mut params)?);
