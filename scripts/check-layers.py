@@ -24,6 +24,7 @@ LAYERS = {
     "demo": 5,
     "flight": 5,
     "session": 4,
+    "cluster": 3,  # Ballista roles, codecs and planning: over sources and storage
     "access": 3,
     "history": 3,
     "sql": 3,

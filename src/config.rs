@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::cluster::ClusterConfig;
 pub use crate::flight::{ServerConfig, UserConfig};
 pub use crate::metastore::CatalogConfig;
 pub use crate::session::{CacheConfig, EngineConfig, ExecutionConfig, GeodataConfig, LayerConfig};
@@ -31,6 +32,7 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[[catalogs]]`: metastores whose databases appear beside lakegate's own.
     pub catalogs: Vec<CatalogConfig>,
+    pub cluster: ClusterConfig,
 }
 
 /// `LAKEGATE_S3_*`: the `[s3]` settings from the environment.
@@ -91,6 +93,9 @@ impl Config {
         if let Some(dir) = get("LAKEGATE_DATA_DIR") {
             self.data_dir = Some(dir.into());
         }
+        if let Some(scheduler) = get("LAKEGATE_CLUSTER_SCHEDULER") {
+            self.cluster.scheduler = Some(scheduler);
+        }
         if let Some(listen) = get("LAKEGATE_LISTEN") {
             self.server.listen = Some(listen);
         }
@@ -136,6 +141,7 @@ impl From<Config> for EngineConfig {
             query_log_days: config.telemetry.query_log.then(|| config.telemetry.query_log_days.unwrap_or(30)),
             cache: config.cache,
             catalogs: config.catalogs,
+            cluster: config.cluster,
         }
     }
 }

@@ -36,6 +36,9 @@ pub enum Error {
     /// A geodata layer does not load.
     #[error("{0}")]
     Geodata(String),
+    /// A scheduler or executor of a cluster did not start or stopped.
+    #[error("cluster {0}")]
+    Cluster(String),
     /// A remote system (the demo's PostgreSQL) refused or failed.
     #[error("{0}")]
     Remote(String),

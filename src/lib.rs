@@ -3,6 +3,7 @@
 //! spellings that existing scripts use), run by Apache DataFusion.
 
 pub mod access;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 mod error;

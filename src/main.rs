@@ -31,6 +31,10 @@ struct Cli {
     /// the query id of the statement they belong to)
     #[arg(long, global = true, value_enum, default_value = "text", env = "LAKEGATE_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Run queries on this Ballista scheduler (`host:port`, a `lakegate scheduler`) instead of
+    /// in this process [default: `[cluster] scheduler`]
+    #[arg(long, global = true, env = "LAKEGATE_CLUSTER_SCHEDULER", value_name = "HOST:PORT")]
+    cluster: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -130,6 +134,38 @@ enum Command {
         #[arg(long, env = "LAKEGATE_DEMO_POSTGRES")]
         postgres: Option<String>,
     },
+    /// Run a cluster's scheduler: it plans the queries that clients started with `--cluster`
+    /// send, and hands their tasks to executors. It reads the same configuration as the
+    /// clients (`[s3]`, `[cassandra]`, `[geodata]`), for it lists the files of the tables.
+    Scheduler {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:50050", env = "LAKEGATE_SCHEDULER_LISTEN")]
+        listen: std::net::SocketAddr,
+    },
+    /// Run a cluster's executor: it runs the tasks its scheduler hands it, reading tables through
+    /// its own configuration (`[s3]`, `[cassandra]`, `[geodata]`, and the environment variables
+    /// that tables' `${env:...}` options name)
+    Executor {
+        /// The scheduler, as host:port
+        #[arg(long, env = "LAKEGATE_SCHEDULER", value_name = "HOST:PORT")]
+        scheduler: String,
+        /// Address where other executors and clients fetch this one's results (Arrow Flight)
+        #[arg(long, default_value = "127.0.0.1:50061", env = "LAKEGATE_EXECUTOR_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// Port where the scheduler hands this executor its tasks (gRPC) [default: the listen
+        /// port + 1]
+        #[arg(long)]
+        grpc_port: Option<u16>,
+        /// Host name other nodes reach this executor by [default: the listen address's]
+        #[arg(long)]
+        advertise_host: Option<String>,
+        /// Tasks run at once [default: the number of cores]
+        #[arg(long)]
+        concurrent_tasks: Option<usize>,
+        /// Directory of shuffle files [default: a temporary directory]
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// Browse the catalog without writing SQL
     Catalog {
         #[command(subcommand)]
@@ -175,6 +211,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = Some(dir);
     }
+    if let Some(scheduler) = cli.cluster {
+        config.cluster.scheduler = Some(scheduler);
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(match cli.verbose {
             0 => "warn",
@@ -185,8 +224,29 @@ async fn run(cli: Cli) -> Result<()> {
     // Kept until the end: dropping it sends the traces still queued.
     let _telemetry = lakegate::telemetry::init(filter, cli.log_format, &config.telemetry)?;
     let server = config.server.clone();
+    let command = match cli.command {
+        Command::Scheduler { listen } => {
+            let node = Lakegate::cluster_node(config).await?;
+            return lakegate::cluster::run_scheduler(node, lakegate::cluster::SchedulerArgs { listen }).await;
+        }
+        Command::Executor { scheduler, listen, grpc_port, advertise_host, concurrent_tasks, work_dir } => {
+            let node = Lakegate::cluster_node(config).await?;
+            let grpc_port = grpc_port.unwrap_or(listen.port().wrapping_add(1));
+            let args = lakegate::cluster::ExecutorArgs {
+                scheduler,
+                listen,
+                grpc_port,
+                advertise_host,
+                concurrent_tasks,
+                work_dir,
+            };
+            return lakegate::cluster::run_executor(node, args).await;
+        }
+        command => command,
+    };
     let lakegate = Lakegate::open(config).await?;
-    match cli.command {
+    match command {
+        Command::Scheduler { .. } | Command::Executor { .. } => unreachable!("run above"),
         Command::Sql { execute, file, format, output, timing } => {
             let (origin, statements) = match (execute, file) {
                 (Some(text), _) => ("-e".to_owned(), sql::split_statements(&text)?),

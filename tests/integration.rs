@@ -6,6 +6,7 @@ mod access;
 mod cache;
 mod cassandra;
 mod cli;
+mod cluster;
 mod faults;
 mod flight;
 mod fuzz;

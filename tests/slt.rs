@@ -3,8 +3,12 @@
 //! Usage: `cargo test --test slt [-- name-filter]`. In the files (with `control substitution
 //! on`), `$SCRATCH` is a scratch directory of the file's own, and `$DATA` the repository's
 //! `tests/data`.
+//!
+//! Every file runs twice: in-process, then on a Ballista cluster of the real binary (a
+//! scheduler and two executors), where the same results are expected.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +20,10 @@ use lakegate::config::{GeodataConfig, LayerConfig};
 use lakegate::session::Output;
 use lakegate::{Config, Lakegate, Session};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+
+#[path = "common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 
 struct Db {
     session: Session,
@@ -116,18 +124,20 @@ fn geodata_layers(data: &Path) -> GeodataConfig {
     }
 }
 
-async fn open(data_dir: tempfile::TempDir, data: &Path) -> Result<Db, lakegate::Error> {
-    let config =
-        Config { data_dir: Some(data_dir.path().to_path_buf()), geodata: geodata_layers(data), ..Config::default() };
-    let lakegate = Lakegate::open(config).await?;
+async fn open(data_dir: tempfile::TempDir, lakegate: &Lakegate) -> Result<Db, lakegate::Error> {
     let scratch = data_dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).map_err(|e| lakegate::Error::io(scratch.display(), e))?;
     Ok(Db { session: lakegate.session(), scratch: scratch.display().to_string(), _data_dir: data_dir })
 }
 
-async fn run_file(path: &Path, data: &Path) -> Result<(), String> {
+/// Runs one file, on the cluster at `scheduler` if given.
+async fn run_file(path: &Path, data: &Path, scheduler: Option<&str>) -> Result<(), String> {
     let data_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let db = open(data_dir, data).await.map_err(|e| e.to_string())?;
+    let mut config =
+        Config { data_dir: Some(data_dir.path().to_path_buf()), geodata: geodata_layers(data), ..Config::default() };
+    config.cluster.scheduler = scheduler.map(str::to_owned);
+    let lakegate = Arc::new(Lakegate::open(config).await.map_err(|e| e.to_string())?);
+    let db = open(data_dir, &lakegate).await.map_err(|e| e.to_string())?;
     let scratch = db.scratch.clone();
     let mut db = Some(db);
     let mut runner = sqllogictest::Runner::new(move || {
@@ -136,7 +146,11 @@ async fn run_file(path: &Path, data: &Path) -> Result<(), String> {
     });
     runner.set_var("DATA".into(), data.display().to_string());
     runner.set_var("SCRATCH".into(), scratch);
-    runner.run_file_async(path).await.map_err(|e| e.display(true).to_string())
+    runner.run_file_async(path).await.map_err(|e| e.display(true).to_string())?;
+    if scheduler.is_some() && lakegate.queries_on_cluster() == 0 {
+        return Err("no query of the file ran on the cluster".to_owned());
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -150,17 +164,20 @@ fn main() -> std::process::ExitCode {
         .collect();
     files.sort();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let cluster = common::cluster::Cluster::start(2);
     let (mut passed, mut failed) = (0, 0);
-    for file in &files {
-        let name = file.file_name().unwrap_or_default().to_string_lossy();
-        match runtime.block_on(run_file(file, &root.join("data"))) {
-            Ok(()) => {
-                passed += 1;
-                println!("slt {name} ... ok");
-            }
-            Err(e) => {
-                failed += 1;
-                println!("slt {name} ... FAILED\n{e}");
+    for (mode, scheduler) in [("", None), (" on a cluster", Some(cluster.scheduler.as_str()))] {
+        for file in &files {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            match runtime.block_on(run_file(file, &root.join("data"), scheduler)) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("slt {name}{mode} ... ok");
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("slt {name}{mode} ... FAILED\n{e}");
+                }
             }
         }
     }

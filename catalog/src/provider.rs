@@ -19,7 +19,9 @@ use crate::{Error, Result, Sources, TableSpec};
 
 type TableKey = (String, String);
 /// Providers by table, each with the spec JSON it was built from.
-type ProviderCache = HashMap<TableKey, (String, Arc<dyn TableProvider>)>;
+/// By table: the stored text it was built from, its provider, and the spec of a table read
+/// from its own source (stored or mounted, not a cache).
+type ProviderCache = HashMap<TableKey, (String, Arc<dyn TableProvider>, Option<TableSpec>)>;
 
 /// The persistent catalog, shared by every session of a process.
 #[derive(Debug)]
@@ -159,7 +161,7 @@ impl Catalog {
         }
         let key = (database.to_owned(), name.to_owned());
         let version = format!("mount {}", serde_json::to_string(&mount).unwrap_or_default());
-        if let Some((built_from, provider)) = self.lock_providers().get(&key)
+        if let Some((built_from, provider, _)) = self.lock_providers().get(&key)
             && *built_from == version
         {
             return Ok(Some(Arc::clone(provider)));
@@ -168,9 +170,9 @@ impl Catalog {
         // Remote sources discover a table's columns without a query session.
         let session = datafusion::execution::context::SessionContext::new().state();
         let prepared = factory.prepare(&session, factory.mounted_table(&mount, name)).await;
-        let provider = match prepared {
+        let (provider, spec) = match prepared {
             Ok(spec) => match self.source_provider(&spec).await {
-                Ok(provider) => provider,
+                Ok(provider) => (provider, spec),
                 Err(unavailable) => return Ok(Some(unavailable)),
             },
             Err(cause) => {
@@ -180,7 +182,7 @@ impl Catalog {
                 return Ok(Some(Arc::new(UnavailableTable { name, schema, cause: cause.to_string() })));
             }
         };
-        self.lock_providers().insert(key, (version, Arc::clone(&provider)));
+        self.lock_providers().insert(key, (version, Arc::clone(&provider), Some(spec)));
         Ok(Some(provider))
     }
 
@@ -275,23 +277,34 @@ impl Catalog {
             (table, Some((definition, state))) => format!("{}\n{definition}\n{state}", table.as_deref().unwrap_or("")),
         };
         let key = (database.to_owned(), name.to_owned());
-        if let Some((built_from, provider)) = self.lock_providers().get(&key)
+        if let Some((built_from, provider, _)) = self.lock_providers().get(&key)
             && *built_from == version
         {
             return Ok(Some(Arc::clone(provider)));
         }
         let qualified = format!("{database}.{name}");
         let spec = table.map(|json| parse_spec(&qualified, &json)).transpose()?;
-        let provider = match (cache, spec) {
-            (Some((definition, state)), spec) => self.cached_table(key.clone(), spec, &definition, &state).await?,
+        let (provider, spec) = match (cache, spec) {
+            (Some((definition, state)), spec) => {
+                (self.cached_table(key.clone(), spec, &definition, &state).await?, None)
+            }
             (None, Some(spec)) => match self.source_provider(&spec).await {
-                Ok(provider) => provider,
+                Ok(provider) => (provider, Some(spec)),
                 Err(unavailable) => return Ok(Some(unavailable)),
             },
             (None, None) => return Ok(None),
         };
-        self.lock_providers().insert(key, (version, Arc::clone(&provider)));
+        self.lock_providers().insert(key, (version, Arc::clone(&provider), spec));
         Ok(Some(provider))
+    }
+
+    /// The spec `provider` was built from, when it is a table of this catalog read from its
+    /// own source (not a cache or a session's temporary table): what another process rebuilds
+    /// it from.
+    pub fn spec_of(&self, provider: &Arc<dyn TableProvider>) -> Option<TableSpec> {
+        let providers = self.lock_providers();
+        let mut built = providers.values().filter(|(_, p, _)| std::ptr::addr_eq(Arc::as_ptr(p), Arc::as_ptr(provider)));
+        built.next().and_then(|(_, _, spec)| spec.clone())
     }
 
     /// The provider of a table's own source, never its cache. A table whose source fails to

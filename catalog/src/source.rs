@@ -24,6 +24,9 @@ pub struct Capabilities {
     pub lists_partitions: bool,
     /// VACUUM removes files that no committed write references.
     pub vacuum: bool,
+    /// Its scans run on a cluster's executors: every node rebuilds its tables from their specs
+    /// and its own configuration.
+    pub runs_on_cluster: bool,
 }
 
 /// The type of an option's value. Values are checked once, at registration (a `${env:NAME}`

@@ -28,7 +28,7 @@ fn code(error: &Error) -> tonic::Code {
         },
         Error::Statement { source, .. } => code(source),
         Error::Config(_) | Error::Geodata(_) | Error::Listen(_) | Error::Terminal(_) => tonic::Code::FailedPrecondition,
-        Error::Connect(_) | Error::Remote(_) => tonic::Code::Unavailable,
+        Error::Connect(_) | Error::Remote(_) | Error::Cluster(_) => tonic::Code::Unavailable,
         Error::PermissionDenied { .. } => tonic::Code::PermissionDenied,
         Error::Io { .. } | Error::Internal(_) => tonic::Code::Internal,
     }

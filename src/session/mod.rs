@@ -34,6 +34,7 @@ pub use self::layers::{GeodataConfig, LayerConfig};
 use self::layers::{Layers, fetch_remote_layers};
 pub use self::progress::Progress;
 use crate::access::Principal;
+use crate::cluster::{self, ClusterConfig, ClusterPlanner};
 use crate::history::QueryHistory;
 use crate::metrics::Metrics;
 pub use crate::output::Output;
@@ -83,6 +84,8 @@ pub struct EngineConfig {
     pub cache: CacheConfig,
     /// `[[catalogs]]`: metastores whose databases appear as `<name>.<database>.<table>`.
     pub catalogs: Vec<crate::metastore::CatalogConfig>,
+    /// `[cluster]`: the Ballista scheduler queries run on, if any.
+    pub cluster: ClusterConfig,
 }
 
 /// One lakegate process: its configuration, catalog and execution runtime.
@@ -102,6 +105,8 @@ pub struct Lakegate {
     query_timeout: Option<std::time::Duration>,
     /// `[[catalogs]]`, by name.
     metastores: Vec<(String, crate::metastore::HiveCatalog)>,
+    /// Plans queries for the cluster, when `[cluster] scheduler` is set.
+    cluster: Option<Arc<ClusterPlanner>>,
 }
 
 impl Lakegate {
@@ -116,15 +121,7 @@ impl Lakegate {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
         let stores = Arc::new(ObjectStores::new(config.s3.clone()));
-        // DataFusion keeps file listings forever by default; a gateway must see new partitions.
-        let listing_ttl = std::time::Duration::from_secs(config.execution.listing_cache_seconds.unwrap_or(10));
-        let mut runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::clone(&stores) as _)
-            .with_object_list_cache_ttl(Some(listing_ttl));
-        if let Some(mb) = config.execution.memory_limit_mb {
-            runtime = runtime.with_memory_pool(Arc::new(memory::QueryPool::new(mb * 1024 * 1024)));
-        }
-        let runtime = runtime.build_arc()?;
+        let runtime = runtime(&config, &stores)?;
         let query_timeout = match &config.execution.query_timeout {
             Some(text) => crate::sql::parse_duration(text).map_err(|_| {
                 Error::Config(format!(
@@ -137,6 +134,11 @@ impl Lakegate {
         catalog.set_cache_memory(config.cache.memory_mb.unwrap_or(cache::DEFAULT_MEMORY_MB) * 1024 * 1024);
         let geodata = fetch_remote_layers(&config.geodata, &stores, &data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
+        let cluster = config
+            .cluster
+            .scheduler
+            .as_deref()
+            .map(|scheduler| Arc::new(ClusterPlanner::new(scheduler, Arc::clone(&catalog))));
         let metrics = Arc::new(Metrics::new());
         let log = config.query_log_days.map(|days| (data_dir.join("query_log"), days));
         let history = Arc::new(QueryHistory::new(Arc::clone(&metrics), log)?);
@@ -177,11 +179,32 @@ impl Lakegate {
             answers,
             query_timeout,
             metastores,
+            cluster,
         })
+    }
+
+    /// What a scheduler or executor of a cluster builds from `config`: its object stores,
+    /// sources and geodata functions, without a catalog (the clients have that).
+    ///
+    /// # Errors
+    /// A geodata layer does not load.
+    pub async fn cluster_node(config: impl Into<EngineConfig>) -> Result<cluster::Node> {
+        let config = config.into();
+        let stores = Arc::new(ObjectStores::new(config.s3.clone()));
+        let runtime = runtime(&config, &stores)?;
+        let geodata = fetch_remote_layers(&config.geodata, &stores, &config.data_dir.join("geodata")).await?;
+        let layers = Layers::load(&geodata)?;
+        let functions = lakegate_udfs::geodata_udfs(layers.current()).into_iter().map(Arc::new).collect();
+        Ok(cluster::Node { runtime, sources: sources::all(&stores, &config.cassandra), functions })
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Queries this process has sent to its cluster (none without `[cluster] scheduler`).
+    pub fn queries_on_cluster(&self) -> u64 {
+        self.cluster.as_ref().map_or(0, |cluster| cluster.sent())
     }
 
     /// Statements served by this process, newest last (`system.queries`).
@@ -276,12 +299,18 @@ impl Lakegate {
         if let Some(n) = self.config.execution.batch_size {
             config = config.with_batch_size(n);
         }
-        let state = SessionStateBuilder::new()
+        if self.cluster.is_some() {
+            config = ClusterPlanner::session_config(config);
+        }
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
-            .with_optimizer_rule(Arc::new(crate::sources::rewrite::PushToDatabases))
-            .build();
+            .with_optimizer_rule(Arc::new(crate::sources::rewrite::PushToDatabases));
+        if let Some(cluster) = &self.cluster {
+            state = state.with_query_planner(Arc::clone(cluster) as _);
+        }
+        let state = state.build();
         // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them: any
         // file the server can reach, so for admins only.
         let ctx = SessionContext::new_with_state(state);
@@ -311,6 +340,20 @@ impl Lakegate {
             metastores: self.metastores.clone().into(),
         }
     }
+}
+
+/// The runtime of a process's queries: its object stores, file listings kept briefly, and the
+/// `[execution] memory_limit_mb` pool.
+fn runtime(config: &EngineConfig, stores: &Arc<ObjectStores>) -> Result<Arc<RuntimeEnv>> {
+    // DataFusion keeps file listings forever by default; a gateway must see new partitions.
+    let listing_ttl = std::time::Duration::from_secs(config.execution.listing_cache_seconds.unwrap_or(10));
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::clone(stores) as _)
+        .with_object_list_cache_ttl(Some(listing_ttl));
+    if let Some(mb) = config.execution.memory_limit_mb {
+        runtime = runtime.with_memory_pool(Arc::new(memory::QueryPool::new(mb * 1024 * 1024)));
+    }
+    Ok(runtime.build_arc()?)
 }
 
 impl Drop for Lakegate {

@@ -41,6 +41,12 @@ pub(crate) const fn with_s3_params<const OWN: usize, const N: usize>(own: [Param
     all
 }
 
+/// True when a table's OPTIONS set S3 settings of its own: its store is named for this
+/// process alone ([`ObjectStores::own_s3_url`]), so no other node can read through it.
+pub(crate) fn has_own_store(spec: &TableSpec) -> bool {
+    spec.options.keys().any(|key| key.starts_with("s3."))
+}
+
 /// The URL a table's files are read (and written) through. A table whose OPTIONS set S3
 /// settings is on a store of its own ([`ObjectStores::own_s3_url`]), so they apply to this
 /// table only; the location the user wrote stays in the spec, for SHOW CREATE TABLE and errors.

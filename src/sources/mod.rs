@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{Partitioning, PlanProperties};
-use lakegate_catalog::Sources;
+use lakegate_catalog::{Sources, TableSpec};
 
 use self::cassandra::CassandraConfig;
 use crate::storage::ObjectStores;
@@ -51,6 +51,12 @@ pub fn all(stores: &Arc<ObjectStores>, cassandra: &CassandraConfig) -> Sources {
         Arc::new(redshift::RedshiftSource::new(wire, Arc::clone(stores))),
         Arc::new(cassandra::CassandraSource::new(cassandra.clone())),
     ])
+}
+
+/// True when a scan of `spec` can run on a cluster's executors: its source says so, and the
+/// table uses the S3 settings every node has (a table's own settings stay in this process).
+pub fn runs_on_cluster(sources: &Sources, spec: &TableSpec) -> bool {
+    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! S3 server (moto) on a free loopback port. A missing service fails the test with a message
 //! saying how to get it; nothing is skipped.
 
+pub(crate) mod cluster;
 pub(crate) mod postgres;
 
 use std::io::{Read, Write};

@@ -90,9 +90,9 @@ impl SourceFactory for ParquetSource {
     }
 
     /// lakegate writes Parquet tables (INSERT, with Hive partitions and commit markers), lists
-    /// and adds their partitions, and vacuums their abandoned files.
+    /// and adds their partitions, vacuums their abandoned files, and reads them on a cluster.
     fn capabilities(&self) -> Capabilities {
-        Capabilities { writable: true, lists_partitions: true, vacuum: true }
+        Capabilities { writable: true, lists_partitions: true, vacuum: true, runs_on_cluster: true }
     }
 
     fn aliases(&self) -> &'static [&'static str] {

@@ -1,0 +1,126 @@
+//! `lakegate scheduler` and `lakegate executor`: Ballista's scheduler and executor with
+//! lakegate's tables, functions and object stores linked in, so a cluster is more `lakegate`
+//! processes, each configured from its own file and environment.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::extension::{ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions};
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::SessionConfig;
+
+use super::Node;
+use super::codec::TableCodec;
+use crate::{Error, Result};
+
+/// Where a scheduler listens.
+#[derive(Debug, Clone)]
+pub struct SchedulerArgs {
+    pub listen: SocketAddr,
+}
+
+/// Where an executor listens, and which scheduler it serves.
+#[derive(Debug, Clone)]
+pub struct ExecutorArgs {
+    /// The scheduler's `host:port`.
+    pub scheduler: String,
+    /// Where other executors and clients fetch this one's results (Arrow Flight).
+    pub listen: SocketAddr,
+    /// Where the scheduler hands this executor its tasks (gRPC).
+    pub grpc_port: u16,
+    /// The host other nodes reach this one by [default: the listen address's].
+    pub advertise_host: Option<String>,
+    /// Tasks run at once [default: the number of cores].
+    pub concurrent_tasks: Option<usize>,
+    /// Shuffle files [default: a temporary directory].
+    pub work_dir: Option<std::path::PathBuf>,
+}
+
+fn cluster_error(role: &str, e: impl std::fmt::Display) -> Error {
+    Error::Cluster(format!("{role}: {e}"))
+}
+
+/// Runs a scheduler until the process is stopped. It plans jobs, so it rebuilds tables
+/// (listing their files through its own object stores) and knows lakegate's functions.
+///
+/// # Errors
+/// The address cannot be bound, or Ballista fails to start.
+pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
+    let Node { runtime, sources, functions } = node;
+    let session_builder = Arc::new(move |config: SessionConfig| {
+        let mut scalar = ballista_scalar_functions();
+        scalar.extend(functions.iter().cloned());
+        Ok(SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&runtime))
+            .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+            .with_scalar_functions(scalar)
+            .with_aggregate_functions(ballista_aggregate_functions())
+            .with_window_functions(ballista_window_functions())
+            .build())
+    });
+    let config = SchedulerConfig {
+        bind_host: args.listen.ip().to_string(),
+        bind_port: args.listen.port(),
+        external_host: args.listen.ip().to_string(),
+        override_session_builder: Some(session_builder),
+        override_logical_codec: Some(Arc::new(TableCodec::receiving(sources))),
+        ..SchedulerConfig::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config).await.map_err(|e| cluster_error("scheduler", e))?;
+    tracing::info!(listen = %args.listen, "scheduler started");
+    start_server(cluster, args.listen, Arc::new(config)).await.map_err(|e| cluster_error("scheduler", e))
+}
+
+/// Runs an executor until the process is stopped or its scheduler tells it to stop.
+///
+/// # Errors
+/// The scheduler address is not `host:port`, or Ballista fails to start.
+pub async fn run_executor(node: Node, args: ExecutorArgs) -> Result<()> {
+    let Node { runtime, sources, functions } = node;
+    let (scheduler_host, scheduler_port) = args
+        .scheduler
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        .ok_or_else(|| Error::Config(format!("--scheduler {} is not host:port", args.scheduler)))?;
+    let mut registry = BallistaFunctionRegistry::default();
+    for function in functions {
+        registry.scalar_functions.insert(function.name().to_owned(), function);
+    }
+    let work_dir = args.work_dir.as_ref().map(|dir| dir.display().to_string());
+    let spill_dir = work_dir.clone();
+    // Each task gets a runtime over this process's object stores: clients and their
+    // connections are built once per process, not per task.
+    let stores = Arc::clone(&runtime.object_store_registry);
+    let runtime_producer = Arc::new(move |_: &SessionConfig| {
+        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(Arc::clone(&stores));
+        if let Some(dir) = &spill_dir {
+            builder = builder.with_temp_file_path(dir);
+        }
+        builder.build_arc()
+    });
+    let host = args.listen.ip().to_string();
+    let config = ExecutorProcessConfig {
+        bind_host: host.clone(),
+        external_host: Some(args.advertise_host.clone().unwrap_or(host)),
+        port: args.listen.port(),
+        grpc_port: args.grpc_port,
+        scheduler_host,
+        scheduler_port,
+        vcores: args.concurrent_tasks.unwrap_or(0),
+        work_dir,
+        override_function_registry: Some(Arc::new(registry)),
+        override_runtime_producer: Some(runtime_producer),
+        override_logical_codec: Some(Arc::new(TableCodec::receiving(sources))),
+        ..ExecutorProcessConfig::default()
+    };
+    tracing::info!(listen = %args.listen, scheduler = %args.scheduler, "executor started");
+    start_executor_process(Arc::new(config)).await.map_err(|e| cluster_error("executor", e))
+}

@@ -1,0 +1,106 @@
+//! lakegate on a real Ballista cluster: a `lakegate scheduler` and two `lakegate executor`s
+//! started from the real binary on free loopback ports, clients pointed at them with
+//! `--cluster`, and the same queries run in-process as the reference.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::cluster::Cluster;
+use crate::common::{Lakegate, Run, free_port, venv_bin};
+
+/// `lakegate -v --cluster <scheduler> sql --format csv -e <sql>`.
+pub(crate) fn on_cluster(lakegate: &Lakegate, scheduler: &str, sql: &str) -> Run {
+    lakegate.run(&["-v", "--cluster", scheduler, "sql", "--format", "csv", "-e", sql])
+}
+
+/// The line the client logs for each query it sends to the cluster.
+const SENT: &str = "query runs on the cluster";
+
+/// CSV rows compared as values: numbers within a relative 1e-9 (sums add up in another order
+/// on a cluster), everything else exactly; rows sorted, as a query without ORDER BY has none.
+#[track_caller]
+fn assert_same_rows(what: &str, expected: &str, actual: &str) {
+    let rows = |text: &str| {
+        let mut rows: Vec<Vec<String>> = text.lines().map(|l| l.split(',').map(str::to_owned).collect()).collect();
+        rows.sort();
+        rows
+    };
+    let (expected, actual) = (rows(expected), rows(actual));
+    assert_eq!(expected.len(), actual.len(), "{what}: row counts differ\nexpected: {expected:?}\nactual: {actual:?}");
+    for (e, a) in expected.iter().zip(&actual) {
+        let same = e.len() == a.len()
+            && e.iter().zip(a).all(|(x, y)| match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                _ => x == y,
+            });
+        assert!(same, "{what}: rows differ\nexpected: {e:?}\nactual:   {a:?}");
+    }
+}
+
+const TPCH_TABLES: [&str; 8] = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"];
+
+/// TPC-H Parquet files of scale factor `sf`, written by DuckDB's dbgen.
+fn tpch_data(dir: &Path, sf: f64) {
+    let script = format!(
+        "import duckdb, duckdb_extension_tpch, pathlib\n\
+         ext = pathlib.Path(duckdb_extension_tpch.__file__).parent / 'extensions' / ('v' + duckdb.__version__) / 'tpch.duckdb_extension'\n\
+         con = duckdb.connect()\ncon.execute(f\"LOAD '{{ext}}'\")\ncon.execute('CALL dbgen(sf={sf})')\n\
+         for t in {TPCH_TABLES:?}:\n    con.execute(f\"COPY {{t}} TO '{dir}/{{t}}.parquet' (FORMAT parquet)\")\n",
+        dir = dir.display()
+    );
+    let output = Command::new(venv_bin("python")).args(["-c", &script]).output().expect("python runs");
+    assert!(output.status.success(), "dbgen: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn tpch_lakegate(data: &Path) -> Lakegate {
+    let lakegate = Lakegate::new();
+    let ddl: Vec<String> = TPCH_TABLES
+        .iter()
+        .map(|t| format!("CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION '{}/{t}.parquet'", data.display()))
+        .collect();
+    lakegate.sql(&ddl.join(";\n")).success();
+    lakegate
+}
+
+fn tpch_query(n: usize) -> String {
+    let path: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "benches", "tpch", "queries", &format!("q{n:02}.sql")].iter().collect();
+    std::fs::read_to_string(path).expect("query text").trim().trim_end_matches(';').to_owned()
+}
+
+#[test]
+fn tpch_gives_the_same_rows_on_a_cluster_as_in_process() {
+    let data = tempfile::tempdir().expect("temp dir");
+    tpch_data(data.path(), 0.01);
+    let lakegate = tpch_lakegate(data.path());
+    let cluster = Cluster::start(2);
+    for n in 1..=22 {
+        let sql = tpch_query(n);
+        let local = lakegate.sql(&sql).success();
+        let distributed = on_cluster(&lakegate, &cluster.scheduler, &sql).success();
+        assert!(distributed.stderr.contains(SENT), "q{n} did not run on the cluster:\n{}", distributed.stderr);
+        assert_same_rows(&format!("TPC-H q{n}"), &local.stdout, &distributed.stdout);
+    }
+    // Both executors ran tasks.
+    for executor in ["executor-1", "executor-2"] {
+        assert!(cluster.log(executor).contains("task"), "{executor} ran no task:\n{}", cluster.log(executor));
+    }
+}
+
+#[test]
+fn a_scheduler_that_is_down_is_named_in_the_error() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let lakegate = Lakegate::new();
+    let file = data.path().join("t.parquet");
+    lakegate.sql(&format!("COPY (SELECT 1 AS x) TO '{}' STORED AS PARQUET", file.display())).success();
+    lakegate.sql(&format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}'", file.display())).success();
+    let down = format!("127.0.0.1:{}", free_port());
+    let run = on_cluster(&lakegate, &down, "SELECT count(*) FROM t").failure();
+    assert!(run.stderr.contains(&down), "the error names the scheduler:\n{}", run.stderr);
+    // Statements that act on the catalog do not need the cluster.
+    on_cluster(&lakegate, &down, "SHOW TABLES").success();
+    // An executor without its scheduler says so and stops.
+    let executor = lakegate.run(&["executor", "--scheduler", &down, "--listen", &format!("127.0.0.1:{}", free_port())]);
+    let executor = executor.failure();
+    assert!(executor.stderr.contains("scheduler"), "{}", executor.stderr);
+}
