@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::cluster::Cluster;
 use crate::common::{Lakegate, Run, free_port, venv_bin};
@@ -83,7 +84,7 @@ fn tpch_gives_the_same_rows_on_a_cluster_as_in_process() {
     }
     // Both executors ran tasks.
     for executor in ["executor-1", "executor-2"] {
-        assert!(cluster.log(executor).contains("task"), "{executor} ran no task:\n{}", cluster.log(executor));
+        assert!(cluster.log(executor).contains("Execute task"), "{executor} ran no task:\n{}", cluster.log(executor));
     }
 }
 
@@ -103,4 +104,77 @@ fn a_scheduler_that_is_down_is_named_in_the_error() {
     let executor = lakegate.run(&["executor", "--scheduler", &down, "--listen", &format!("127.0.0.1:{}", free_port())]);
     let executor = executor.failure();
     assert!(executor.stderr.contains("scheduler"), "{}", executor.stderr);
+}
+
+#[test]
+fn an_executor_killed_mid_query_leaves_the_cluster_serving() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let lakegate = Lakegate::new();
+    let location = data.path().join("big");
+    lakegate
+        .sql(&format!(
+            "COPY (SELECT i AS x, i % 1000 AS k, md5(CAST(i AS VARCHAR)) AS s FROM generate_series(1, 2000000) t(i)) \
+             TO '{}/' STORED AS PARQUET OPTIONS (max_row_group_size 50000);\n\
+             CREATE EXTERNAL TABLE big STORED AS PARQUET LOCATION '{}/'",
+            location.display(),
+            location.display()
+        ))
+        .success();
+    let sql = "SELECT count(*), count(DISTINCT s), max(k) FROM big";
+    let expected = lakegate.sql(sql).success().stdout;
+    let mut cluster = Cluster::start(2);
+    let client = lakegate
+        .command()
+        .args(["-v", "--cluster", &cluster.scheduler, "sql", "--format", "csv", "-e", sql])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("client starts");
+    // Killed as soon as it runs a task of the query.
+    let mut busy = None;
+    crate::common::wait_for("a task of the query", Duration::from_secs(60), || {
+        busy = ["executor-1", "executor-2"].into_iter().find(|e| cluster.log(e).contains("Execute task"));
+        busy.is_some()
+    });
+    cluster.kill(busy.expect("an executor runs the query"));
+    let output = client.wait_with_output().expect("the client ends");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        assert_same_rows("the query that lost an executor", &expected, &stdout);
+    } else {
+        assert!(stderr.to_lowercase().contains("executor"), "the error names the executor:\n{stderr}");
+    }
+    // The cluster goes on serving with the executor that is left.
+    let after = on_cluster(&lakegate, &cluster.scheduler, sql).success();
+    assert!(after.stderr.contains(SENT), "{}", after.stderr);
+    assert_same_rows("the next query", &expected, &after.stdout);
+}
+
+#[test]
+fn geodata_runs_on_the_executors() {
+    let geo: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "data", "geo", "states.tsv"].iter().collect();
+    let config =
+        format!("[[geodata.layers]]\nname = \"state\"\npath = \"{}\"\nattributes = [\"state\"]\n", geo.display());
+    let data = tempfile::tempdir().expect("temp dir");
+    let config_file = data.path().join("lakegate.toml");
+    std::fs::write(&config_file, &config).expect("config written");
+    let lakegate = Lakegate::new().with_env("LAKEGATE_CONFIG", &config_file.display().to_string());
+    let points = data.path().join("points.parquet");
+    // A grid over the contiguous United States, some points in the sea.
+    lakegate
+        .sql(&format!(
+            "COPY (SELECT -125.0 + (i % 60) AS lon, 25.0 + (i / 60) * 0.5 AS lat \
+             FROM generate_series(0, 2999) t(i)) TO '{}' STORED AS PARQUET;\n\
+             CREATE EXTERNAL TABLE points STORED AS PARQUET LOCATION '{}'",
+            points.display(),
+            points.display()
+        ))
+        .success();
+    let sql = "SELECT geodata(lon, lat).state AS state, count(*) AS n FROM points GROUP BY 1";
+    let local = lakegate.sql(sql).success();
+    assert!(local.stdout.contains("California"), "{}", local.stdout);
+    let cluster = Cluster::start_with(2, Some(&config));
+    let distributed = on_cluster(&lakegate, &cluster.scheduler, sql).success();
+    assert!(distributed.stderr.contains(SENT), "{}", distributed.stderr);
+    assert_same_rows("geodata by state", &local.stdout, &distributed.stdout);
 }

@@ -9,7 +9,7 @@ use ballista_core::extension::{ballista_aggregate_functions, ballista_scalar_fun
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -42,6 +42,12 @@ pub struct ExecutorArgs {
     pub work_dir: Option<std::path::PathBuf>,
 }
 
+/// How often an executor tells its scheduler it is alive.
+const HEARTBEAT_SECONDS: u64 = 5;
+
+/// How long a scheduler waits for a heartbeat before it gives an executor up.
+const EXECUTOR_TIMEOUT_SECONDS: u64 = 4 * HEARTBEAT_SECONDS;
+
 fn cluster_error(role: &str, e: impl std::fmt::Display) -> Error {
     Error::Cluster(format!("{role}: {e}"))
 }
@@ -70,6 +76,14 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
         bind_host: args.listen.ip().to_string(),
         bind_port: args.listen.port(),
         external_host: args.listen.ip().to_string(),
+        // Spread each stage's tasks over the executors, so scans use every machine's disks
+        // and network rather than filling the first executor's slots.
+        task_distribution: TaskDistributionPolicy::RoundRobin,
+        // An executor that stops answering is given up after 20 s (Ballista waits 180 s), and
+        // its tasks go to the others: a dashboard's query should not hang on a lost machine.
+        executor_timeout_seconds: EXECUTOR_TIMEOUT_SECONDS,
+        no_executors_grace_period_seconds: EXECUTOR_TIMEOUT_SECONDS,
+        expire_dead_executor_interval_seconds: 5,
         override_session_builder: Some(session_builder),
         override_logical_codec: Some(Arc::new(TableCodec::receiving(sources))),
         ..SchedulerConfig::default()
@@ -119,6 +133,7 @@ pub async fn run_executor(node: Node, args: ExecutorArgs) -> Result<()> {
         override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(runtime_producer),
         override_logical_codec: Some(Arc::new(TableCodec::receiving(sources))),
+        executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(listen = %args.listen, scheduler = %args.scheduler, "executor started");

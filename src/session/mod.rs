@@ -121,7 +121,7 @@ impl Lakegate {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
         let stores = Arc::new(ObjectStores::new(config.s3.clone()));
-        let runtime = runtime(&config, &stores)?;
+        let runtime = runtime(&config, &stores, Listings::Kept)?;
         let query_timeout = match &config.execution.query_timeout {
             Some(text) => crate::sql::parse_duration(text).map_err(|_| {
                 Error::Config(format!(
@@ -191,7 +191,8 @@ impl Lakegate {
     pub async fn cluster_node(config: impl Into<EngineConfig>) -> Result<cluster::Node> {
         let config = config.into();
         let stores = Arc::new(ObjectStores::new(config.s3.clone()));
-        let runtime = runtime(&config, &stores)?;
+        // Clients write the tables and forget their own listings; a scheduler lists afresh.
+        let runtime = runtime(&config, &stores, Listings::Fresh)?;
         let geodata = fetch_remote_layers(&config.geodata, &stores, &config.data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
         let functions = lakegate_udfs::geodata_udfs(layers.current()).into_iter().map(Arc::new).collect();
@@ -342,14 +343,25 @@ impl Lakegate {
     }
 }
 
-/// The runtime of a process's queries: its object stores, file listings kept briefly, and the
+/// Whether a process keeps the listings of tables' files for a while.
+enum Listings {
+    /// For `[execution] listing_cache_seconds`: a process that writes tables forgets its own.
+    Kept,
+    /// Listed for every query: a cluster's nodes, which never hear of the clients' writes.
+    Fresh,
+}
+
+/// The runtime of a process's queries: its object stores, file listings, and the
 /// `[execution] memory_limit_mb` pool.
-fn runtime(config: &EngineConfig, stores: &Arc<ObjectStores>) -> Result<Arc<RuntimeEnv>> {
-    // DataFusion keeps file listings forever by default; a gateway must see new partitions.
-    let listing_ttl = std::time::Duration::from_secs(config.execution.listing_cache_seconds.unwrap_or(10));
-    let mut runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::clone(stores) as _)
-        .with_object_list_cache_ttl(Some(listing_ttl));
+fn runtime(config: &EngineConfig, stores: &Arc<ObjectStores>, listings: Listings) -> Result<Arc<RuntimeEnv>> {
+    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::clone(stores) as _);
+    runtime = match listings {
+        // DataFusion keeps file listings forever by default; a gateway must see new partitions.
+        Listings::Kept => runtime.with_object_list_cache_ttl(Some(std::time::Duration::from_secs(
+            config.execution.listing_cache_seconds.unwrap_or(10),
+        ))),
+        Listings::Fresh => runtime.with_object_list_cache_limit(0),
+    };
     if let Some(mb) = config.execution.memory_limit_mb {
         runtime = runtime.with_memory_pool(Arc::new(memory::QueryPool::new(mb * 1024 * 1024)));
     }

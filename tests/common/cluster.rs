@@ -11,6 +11,8 @@ pub(crate) struct Cluster {
     pub(crate) scheduler: String,
     processes: Vec<(String, Child)>,
     logs: tempfile::TempDir,
+    /// Every node's `lakegate.toml`, if any.
+    config: Option<std::path::PathBuf>,
 }
 
 fn listening(port: u16) -> bool {
@@ -19,9 +21,19 @@ fn listening(port: u16) -> bool {
 
 impl Cluster {
     pub(crate) fn start(executors: usize) -> Self {
+        Self::start_with(executors, None)
+    }
+
+    /// A cluster whose every node reads `config` as its `lakegate.toml`.
+    pub(crate) fn start_with(executors: usize, config: Option<&str>) -> Self {
         let logs = tempfile::tempdir().expect("temp dir");
+        let config = config.map(|text| {
+            let path = logs.path().join("lakegate.toml");
+            std::fs::write(&path, text).expect("config written");
+            path
+        });
         let port = free_port();
-        let mut cluster = Self { scheduler: format!("127.0.0.1:{port}"), processes: Vec::new(), logs };
+        let mut cluster = Self { scheduler: format!("127.0.0.1:{port}"), processes: Vec::new(), logs, config };
         cluster.spawn("scheduler", &["scheduler", "--listen", &cluster.scheduler.clone()]);
         wait_for("the scheduler", Duration::from_secs(30), || listening(port));
         for _ in 0..executors {
@@ -46,7 +58,11 @@ impl Cluster {
     fn spawn(&mut self, name: &str, args: &[&str]) {
         let log = std::fs::File::create(self.logs.path().join(format!("{name}.log"))).expect("log file");
         let data_dir = self.logs.path().join(format!("{name}-data"));
-        let child = Command::new(env!("CARGO_BIN_EXE_lakegate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lakegate"));
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("-v")
