@@ -502,7 +502,7 @@ impl PlanTotals {
             self.peak_memory += metrics.sum_by_name("peak_mem_used").map(|v| v.as_usize()).unwrap_or_default() as u64;
             if let Some(source) = source_kind(plan) {
                 let rows = metrics.output_rows().or_else(|| metrics.sum_by_name("rows_fetched").map(|v| v.as_usize()));
-                let bytes = ["bytes_scanned", "bytes_received"]
+                let bytes = ["bytes_scanned", "bytes_received", "transferred_bytes"]
                     .iter()
                     .filter_map(|name| metrics.sum_by_name(name))
                     .map(|v| v.as_usize())
@@ -519,7 +519,7 @@ impl PlanTotals {
 }
 
 /// The kind of source a leaf of a plan reads: `parquet` (or another file format), `postgres`,
-/// `cassandra`, `redshift`, `memory`.
+/// `cassandra`, `redshift`, `memory`; `cluster` for the results of a query that ran on one.
 pub(crate) fn source_kind(plan: &dyn ExecutionPlan) -> Option<String> {
     use datafusion::datasource::physical_plan::FileScanConfig;
     use datafusion::datasource::source::DataSourceExec;
@@ -530,6 +530,7 @@ pub(crate) fn source_kind(plan: &dyn ExecutionPlan) -> Option<String> {
         "PostgresScanExec" => "postgres",
         "CassandraScanExec" => "cassandra",
         "UnloadExec" => "redshift",
+        "DistributedQueryExec" => "cluster",
         "DataSourceExec" => {
             let source = plan.downcast_ref::<DataSourceExec>()?.data_source();
             return Some(match source.downcast_ref::<FileScanConfig>() {

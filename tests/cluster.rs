@@ -178,3 +178,35 @@ fn geodata_runs_on_the_executors() {
     assert!(distributed.stderr.contains(SENT), "{}", distributed.stderr);
     assert_same_rows("geodata by state", &local.stdout, &distributed.stdout);
 }
+
+/// As a new user would: `serve --cluster`, a query from ADBC, and `system.queries` saying where
+/// it ran.
+#[test]
+fn serve_runs_queries_on_the_cluster_and_system_queries_says_so() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let file = data.path().join("t.parquet");
+    let cluster = Cluster::start(2);
+    let lakegate = Lakegate::new().with_env("LAKEGATE_CLUSTER_SCHEDULER", &cluster.scheduler);
+    lakegate
+        .sql(&format!(
+            "COPY (SELECT i AS x FROM generate_series(1, 1000) t(i)) TO '{}' STORED AS PARQUET;\n\
+             CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}'",
+            file.display(),
+            file.display()
+        ))
+        .success();
+    let server = crate::flight::Server::spawn(lakegate, "", &["--listen", "127.0.0.1:0"]).expect("serve starts");
+    let script = "import sys, adbc_driver_flightsql.dbapi as f\n\
+        c = f.connect(sys.argv[1]).cursor()\n\
+        c.execute('SELECT sum(x) FROM t')\n\
+        print(c.fetchall()[0][0])\n\
+        c.execute(\"SELECT \\\"read\\\" FROM system.queries WHERE sql = 'SELECT sum(x) FROM t'\")\n\
+        print(c.fetchall()[0][0])\n";
+    let output = Command::new(venv_bin("python")).args(["-c", script, server.url()]).output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("500500"));
+    let read = lines.next().unwrap_or_default();
+    assert!(read.starts_with("cluster 1 rows"), "system.queries says it ran on the cluster: {read}");
+}

@@ -15,6 +15,13 @@ Options:
     --flight            also run the queries through `lakegate serve` with the ADBC
                         Flight SQL driver (results fetched as Arrow tables), and time
                         the transfer of all of lineitem (MB/s on loopback)
+    --cluster           also run the queries through `lakegate serve --cluster` on a
+                        Ballista cluster of the same binary on this machine (a
+                        `lakegate scheduler` and two `lakegate executor`s, each with
+                        --concurrent-tasks 1), with ADBC as --flight does; implies
+                        --flight (the in-process reference), prints cluster/flight
+                        per query and in total, and the shuffle bytes each query
+                        writes (the executors' work directories, per run)
     --spark             also time Spark local[2]; needs pyspark and Java 17
                         (`.venv/bin/pip install -r benches/requirements.txt`; done
                         for you when running from a venv)
@@ -294,10 +301,69 @@ def run_lakegate(
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run_flight(binary: Path, data_dir: Path, queries: dict[int, str], runs: int) -> tuple[dict[int, dict], dict]:
-    """The queries end to end through `lakegate serve` with the ADBC Flight SQL driver (the
-    Jupyter path): each result is fetched whole as an Arrow table. Also times the transfer of
-    all of lineitem (6M rows x 16 columns at SF1) to measure Flight throughput."""
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, what: str, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    sys.exit(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+class Cluster:
+    """A `lakegate scheduler` and `executors` `lakegate executor`s on free loopback ports."""
+
+    def __init__(self, binary: Path, executors: int):
+        self.dir = Path(tempfile.mkdtemp(prefix="lakegate-tpch-cluster-"))
+        port = free_port()
+        self.scheduler = f"127.0.0.1:{port}"
+        self.procs = [self.spawn(binary, "scheduler", ["scheduler", "--listen", self.scheduler])]
+        wait_listening(port, "the scheduler")
+        self.work_dirs = []
+        for i in range(executors):
+            flight, grpc = free_port(), free_port()
+            work = self.dir / f"work-{i}"
+            work.mkdir()
+            self.work_dirs.append(work)
+            args = ["executor", "--scheduler", self.scheduler, "--listen", f"127.0.0.1:{flight}",
+                    "--grpc-port", str(grpc), "--concurrent-tasks", "1", "--work-dir", str(work)]
+            self.procs.append(self.spawn(binary, f"executor-{i}", args))
+            wait_listening(flight, f"executor {i}")
+            wait_listening(grpc, f"executor {i}")
+
+    def spawn(self, binary: Path, name: str, args: list[str]) -> subprocess.Popen:
+        log_file = open(self.dir / f"{name}.log", "w")
+        return subprocess.Popen([binary, "--data-dir", self.dir / f"{name}-data", *args], stdout=subprocess.DEVNULL, stderr=log_file)
+
+    def shuffle_bytes(self) -> int:
+        return sum(f.stat().st_size for d in self.work_dirs for f in d.rglob("*") if f.is_file())
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_flight(
+    binary: Path, data_dir: Path, queries: dict[int, str], runs: int, cluster: Cluster | None = None
+) -> tuple[dict[int, dict], dict]:
+    """The queries end to end through `lakegate serve` (with `--cluster` on `cluster`, if given)
+    with the ADBC Flight SQL driver (the Jupyter path): each result is fetched whole as an Arrow
+    table. Also times the transfer of all of lineitem (6M rows x 16 columns at SF1) to measure
+    Flight throughput. On a cluster, each query's result also holds the bytes its runs wrote to
+    the executors' shuffle directories, per run."""
     import adbc_driver_flightsql.dbapi as flightsql
 
     work = Path(tempfile.mkdtemp(prefix="lakegate-tpch-flight-"))
@@ -306,8 +372,11 @@ def run_flight(binary: Path, data_dir: Path, queries: dict[int, str], runs: int)
         for t in TABLES
     )
     subprocess.run([binary, "--data-dir", work, "sql", "-e", ddl], check=True, capture_output=True)
+    on_cluster = ["--cluster", cluster.scheduler] if cluster else []
     server = subprocess.Popen(
-        [binary, "--data-dir", work, "serve", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
+        [binary, "--data-dir", work, *on_cluster, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         line = server.stdout.readline()
@@ -321,13 +390,19 @@ def run_flight(binary: Path, data_dir: Path, queries: dict[int, str], runs: int)
             cur.execute(sql)
             return cur.fetch_arrow_table().num_rows
 
-        results = time_in_process("flight", queries, runs, run_one)
+        engine = "cluster" if cluster else "flight"
+        results = {}
+        for n in queries:
+            before = cluster.shuffle_bytes() if cluster else 0
+            results.update(time_in_process(engine, {n: queries[n]}, runs, run_one))
+            if cluster and "error" not in results[n]:
+                results[n]["shuffle_bytes_per_run"] = (cluster.shuffle_bytes() - before) // (1 + runs)
         started = time.perf_counter()
         cur.execute("SELECT * FROM lineitem")
         table = cur.fetch_arrow_table()
         seconds = time.perf_counter() - started
         transfer = {"rows": table.num_rows, "mb": table.nbytes / 1e6, "seconds": seconds, "mb_per_s": table.nbytes / 1e6 / seconds}
-        log(f"flight   lineitem: {table.num_rows} rows, {transfer['mb']:.0f} MB in {seconds:.2f} s = {transfer['mb_per_s']:.0f} MB/s")
+        log(f"{engine:<8} lineitem: {table.num_rows} rows, {transfer['mb']:.0f} MB in {seconds:.2f} s = {transfer['mb_per_s']:.0f} MB/s")
         cur.close()
         conn.close()
         return results, transfer
@@ -454,6 +529,22 @@ def report(queries, engines: dict[str, dict[int, dict]], stat: str) -> tuple[lis
 # ---------------------------------------------------------------------------
 
 
+def report_cluster(queries, engines: dict[str, dict[int, dict]], stat: str, totals: dict) -> None:
+    """The cluster against lakegate in-process (both through serve and ADBC), per query and in
+    total, with each query's shuffle bytes per run."""
+    print(f"\nCluster (scheduler + 2 executors) vs in-process, both through serve + ADBC, {stat}, seconds")
+    print(f"{'query':<6} {'in-process':>10} {'cluster':>9} {'ratio':>6} {'shuffle MB':>10}")
+    for n in queries:
+        local, remote = engines["flight"].get(n, {}), engines["cluster"].get(n, {})
+        if "error" in local or "error" in remote:
+            print(f"q{n:02d}    {'error':>10}")
+            continue
+        shuffle = remote.get("shuffle_bytes_per_run", 0) / 1e6
+        print(f"q{n:02d}    {local[stat]:>10.3f} {remote[stat]:>9.3f} {fmt_ratio(ratio(remote[stat], local[stat])):>6} {shuffle:>10.1f}")
+    totals["cluster_vs_in_process"] = ratio(totals.get("cluster"), totals.get("flight"))
+    print(f"total  {totals.get('flight', 0):>10.3f} {totals.get('cluster', 0):>9.3f} {fmt_ratio(totals['cluster_vs_in_process']):>6}")
+
+
 def default_lakegate() -> Path:
     target = os.environ.get("CARGO_TARGET_DIR") or str(Path.home() / ".cache" / "lakegate" / "target")
     return Path(target) / "release" / "lakegate"
@@ -475,6 +566,7 @@ def main() -> int:
     p.add_argument("--skip-lakegate", action="store_true")
     p.add_argument("--spark", action="store_true")
     p.add_argument("--flight", action="store_true", help="also run every query through lakegate serve with ADBC")
+    p.add_argument("--cluster", action="store_true", help="also through serve --cluster on a scheduler and 2 executors")
     p.add_argument("--queries", type=parse_queries, default=ALL_QUERIES)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--stat", choices=["median", "best"], default="median")
@@ -509,13 +601,21 @@ def main() -> int:
         engines["lakegate"], versions["lakegate"] = run_lakegate(
             binary, data_dir, queries, args.runs, args.keep_data_dir
         )
-    transfer = None
-    if args.flight:
+    transfer = cluster_transfer = None
+    if args.flight or args.cluster:
         engines["flight"], transfer = run_flight(binary, data_dir, queries, args.runs)
+    if args.cluster:
+        cluster = Cluster(binary, executors=2)
+        try:
+            engines["cluster"], cluster_transfer = run_flight(binary, data_dir, queries, args.runs, cluster)
+        finally:
+            cluster.stop()
     if args.spark:
         engines["spark"], versions["spark"] = run_spark(data_dir, queries, args.runs)
 
     rows, totals, all_ok = report(queries, engines, args.stat)
+    if args.cluster:
+        report_cluster(queries, engines, args.stat, totals)
     RESULTS.write_text(
         json.dumps(
             {
@@ -531,6 +631,7 @@ def main() -> int:
                 "totals": totals,
                 "all_ok": all_ok,
                 "flight_transfer": transfer,
+                "cluster_transfer": cluster_transfer,
             },
             indent=2,
         )
