@@ -173,7 +173,7 @@ fn geodata_runs_on_the_executors() {
     let sql = "SELECT geodata(lon, lat).state AS state, count(*) AS n FROM points GROUP BY 1";
     let local = lakegate.sql(sql).success();
     assert!(local.stdout.contains("California"), "{}", local.stdout);
-    let cluster = Cluster::start_with(2, Some(&config));
+    let cluster = Cluster::start_with(2, Some(&config), &[]);
     let distributed = on_cluster(&lakegate, &cluster.scheduler, sql).success();
     assert!(distributed.stderr.contains(SENT), "{}", distributed.stderr);
     assert_same_rows("geodata by state", &local.stdout, &distributed.stdout);
@@ -209,4 +209,55 @@ fn serve_runs_queries_on_the_cluster_and_system_queries_says_so() {
     assert_eq!(lines.next(), Some("500500"));
     let read = lines.next().unwrap_or_default();
     assert!(read.starts_with("cluster 1 rows"), "system.queries says it ran on the cluster: {read}");
+}
+
+/// The canonical cross-source question with its users in PostgreSQL: the PostgreSQL scan runs
+/// on the executors, which connect with their own `PG_PASSWORD`; psql counts the users. A table
+/// read in several queries (`partitionColumn`) stays in the client.
+#[test]
+fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
+    use crate::common::postgres::{PASSWORD, Postgres};
+    let pg = Postgres::shared();
+    let db = pg.database();
+    pg.psql(
+        &db,
+        "CREATE TABLE users (uid int PRIMARY KEY, age int, gender text); \
+         INSERT INTO users SELECT i, 18 + i % 50, CASE WHEN i % 2 = 0 THEN 'F' ELSE 'M' END FROM generate_series(1, 5000) i;",
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let events = data.path().join("events.parquet");
+    let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
+    let users = |name: &str, options: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS POSTGRES LOCATION '{}' OPTIONS ('table' 'users', \
+             'password' '${{env:PG_PASSWORD}}'{options})",
+            pg.url(&db)
+        )
+    };
+    lakegate
+        .sql(&format!(
+            "COPY (SELECT i AS id, i % 5000 + 1 AS uid FROM generate_series(1, 200000) t(i)) TO '{}' STORED AS PARQUET;\n\
+             CREATE EXTERNAL TABLE events STORED AS PARQUET LOCATION '{}';\n{};\n{}",
+            events.display(),
+            events.display(),
+            users("users", ""),
+            users("users_split", ", 'partitionColumn' 'uid', 'numPartitions' '4'"),
+        ))
+        .success();
+    let question = |users: &str| {
+        format!(
+            "SELECT count(*) FROM events e JOIN {users} u ON e.uid = u.uid \
+             WHERE u.age BETWEEN 25 AND 49 AND u.gender = 'F'"
+        )
+    };
+    // Each user has 40 events (200,000 over 5,000 users).
+    let women = pg.psql(&db, "SELECT count(*) FROM users WHERE age BETWEEN 25 AND 49 AND gender = 'F'");
+    let expected = women.trim().parse::<u64>().expect("a count") * 40;
+    let cluster = Cluster::start_with(2, None, &[("PG_PASSWORD", PASSWORD)]);
+    let distributed = on_cluster(&lakegate, &cluster.scheduler, &question("users")).success();
+    assert!(distributed.stderr.contains(SENT), "{}", distributed.stderr);
+    assert_eq!(distributed.first_count(), expected);
+    let split = on_cluster(&lakegate, &cluster.scheduler, &question("users_split")).success();
+    assert!(!split.stderr.contains(SENT), "a split read stays in the client:\n{}", split.stderr);
+    assert_eq!(split.first_count(), expected);
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ballista_core::serde::BallistaLogicalExtensionCodec;
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::TableReference;
@@ -20,10 +20,14 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use lakegate_catalog::{Sources, TableSpec, wait_in_place};
 
 /// Marks a table sent as its spec, so decoding tells it from Ballista's own encodings.
 const SPEC_TAG: &[u8] = b"lakegate.table.v1\n";
+
+/// Marks a scan of a lakegate source (see [`crate::sources::encode_scan`]).
+const SCAN_TAG: &[u8] = b"lakegate.scan.v1\n";
 
 /// A stored table on its way to the cluster: its spec and schema, nothing built from them.
 /// Only ever encoded; a plan that still holds one is never run here.
@@ -140,6 +144,54 @@ impl LogicalExtensionCodec for TableCodec {
 
     fn try_encode_file_format(&self, buf: &mut Vec<u8>, node: Arc<dyn FileFormatFactory>) -> DFResult<()> {
         self.ballista.try_encode_file_format(buf, node)
+    }
+}
+
+/// Ballista's physical codec, plus the scans of lakegate's sources (PostgreSQL's) as their
+/// table's spec and their queries, rebuilt by each executor's own `sources`.
+#[derive(Debug)]
+pub struct ScanCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+    sources: Sources,
+}
+
+impl ScanCodec {
+    pub fn new(sources: Sources) -> Self {
+        Self { ballista: BallistaPhysicalExtensionCodec::default(), sources }
+    }
+}
+
+impl PhysicalExtensionCodec for ScanCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let Some(scan) = buf.strip_prefix(SCAN_TAG) else {
+            return self.ballista.try_decode(buf, inputs, ctx, converter);
+        };
+        // Rebuilding the table checks its columns on its server (a round trip).
+        wait_in_place(crate::sources::decode_scan(&self.sources, scan)).ok_or_else(|| {
+            DataFusionError::Internal("scans are rebuilt on a worker of a multi-threaded runtime".to_owned())
+        })?
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DFResult<()> {
+        match crate::sources::encode_scan(node.as_ref()) {
+            Some(scan) => {
+                buf.extend_from_slice(SCAN_TAG);
+                buf.extend(scan?);
+                Ok(())
+            }
+            None => self.ballista.try_encode(node, buf, converter),
+        }
     }
 }
 

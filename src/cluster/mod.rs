@@ -17,7 +17,7 @@ use datafusion::logical_expr::ScalarUDF;
 use lakegate_catalog::Sources;
 use serde::Deserialize;
 
-pub use self::codec::TableCodec;
+pub use self::codec::{ScanCodec, TableCodec};
 pub use self::planner::ClusterPlanner;
 pub use self::roles::{ExecutorArgs, SchedulerArgs, run_executor, run_scheduler};
 

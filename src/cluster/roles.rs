@@ -16,7 +16,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 
 use super::Node;
-use super::codec::TableCodec;
+use super::codec::{ScanCodec, TableCodec};
 use crate::{Error, Result};
 
 /// Where a scheduler listens.
@@ -85,7 +85,8 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
         no_executors_grace_period_seconds: EXECUTOR_TIMEOUT_SECONDS,
         expire_dead_executor_interval_seconds: 5,
         override_session_builder: Some(session_builder),
-        override_logical_codec: Some(Arc::new(TableCodec::receiving(sources))),
+        override_logical_codec: Some(Arc::new(TableCodec::receiving(sources.clone()))),
+        override_physical_codec: Some(Arc::new(ScanCodec::new(sources))),
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config).await.map_err(|e| cluster_error("scheduler", e))?;
@@ -132,7 +133,8 @@ pub async fn run_executor(node: Node, args: ExecutorArgs) -> Result<()> {
         work_dir,
         override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(runtime_producer),
-        override_logical_codec: Some(Arc::new(TableCodec::receiving(sources))),
+        override_logical_codec: Some(Arc::new(TableCodec::receiving(sources.clone()))),
+        override_physical_codec: Some(Arc::new(ScanCodec::new(sources))),
         executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
         ..ExecutorProcessConfig::default()
     };

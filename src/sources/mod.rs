@@ -16,7 +16,9 @@ pub mod text;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{Partitioning, PlanProperties};
 use lakegate_catalog::{Sources, TableSpec};
@@ -53,10 +55,51 @@ pub fn all(stores: &Arc<ObjectStores>, cassandra: &CassandraConfig) -> Sources {
     ])
 }
 
-/// True when a scan of `spec` can run on a cluster's executors: its source says so, and the
-/// table uses the S3 settings every node has (a table's own settings stay in this process).
+/// True when a scan of `spec` can run on a cluster's executors: its source says so, the
+/// table uses the S3 settings every node has (a table's own settings stay in this process),
+/// and a PostgreSQL table is read in one query. Split reads (`partitionColumn`) stay here:
+/// on Ballista 55 the rows of a scan of more than two partitions came back more than once.
 pub fn runs_on_cluster(sources: &Sources, spec: &TableSpec) -> bool {
-    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec)
+    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec) && !postgres::reads_in_splits(spec)
+}
+
+/// A scan's bytes for another node of a cluster, when its source's scans travel there: its
+/// table's spec (secrets as references) and the scan's own queries.
+///
+/// # Errors
+/// The scan's schema does not encode.
+pub fn encode_scan(plan: &dyn ExecutionPlan) -> Option<DFResult<Vec<u8>>> {
+    let scan = plan.downcast_ref::<postgres::PostgresScanExec>()?;
+    if scan.properties().partitioning.partition_count() > 1 {
+        // See [`runs_on_cluster`]: a wrong answer must never be the outcome.
+        return Some(Err(DataFusionError::NotImplemented(
+            "a PostgreSQL read split in several queries does not run on a cluster".to_owned(),
+        )));
+    }
+    Some(
+        scan.recipe()
+            .and_then(|recipe| serde_json::to_vec(&recipe).map_err(|e| DataFusionError::External(Box::new(e)))),
+    )
+}
+
+/// The scan that [`encode_scan`] made `bytes` of, over its table rebuilt by `sources` (so with
+/// this process's connections and environment).
+///
+/// # Errors
+/// Bytes that are no scan, or the table cannot be rebuilt (its server is unreachable).
+pub async fn decode_scan(sources: &Sources, bytes: &[u8]) -> DFResult<Arc<dyn ExecutionPlan>> {
+    let recipe: postgres::ScanRecipe = serde_json::from_slice(bytes)
+        .map_err(|e| DataFusionError::Internal(format!("a scan sent by the cluster does not parse: {e}")))?;
+    let table = sources.get(&recipe.spec.kind).map_err(DataFusionError::from)?.create(&recipe.spec).await?;
+    let remote = match table.downcast_ref::<postgres::RemoteTable>() {
+        Some(remote) => remote,
+        None => {
+            table.downcast_ref::<redshift::RedshiftTable>().map(redshift::RedshiftTable::remote).ok_or_else(|| {
+                DataFusionError::Internal(format!("{} is not read by PostgreSQL scans", recipe.spec.qualified_name()))
+            })?
+        }
+    };
+    Ok(Arc::new(postgres::PostgresScanExec::from_recipe(remote, recipe)?))
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ pub(crate) struct Cluster {
     logs: tempfile::TempDir,
     /// Every node's `lakegate.toml`, if any.
     config: Option<std::path::PathBuf>,
+    /// Every node's own environment variables (what tables' `${env:...}` options name).
+    env: Vec<(String, String)>,
 }
 
 fn listening(port: u16) -> bool {
@@ -21,11 +23,11 @@ fn listening(port: u16) -> bool {
 
 impl Cluster {
     pub(crate) fn start(executors: usize) -> Self {
-        Self::start_with(executors, None)
+        Self::start_with(executors, None, &[])
     }
 
-    /// A cluster whose every node reads `config` as its `lakegate.toml`.
-    pub(crate) fn start_with(executors: usize, config: Option<&str>) -> Self {
+    /// A cluster whose every node reads `config` as its `lakegate.toml` and has `env`.
+    pub(crate) fn start_with(executors: usize, config: Option<&str>, env: &[(&str, &str)]) -> Self {
         let logs = tempfile::tempdir().expect("temp dir");
         let config = config.map(|text| {
             let path = logs.path().join("lakegate.toml");
@@ -33,7 +35,8 @@ impl Cluster {
             path
         });
         let port = free_port();
-        let mut cluster = Self { scheduler: format!("127.0.0.1:{port}"), processes: Vec::new(), logs, config };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cluster = Self { scheduler: format!("127.0.0.1:{port}"), processes: Vec::new(), logs, config, env };
         cluster.spawn("scheduler", &["scheduler", "--listen", &cluster.scheduler.clone()]);
         wait_for("the scheduler", Duration::from_secs(30), || listening(port));
         for _ in 0..executors {
@@ -68,6 +71,7 @@ impl Cluster {
             .arg("-v")
             .args(args)
             .env_remove("LAKEGATE_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("LAKEGATE_CLUSTER_SCHEDULER")
             .stdout(Stdio::null())
             .stderr(log)

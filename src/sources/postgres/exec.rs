@@ -30,7 +30,9 @@ use datafusion::physical_plan::{
 use datafusion::prelude::lit;
 use deadpool_postgres::{Object, Pool};
 use futures::StreamExt;
-use lakegate_catalog::Options;
+use lakegate_catalog::{Options, TableSpec};
+use prost::Message;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
 
@@ -134,11 +136,24 @@ async fn bounds(table: &RemoteTable, column: &str) -> DFResult<(i64, i64)> {
 }
 
 /// Reads one remote table: one query per output partition.
+/// A scan as it travels to another node: its table's spec (secrets as references; the node
+/// connects with its own environment's), its result's schema (protobuf), and its queries, one
+/// per partition, with their parameters as text.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ScanRecipe {
+    pub(crate) spec: TableSpec,
+    schema: Vec<u8>,
+    queries: Vec<(String, Vec<String>)>,
+    fetch_size: usize,
+}
+
 #[derive(Debug)]
 pub(crate) struct PostgresScanExec {
     label: String,
     server: Server,
     pool: Pool,
+    /// The spec of the table whose server the queries run on.
+    spec: Arc<TableSpec>,
     queries: Vec<RemoteQuery>,
     schema: SchemaRef,
     fetch_size: usize,
@@ -153,6 +168,7 @@ impl PostgresScanExec {
             label: table.label.clone(),
             server: table.server.clone(),
             pool: table.pool.clone(),
+            spec: Arc::clone(&table.spec),
             queries,
             schema,
             fetch_size,
@@ -162,6 +178,27 @@ impl PostgresScanExec {
     }
 
     /// How `query` is read (see the module comment).
+    /// What another node rebuilds this scan from (see [`ScanRecipe`]).
+    pub(crate) fn recipe(&self) -> DFResult<ScanRecipe> {
+        let schema = datafusion_proto::protobuf::Schema::try_from(self.schema.as_ref())?;
+        Ok(ScanRecipe {
+            spec: TableSpec::clone(&self.spec),
+            schema: schema.encode_to_vec(),
+            queries: self.queries.iter().map(|q| (q.sql.clone(), q.params.clone())).collect(),
+            fetch_size: self.fetch_size,
+        })
+    }
+
+    /// The scan `recipe` describes, over `table` (rebuilt from the recipe's spec on this node:
+    /// its pool is this process's).
+    pub(crate) fn from_recipe(table: &RemoteTable, recipe: ScanRecipe) -> DFResult<Self> {
+        let schema = datafusion_proto::protobuf::Schema::decode(recipe.schema.as_slice())
+            .map_err(|e| DataFusionError::Internal(format!("the schema of a scan of {}: {e}", table.label)))?;
+        let schema: SchemaRef = Arc::new((&schema).try_into()?);
+        let queries = recipe.queries.into_iter().map(|(sql, params)| RemoteQuery { sql, params }).collect();
+        Ok(Self::new(table, schema, queries, recipe.fetch_size))
+    }
+
     fn mode(&self, query: &RemoteQuery) -> Mode {
         match (self.server.dialect.copy_out, query.params.is_empty()) {
             (true, true) => Mode::Copy,

@@ -27,12 +27,13 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use deadpool_postgres::Pool;
-use lakegate_catalog::{ColumnSpec, Options, ParamSpec, SourceFactory, TableSpec};
+use lakegate_catalog::{Capabilities, ColumnSpec, Options, ParamSpec, SourceFactory, TableSpec};
 
 pub use self::connection::Wire;
 pub(crate) use self::connection::{Connection, Server, connect, mask_url};
 pub use self::dialect::{Dialect, POSTGRES};
-use self::exec::{PostgresScanExec, ScanOptions};
+use self::exec::ScanOptions;
+pub(crate) use self::exec::{PostgresScanExec, ScanRecipe};
 use self::pushdown::{RemoteQuery, TableColumn, supports};
 use self::schema::{RemoteColumn, remote_columns};
 
@@ -265,6 +266,7 @@ impl WireSource {
             server: connection.server,
             pool,
             options,
+            spec: Arc::new(spec.clone()),
         })
     }
 }
@@ -302,6 +304,11 @@ pub(crate) fn mounted_table(mount: &TableSpec, name: &str) -> TableSpec {
     spec
 }
 
+/// True when a table is read in several queries at once (`partitionColumn`).
+pub(crate) fn reads_in_splits(spec: &TableSpec) -> bool {
+    spec.options.keys().any(|key| key.eq_ignore_ascii_case("partitioncolumn"))
+}
+
 /// PostgreSQL and Aurora tables.
 #[derive(Debug)]
 pub struct PostgresSource(WireSource);
@@ -324,6 +331,12 @@ impl SourceFactory for PostgresSource {
 
     fn aliases(&self) -> &'static [&'static str] {
         &["postgresql", "aurora", "jdbc", "org.apache.spark.sql.jdbc"]
+    }
+
+    /// Its scans run on a cluster's executors, each connecting with its own environment
+    /// (those read in one query: see [`super::runs_on_cluster`]).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { runs_on_cluster: true, ..Capabilities::default() }
     }
 
     fn params(&self) -> &'static [ParamSpec] {
@@ -362,6 +375,8 @@ pub(crate) struct RemoteTable {
     pub(crate) server: Server,
     pub(crate) pool: Pool,
     pub(crate) options: ScanOptions,
+    /// What it was built from: what another node rebuilds it from.
+    pub(crate) spec: Arc<TableSpec>,
 }
 
 impl RemoteTable {
