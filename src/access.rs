@@ -7,7 +7,7 @@
 
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, Statement, WriteOp};
 use serde::{Deserialize, Serialize};
 
 use crate::sql::ddl::{Command, TableName};
@@ -176,6 +176,13 @@ impl Principal {
                     None => self.require_admin(&format!("reading {}", scan.table_name)).err(),
                 },
                 LogicalPlan::Copy(_) => self.require_admin("COPY ... TO").err(),
+                // Ballista's settings travel with every query to the cluster and change how its
+                // executors run (fault injection, memory limits): the whole team's, not a session's.
+                LogicalPlan::Statement(Statement::SetVariable(set))
+                    if set.variable.to_ascii_lowercase().starts_with("ballista.") =>
+                {
+                    self.require_admin(&format!("SET {}", set.variable)).err()
+                }
                 LogicalPlan::Ddl(ddl) => self.require_admin(ddl_name(ddl)).err(),
                 LogicalPlan::Dml(dml) => match (&dml.op, resolve(&dml.table_name)) {
                     (WriteOp::Insert(_), Some(database)) => self.require_write(&database).err(),
@@ -261,6 +268,26 @@ mod tests {
         assert!(reader.check_plan(&short, "lakegate", "lakegate", "default").is_ok());
         assert!(reader.check_plan(&short, "lakegate", "hive", "default").is_err());
         assert!(reader.check_plan(&scan(TableReference::bare("events")), "lakegate", "hive", "sales").is_ok());
+    }
+
+    /// Ballista's settings travel to the cluster with every query: an admin's to set, while
+    /// a session's own DataFusion settings stay anyone's.
+    #[test]
+    fn only_admins_set_the_clusters_settings() {
+        use datafusion::logical_expr::SetVariable;
+        let set = |variable: &str| {
+            LogicalPlan::Statement(Statement::SetVariable(SetVariable {
+                variable: variable.to_owned(),
+                value: "true".to_owned(),
+            }))
+        };
+        let reader = user(Role::Reader, &["reports"]);
+        let chaos = set("Ballista.testing.chaos_execution.enabled");
+        let err = reader.check_plan(&chaos, "lakegate", "lakegate", "default").unwrap_err().to_string();
+        assert!(err.contains("'ana'") && err.contains("SET Ballista.testing"), "{err}");
+        assert!(user(Role::Admin, &[]).check_plan(&chaos, "lakegate", "lakegate", "default").is_ok());
+        let own = set("datafusion.execution.batch_size");
+        assert!(reader.check_plan(&own, "lakegate", "lakegate", "default").is_ok());
     }
 
     #[test]

@@ -80,15 +80,25 @@ impl TableCodec {
         Self { ballista: BallistaLogicalExtensionCodec::default(), sources: Some(sources) }
     }
 
-    fn build(&self, spec: &TableSpec) -> DFResult<Arc<dyn TableProvider>> {
-        let sources = self.sources.as_ref().ok_or_else(|| {
-            DataFusionError::Internal(format!("table {} arrived where no sources are", spec.qualified_name()))
-        })?;
+    /// The table `spec` describes, built by this node's sources, with the `schema` the plan
+    /// was made for.
+    fn build(&self, spec: &TableSpec, schema: &SchemaRef) -> DFResult<Arc<dyn TableProvider>> {
+        let table = spec.qualified_name();
+        let sources = self
+            .sources
+            .as_ref()
+            .ok_or_else(|| DataFusionError::Internal(format!("table {table} arrived where no sources are")))?;
         let factory = sources.get(&spec.kind).map_err(DataFusionError::from)?;
-        // Ballista decodes plans synchronously; building a table only parses its options.
-        wait_in_place(factory.create(spec)).ok_or_else(|| {
-            DataFusionError::Internal("tables are built on a worker of a multi-threaded runtime".to_owned())
-        })?
+        // Ballista decodes plans synchronously; building a PostgreSQL table reads its columns.
+        let built = wait_in_place(factory.create(spec)).ok_or_else(|| {
+            DataFusionError::Internal(format!("table {table} cannot be built outside a multi-threaded runtime"))
+        })??;
+        if built.schema().fields() != schema.fields() {
+            return Err(DataFusionError::Plan(format!(
+                "table {table} has other columns on this node than where the query was planned"
+            )));
+        }
+        Ok(built)
     }
 }
 
@@ -120,7 +130,7 @@ impl LogicalExtensionCodec for TableCodec {
         };
         let spec: TableSpec = serde_json::from_slice(json)
             .map_err(|e| DataFusionError::Plan(format!("the spec of table {table_ref} does not parse: {e}")))?;
-        self.build(&spec)
+        self.build(&spec, &schema)
     }
 
     fn try_encode_table_provider(
@@ -174,7 +184,7 @@ impl PhysicalExtensionCodec for ScanCodec {
         };
         // Rebuilding the table checks its columns on its server (a round trip).
         wait_in_place(crate::sources::decode_scan(&self.sources, scan)).ok_or_else(|| {
-            DataFusionError::Internal("scans are rebuilt on a worker of a multi-threaded runtime".to_owned())
+            DataFusionError::Internal("a scan cannot be rebuilt outside a multi-threaded runtime".to_owned())
         })?
     }
 

@@ -22,9 +22,10 @@ use lakegate_catalog::Catalog;
 use super::codec::{TableCodec, TableOnCluster};
 use crate::sources;
 
-/// Plans queries that read only tables every node can rebuild (Parquet on shared storage)
-/// for the Ballista scheduler at `scheduler_url`, and everything else in this process:
-/// statements, writes, EXPLAIN, caches, remote databases, temporary and system tables.
+/// Plans queries whose every table can travel (see [`sources::runs_on_cluster`]: Parquet on
+/// storage every node shares, PostgreSQL read in one query) for the Ballista scheduler at
+/// `scheduler_url`, and everything else in this process: statements, writes, EXPLAIN, caches,
+/// temporary and system tables, and the other sources.
 #[derive(Debug)]
 pub struct ClusterPlanner {
     scheduler_url: String,

@@ -12,7 +12,6 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 
 use super::Node;
@@ -110,17 +109,9 @@ pub async fn run_executor(node: Node, args: ExecutorArgs) -> Result<()> {
         registry.scalar_functions.insert(function.name().to_owned(), function);
     }
     let work_dir = args.work_dir.as_ref().map(|dir| dir.display().to_string());
-    let spill_dir = work_dir.clone();
-    // Each task gets a runtime over this process's object stores: clients and their
-    // connections are built once per process, not per task.
-    let stores = Arc::clone(&runtime.object_store_registry);
-    let runtime_producer = Arc::new(move |_: &SessionConfig| {
-        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(Arc::clone(&stores));
-        if let Some(dir) = &spill_dir {
-            builder = builder.with_temp_file_path(dir);
-        }
-        builder.build_arc()
-    });
+    // Every task runs on this process's runtime: its object store clients, connections and
+    // `[execution]` memory pool are built once, not per task.
+    let runtime_producer = Arc::new(move |_: &SessionConfig| Ok(Arc::clone(&runtime)));
     let host = args.listen.ip().to_string();
     let config = ExecutorProcessConfig {
         bind_host: host.clone(),

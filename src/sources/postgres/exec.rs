@@ -135,7 +135,6 @@ async fn bounds(table: &RemoteTable, column: &str) -> DFResult<(i64, i64)> {
     Ok((get(0)?.unwrap_or(0), get(1)?.unwrap_or(0)))
 }
 
-/// Reads one remote table: one query per output partition.
 /// A scan as it travels to another node: its table's spec (secrets as references; the node
 /// connects with its own environment's), its result's schema (protobuf), and its queries, one
 /// per partition, with their parameters as text.
@@ -147,6 +146,7 @@ pub(crate) struct ScanRecipe {
     fetch_size: usize,
 }
 
+/// Reads one remote table: one query per output partition.
 #[derive(Debug)]
 pub(crate) struct PostgresScanExec {
     label: String,
@@ -177,7 +177,6 @@ impl PostgresScanExec {
         }
     }
 
-    /// How `query` is read (see the module comment).
     /// What another node rebuilds this scan from (see [`ScanRecipe`]).
     pub(crate) fn recipe(&self) -> DFResult<ScanRecipe> {
         let schema = datafusion_proto::protobuf::Schema::try_from(self.schema.as_ref())?;
@@ -199,6 +198,7 @@ impl PostgresScanExec {
         Ok(Self::new(table, schema, queries, recipe.fetch_size))
     }
 
+    /// How `query` is read (see the module comment).
     fn mode(&self, query: &RemoteQuery) -> Mode {
         match (self.server.dialect.copy_out, query.params.is_empty()) {
             (true, true) => Mode::Copy,
