@@ -171,6 +171,18 @@ enum Command {
         #[command(subcommand)]
         action: CatalogAction,
     },
+    /// Look at the cluster that `--cluster` (or `[cluster] scheduler`) names
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterAction {
+    /// List the executors registered with the scheduler, their task slots and last heartbeat
+    /// (as `SELECT * FROM system.executors`)
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +259,15 @@ async fn run(cli: Cli) -> Result<()> {
     let lakegate = Lakegate::open(config).await?;
     match command {
         Command::Scheduler { .. } | Command::Executor { .. } => unreachable!("run above"),
+        Command::Cluster { action: ClusterAction::Status } => {
+            if lakegate.config().cluster.scheduler.is_none() {
+                return Err(Error::Usage(
+                    "no cluster to look at: name its scheduler with --cluster HOST:PORT or [cluster] scheduler".into(),
+                ));
+            }
+            let statements = sql::split_statements("SELECT * FROM system.executors ORDER BY id")?;
+            lakegate.session().run_statements("cluster status", &statements, Format::Table, None, false).await
+        }
         Command::Sql { execute, file, format, output, timing } => {
             let (origin, statements) = match (execute, file) {
                 (Some(text), _) => ("-e".to_owned(), sql::split_statements(&text)?),

@@ -14,6 +14,17 @@ pub(crate) fn on_cluster(lakegate: &Lakegate, scheduler: &str, sql: &str) -> Run
     lakegate.run(&["-v", "--cluster", scheduler, "sql", "--format", "csv", "-e", sql])
 }
 
+/// [`on_cluster`] started in the background, its output piped.
+fn spawn_on_cluster(lakegate: &Lakegate, scheduler: &str, sql: &str) -> std::process::Child {
+    lakegate
+        .command()
+        .args(["-v", "--cluster", scheduler, "sql", "--format", "csv", "-e", sql])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("client starts")
+}
+
 /// The line the client logs for each query it sends to the cluster.
 const SENT: &str = "query runs on the cluster";
 
@@ -106,11 +117,9 @@ fn a_scheduler_that_is_down_is_named_in_the_error() {
     assert!(executor.stderr.contains("scheduler"), "{}", executor.stderr);
 }
 
-#[test]
-fn an_executor_killed_mid_query_leaves_the_cluster_serving() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let lakegate = Lakegate::new();
-    let location = data.path().join("big");
+/// `big`: 2M rows of a number, a key and an md5 text, in row groups of 50,000.
+fn big_table(lakegate: &Lakegate, dir: &Path) {
+    let location = dir.join("big");
     lakegate
         .sql(&format!(
             "COPY (SELECT i AS x, i % 1000 AS k, md5(CAST(i AS VARCHAR)) AS s FROM generate_series(1, 2000000) t(i)) \
@@ -120,16 +129,17 @@ fn an_executor_killed_mid_query_leaves_the_cluster_serving() {
             location.display()
         ))
         .success();
+}
+
+#[test]
+fn an_executor_killed_mid_query_leaves_the_cluster_serving() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let lakegate = Lakegate::new();
+    big_table(&lakegate, data.path());
     let sql = "SELECT count(*), count(DISTINCT s), max(k) FROM big";
     let expected = lakegate.sql(sql).success().stdout;
     let mut cluster = Cluster::start(2);
-    let client = lakegate
-        .command()
-        .args(["-v", "--cluster", &cluster.scheduler, "sql", "--format", "csv", "-e", sql])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("client starts");
+    let client = spawn_on_cluster(&lakegate, &cluster.scheduler, sql);
     // Killed as soon as it runs a task of the query.
     let mut busy = None;
     crate::common::wait_for("a task of the query", Duration::from_secs(60), || {
@@ -148,6 +158,27 @@ fn an_executor_killed_mid_query_leaves_the_cluster_serving() {
     let after = on_cluster(&lakegate, &cluster.scheduler, sql).success();
     assert!(after.stderr.contains(SENT), "{}", after.stderr);
     assert_same_rows("the next query", &expected, &after.stdout);
+}
+
+/// A query stopped in the client (here by its time limit; KILL QUERY and a client that goes
+/// away end the same way) has its job cancelled on the cluster, which then serves the next.
+#[test]
+fn a_query_stopped_in_the_client_is_cancelled_on_the_cluster() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let lakegate = Lakegate::new();
+    big_table(&lakegate, data.path());
+    let cluster = Cluster::start(2);
+    let sql = "SET statement_timeout = '3s'; \
+               SELECT count(*) FROM big a JOIN big b ON a.k = b.k WHERE a.s < b.s";
+    let stopped = on_cluster(&lakegate, &cluster.scheduler, sql).failure();
+    assert!(stopped.stderr.contains(SENT), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("time limit"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("cluster job cancelled"), "{}", stopped.stderr);
+    crate::common::wait_for("the job cancelled on the scheduler", Duration::from_secs(30), || {
+        cluster.log("scheduler").contains("Job cancelled")
+    });
+    let after = on_cluster(&lakegate, &cluster.scheduler, "SELECT count(*) FROM big").success();
+    assert_eq!(after.first_count(), 2_000_000);
 }
 
 #[test]
@@ -260,4 +291,172 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     let split = on_cluster(&lakegate, &cluster.scheduler, &question("users_split")).success();
     assert!(!split.stderr.contains(SENT), "a split read stays in the client:\n{}", split.stderr);
     assert_eq!(split.first_count(), expected);
+}
+
+/// `rows` events over 5 days (`dt`), user ids shuffled, tagged `version`, as Parquet under `dir`.
+fn events_source(lakegate: &Lakegate, dir: &Path, name: &str, rows: u64, version: &str) {
+    lakegate
+        .sql(&format!(
+            "COPY (SELECT (value * 7919) % {rows} AS user_id, '{version}' AS version, \
+             concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) AS dt FROM generate_series(0, {last}) \
+             ORDER BY value) TO '{dir}/' STORED AS PARQUET OPTIONS (max_row_group_size 100000);\n\
+             CREATE DATABASE IF NOT EXISTS lake;\n\
+             CREATE EXTERNAL TABLE lake.{name} STORED AS PARQUET LOCATION '{dir}/'",
+            last = rows - 1,
+            dir = dir.display()
+        ))
+        .success();
+}
+
+fn create_events(lakegate: &Lakegate, name: &str, dir: &Path) {
+    lakegate
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE lake.{name} (user_id BIGINT, version STRING) USING PARQUET \
+             PARTITIONED BY (dt STRING) LOCATION '{}'",
+            dir.display()
+        ))
+        .success();
+}
+
+/// Files of a commit still staged, or the temporary files of a local upload.
+fn staged_files(table: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { walk(&path, found) } else { found.push(path) }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&table.join("_lakegate").join("staging"), &mut found);
+    found
+}
+
+/// The nightly batch on a cluster: the executors write the files (hashed by DISTRIBUTE BY,
+/// sorted by SORT BY), the client publishes them; file for file what the same statement
+/// writes in-process, with the Parquet files read back by the parquet crate.
+#[test]
+fn a_nightly_overwrite_on_the_cluster_writes_what_it_writes_in_process() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let lakegate = Lakegate::new();
+    events_source(&lakegate, &data.path().join("raw"), "raw", 20_000, "v1");
+    let (local_dir, cluster_dir) = (data.path().join("local"), data.path().join("events"));
+    create_events(&lakegate, "local", &local_dir);
+    create_events(&lakegate, "events", &cluster_dir);
+    // Four writers: Ballista hands an executor as many partitions of a stage as it has task
+    // slots (2 here), so both executors write.
+    let overwrite = |table: &str| {
+        format!(
+            "SET datafusion.execution.target_partitions = 4; \
+             INSERT OVERWRITE TABLE lake.{table} PARTITION (dt) SELECT user_id, version, dt FROM lake.raw \
+             DISTRIBUTE BY dt SORT BY user_id"
+        )
+    };
+    lakegate.sql(&overwrite("local")).success();
+    let cluster = Cluster::start(2);
+    let wrote = on_cluster(&lakegate, &cluster.scheduler, &overwrite("events")).success();
+    assert!(wrote.stderr.contains(SENT), "the write runs on the cluster:\n{}", wrote.stderr);
+    assert!(wrote.stderr.contains("wrote 20000 rows in 5 files"), "{}", wrote.stderr);
+    let ran: Vec<&str> =
+        ["executor-1", "executor-2"].into_iter().filter(|e| cluster.log(e).contains("Execute task")).collect();
+    assert_eq!(ran.len(), 2, "both executors ran tasks of the write");
+
+    let (local, distributed) =
+        (crate::write::files_by_partition(&local_dir), crate::write::files_by_partition(&cluster_dir));
+    assert_eq!(distributed.len(), 5, "{distributed:?}");
+    assert_eq!(
+        local.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        distributed.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    for ((partition, local_files), (_, files)) in local.iter().zip(&distributed) {
+        assert_eq!(files.len(), 1, "{partition}: one file, as in-process: {files:?}");
+        let ids = crate::write::user_ids(&files[0]);
+        assert_eq!(ids.len(), 4000, "{partition}");
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{partition} is sorted by user_id");
+        assert_eq!(ids, crate::write::user_ids(&local_files[0]), "{partition}: the same rows in the same order");
+    }
+    assert!(staged_files(&cluster_dir).is_empty(), "nothing left staged: {:?}", staged_files(&cluster_dir));
+
+    // A second overwrite replaces every partition; readers on the cluster see only it.
+    lakegate.sql("INSERT OVERWRITE TABLE lake.raw SELECT user_id, 'v2', dt FROM lake.raw").success();
+    on_cluster(&lakegate, &cluster.scheduler, &overwrite("events")).success();
+    let read = on_cluster(&lakegate, &cluster.scheduler, "SELECT version, count(*) FROM lake.events GROUP BY version")
+        .success();
+    assert!(read.stderr.contains(SENT), "{}", read.stderr);
+    assert_eq!(read.rows(), vec![vec!["v2".to_owned(), "20000".to_owned()]]);
+}
+
+/// SIGKILL of an executor while it writes: the write completes on the executor left (Ballista
+/// runs the lost tasks again) or fails naming the executor; either way every partition is
+/// wholly old or wholly new, and the next write succeeds.
+#[test]
+fn an_executor_killed_mid_write_leaves_every_partition_wholly_old_or_new() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let lakegate = Lakegate::new();
+    events_source(&lakegate, &data.path().join("big"), "big", 3_000_000, "new");
+    let table = data.path().join("events");
+    create_events(&lakegate, "events", &table);
+    lakegate
+        .sql(
+            "INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT value, 'old', \
+             concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) FROM generate_series(0, 999)",
+        )
+        .success();
+    let contents = || {
+        lakegate
+            .sql("SELECT dt, version, count(*) FROM lake.events GROUP BY dt, version ORDER BY dt, version")
+            .success()
+            .rows()
+    };
+    let whole = |rows: &[Vec<String>]| {
+        assert_eq!(rows.len(), 5, "one version per partition: {rows:?}");
+        for row in rows {
+            let expected = if row[1] == "old" { "200" } else { "600000" };
+            assert_eq!(row[2], expected, "{row:?} is wholly old or wholly new");
+        }
+    };
+    let sql = "SET datafusion.execution.target_partitions = 4; \
+               INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT user_id, version, dt FROM lake.big \
+               DISTRIBUTE BY dt SORT BY user_id";
+    let mut cluster = Cluster::start(2);
+    let client = spawn_on_cluster(&lakegate, &cluster.scheduler, sql);
+    // Killed once the writers have begun their files.
+    crate::common::wait_for("files being written", Duration::from_secs(120), || !staged_files(&table).is_empty());
+    cluster.kill("executor-1");
+    let output = client.wait_with_output().expect("the client ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(SENT), "{stderr}");
+    let rows = contents();
+    whole(&rows);
+    if output.status.success() {
+        assert!(rows.iter().all(|r| r[1] == "new"), "a write that succeeded replaced everything: {rows:?}");
+    } else {
+        assert!(stderr.to_lowercase().contains("executor"), "the error names the executor:\n{stderr}");
+    }
+    // The next write runs on the executor left, and replaces every partition.
+    on_cluster(&lakegate, &cluster.scheduler, sql).success();
+    let rows = contents();
+    whole(&rows);
+    assert!(rows.iter().all(|r| r[1] == "new"), "{rows:?}");
+    assert!(staged_files(&table).is_empty(), "nothing left staged: {:?}", staged_files(&table));
+}
+
+/// `cluster status` and `system.executors`: the executors as the scheduler sees them; without
+/// a cluster, a usage error and an empty table.
+#[test]
+fn cluster_status_lists_the_executors_and_their_task_slots() {
+    let lakegate = Lakegate::new();
+    let none = lakegate.run(&["cluster", "status"]).failure();
+    assert!(none.stderr.contains("--cluster"), "{}", none.stderr);
+    assert_eq!(lakegate.sql("SELECT count(*) FROM system.executors").success().first_count(), 0);
+    let cluster = Cluster::start(2);
+    let status = lakegate.run(&["--cluster", &cluster.scheduler, "cluster", "status"]).success();
+    assert_eq!(status.stdout.matches("127.0.0.1").count(), 2, "{}", status.stdout);
+    let executors =
+        on_cluster(&lakegate, &cluster.scheduler, "SELECT host, task_slots FROM system.executors").success();
+    let slots = vec!["127.0.0.1".to_owned(), "2".to_owned()];
+    assert_eq!(executors.rows(), vec![slots.clone(), slots]);
+    // A scheduler that is gone: the error names it.
+    drop(cluster);
+    let gone = on_cluster(&lakegate, "127.0.0.1:1", "SELECT * FROM system.executors").failure();
+    assert!(gone.stderr.contains("127.0.0.1:1"), "{}", gone.stderr);
 }

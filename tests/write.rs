@@ -33,7 +33,7 @@ fn overwrite_sql(version: &str, layout: &str) -> String {
 }
 
 /// Parquet files under `dir`, by partition directory, ignoring lakegate's own objects.
-fn files_by_partition(dir: &Path) -> Vec<(String, Vec<PathBuf>)> {
+pub(crate) fn files_by_partition(dir: &Path) -> Vec<(String, Vec<PathBuf>)> {
     let mut partitions: Vec<(String, Vec<PathBuf>)> = std::fs::read_dir(dir)
         .expect("table directory")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -52,7 +52,7 @@ fn files_by_partition(dir: &Path) -> Vec<(String, Vec<PathBuf>)> {
     partitions
 }
 
-fn user_ids(file: &Path) -> Vec<i64> {
+pub(crate) fn user_ids(file: &Path) -> Vec<i64> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).expect("file"))
         .expect("parquet")
         .build()

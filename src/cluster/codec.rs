@@ -23,6 +23,8 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use lakegate_catalog::{Sources, TableSpec, wait_in_place};
 
+use crate::storage::ObjectStores;
+
 /// Marks a table sent as its spec, so decoding tells it from Ballista's own encodings.
 const SPEC_TAG: &[u8] = b"lakegate.table.v1\n";
 
@@ -111,11 +113,20 @@ pub(crate) fn encode_spec(spec: &TableSpec) -> DFResult<Vec<u8>> {
 
 impl LogicalExtensionCodec for TableCodec {
     fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> DFResult<Extension> {
-        self.ballista.try_decode(buf, inputs, ctx)
+        match crate::write::decode_logical(buf, inputs) {
+            Some(write) => write,
+            None => self.ballista.try_decode(buf, inputs, ctx),
+        }
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DFResult<()> {
-        self.ballista.try_encode(node, buf)
+        match crate::write::encode_logical(node.node.as_ref()) {
+            Some(write) => {
+                buf.extend(write);
+                Ok(())
+            }
+            None => self.ballista.try_encode(node, buf),
+        }
     }
 
     fn try_decode_table_provider(
@@ -157,21 +168,23 @@ impl LogicalExtensionCodec for TableCodec {
     }
 }
 
-/// Ballista's physical codec, plus the scans of lakegate's sources (PostgreSQL's) as their
-/// table's spec and their queries, rebuilt by each executor's own `sources`.
+/// Ballista's physical codec, plus lakegate's own plan nodes: the scans of its sources
+/// (PostgreSQL's) as their table's spec and their queries, rebuilt by each executor's own
+/// `sources`, and writes, which write through each executor's own `stores`.
 #[derive(Debug)]
-pub struct ScanCodec {
+pub struct ExecCodec {
     ballista: BallistaPhysicalExtensionCodec,
     sources: Sources,
+    stores: Arc<ObjectStores>,
 }
 
-impl ScanCodec {
-    pub fn new(sources: Sources) -> Self {
-        Self { ballista: BallistaPhysicalExtensionCodec::default(), sources }
+impl ExecCodec {
+    pub fn new(sources: Sources, stores: Arc<ObjectStores>) -> Self {
+        Self { ballista: BallistaPhysicalExtensionCodec::default(), sources, stores }
     }
 }
 
-impl PhysicalExtensionCodec for ScanCodec {
+impl PhysicalExtensionCodec for ExecCodec {
     fn try_decode(
         &self,
         buf: &[u8],
@@ -179,6 +192,9 @@ impl PhysicalExtensionCodec for ScanCodec {
         ctx: &TaskContext,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if let Some(write) = crate::write::decode_physical(buf, inputs, &self.stores) {
+            return write;
+        }
         let Some(scan) = buf.strip_prefix(SCAN_TAG) else {
             return self.ballista.try_decode(buf, inputs, ctx, converter);
         };
@@ -194,6 +210,10 @@ impl PhysicalExtensionCodec for ScanCodec {
         buf: &mut Vec<u8>,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> DFResult<()> {
+        if let Some(write) = crate::write::encode_physical(node.as_ref()) {
+            buf.extend(write?);
+            return Ok(());
+        }
         match crate::sources::encode_scan(node.as_ref()) {
             Some(scan) => {
                 buf.extend_from_slice(SCAN_TAG);

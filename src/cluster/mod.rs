@@ -7,6 +7,8 @@
 //! and geodata layers are each node's own, built from its own configuration.
 
 mod codec;
+mod executors;
+mod job;
 mod planner;
 mod roles;
 
@@ -17,7 +19,10 @@ use datafusion::logical_expr::ScalarUDF;
 use lakegate_catalog::Sources;
 use serde::Deserialize;
 
-pub use self::codec::{ScanCodec, TableCodec};
+use crate::storage::ObjectStores;
+
+pub use self::codec::{ExecCodec, TableCodec};
+pub use self::executors::{Executor, ExecutorsTable, executors};
 pub use self::planner::ClusterPlanner;
 pub use self::roles::{ExecutorArgs, SchedulerArgs, run_executor, run_scheduler};
 
@@ -30,10 +35,12 @@ pub struct ClusterConfig {
 }
 
 /// What a scheduler or executor builds from its own configuration, and never receives: the
-/// object stores (in the runtime), the sources that rebuild tables, and the functions.
+/// object stores (in the runtime, and for writes), the sources that rebuild tables, and the
+/// functions.
 #[derive(Debug)]
 pub struct Node {
     pub runtime: Arc<RuntimeEnv>,
+    pub stores: Arc<ObjectStores>,
     pub sources: Sources,
     pub functions: Vec<Arc<ScalarUDF>>,
 }

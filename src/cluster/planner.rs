@@ -13,35 +13,40 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::logical_plan::AsLogicalPlan;
 use datafusion_proto::protobuf::LogicalPlanNode;
 use lakegate_catalog::Catalog;
 
 use super::codec::{TableCodec, TableOnCluster};
+use super::job::ClusterJobExec;
 use crate::sources;
+use crate::storage::ObjectStores;
+use crate::write::{self, LocalPlanner};
 
-/// Plans queries whose every table can travel (see [`sources::runs_on_cluster`]: Parquet on
-/// storage every node shares, PostgreSQL read in one query) for the Ballista scheduler at
-/// `scheduler_url`, and everything else in this process: statements, writes, EXPLAIN, caches,
-/// temporary and system tables, and the other sources.
+/// Plans queries and Hive-style writes whose every table can travel (see
+/// [`sources::runs_on_cluster`]: Parquet on storage every node shares, PostgreSQL read in one
+/// query) for the Ballista scheduler at `scheduler_url`, and everything else in this process:
+/// statements, EXPLAIN, caches, temporary and system tables, and the other sources.
 #[derive(Debug)]
 pub struct ClusterPlanner {
     scheduler_url: String,
     catalog: Arc<Catalog>,
     codec: Arc<TableCodec>,
+    /// Plans what runs in this process.
+    local: LocalPlanner,
     /// Queries sent to the cluster so far.
     sent: AtomicU64,
 }
 
 impl ClusterPlanner {
     /// `scheduler` is the scheduler's `host:port`.
-    pub fn new(scheduler: &str, catalog: Arc<Catalog>) -> Self {
+    pub fn new(scheduler: &str, catalog: Arc<Catalog>, stores: Arc<ObjectStores>) -> Self {
         Self {
             scheduler_url: format!("http://{scheduler}"),
             catalog,
             codec: Arc::new(TableCodec::sending()),
+            local: LocalPlanner::new(stores),
             sent: AtomicU64::new(0),
         }
     }
@@ -51,9 +56,11 @@ impl ClusterPlanner {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// A session's configuration with the settings Ballista reads (its defaults).
+    /// A session's configuration with the settings Ballista reads: its defaults, but the client
+    /// asks for its job's state (every 50 ms) rather than waiting for the scheduler to push it,
+    /// so it knows the job's id from the start and a query stopped early can cancel its job.
     pub fn session_config(config: SessionConfig) -> SessionConfig {
-        config.upgrade_for_ballista()
+        config.upgrade_for_ballista().set_bool(ballista_core::config::BALLISTA_CLIENT_PULL, true)
     }
 
     /// `plan` with each table it reads replaced by its spec, when all of them can run on
@@ -66,7 +73,15 @@ impl ClusterPlanner {
                     reads = true;
                     TreeNodeRecursion::Continue
                 }
-                // Statements, writes and EXPLAIN act on this process's catalog and session.
+                // A write into a table every node can write: executors write its files.
+                LogicalPlan::Extension(_)
+                    if write::written_table(node)
+                        .is_some_and(|spec| sources::runs_on_cluster(self.catalog.sources(), spec)) =>
+                {
+                    TreeNodeRecursion::Continue
+                }
+                // Statements, DataFusion's writes and EXPLAIN act on this process's catalog and
+                // session.
                 LogicalPlan::Dml(_)
                 | LogicalPlan::Ddl(_)
                 | LogicalPlan::Copy(_)
@@ -121,13 +136,15 @@ impl QueryPlanner for ClusterPlanner {
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 let config = session.config().ballista_config();
                 let codec = Arc::clone(&self.codec) as _;
-                BallistaQueryPlanner::<LogicalPlanNode>::with_extension(self.scheduler_url.clone(), config, codec)
-                    .create_physical_plan(&travelling, session)
-                    .await
+                let planned =
+                    BallistaQueryPlanner::<LogicalPlanNode>::with_extension(self.scheduler_url.clone(), config, codec)
+                        .create_physical_plan(&travelling, session)
+                        .await?;
+                Ok(ClusterJobExec::wrap(planned, &self.scheduler_url))
             }
             Err(reason) => {
                 tracing::debug!(%reason, "query runs in this process");
-                DefaultPhysicalPlanner::default().create_physical_plan(plan, session).await
+                self.local.create_physical_plan(plan, session).await
             }
         }
     }

@@ -15,7 +15,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
 use super::Node;
-use super::codec::{ScanCodec, TableCodec};
+use super::codec::{ExecCodec, TableCodec};
 use crate::{Error, Result};
 
 /// Where a scheduler listens.
@@ -57,7 +57,8 @@ fn cluster_error(role: &str, e: impl std::fmt::Display) -> Error {
 /// # Errors
 /// The address cannot be bound, or Ballista fails to start.
 pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
-    let Node { runtime, sources, functions } = node;
+    let Node { runtime, stores, sources, functions } = node;
+    let planner = Arc::new(crate::write::LocalPlanner::new(Arc::clone(&stores)));
     let session_builder = Arc::new(move |config: SessionConfig| {
         let mut scalar = ballista_scalar_functions();
         scalar.extend(functions.iter().cloned());
@@ -69,6 +70,7 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
             .with_scalar_functions(scalar)
             .with_aggregate_functions(ballista_aggregate_functions())
             .with_window_functions(ballista_window_functions())
+            .with_query_planner(Arc::clone(&planner) as _)
             .build())
     });
     let config = SchedulerConfig {
@@ -85,7 +87,7 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
         expire_dead_executor_interval_seconds: 5,
         override_session_builder: Some(session_builder),
         override_logical_codec: Some(Arc::new(TableCodec::receiving(sources.clone()))),
-        override_physical_codec: Some(Arc::new(ScanCodec::new(sources))),
+        override_physical_codec: Some(Arc::new(ExecCodec::new(sources, stores))),
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config).await.map_err(|e| cluster_error("scheduler", e))?;
@@ -98,7 +100,7 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
 /// # Errors
 /// The scheduler address is not `host:port`, or Ballista fails to start.
 pub async fn run_executor(node: Node, args: ExecutorArgs) -> Result<()> {
-    let Node { runtime, sources, functions } = node;
+    let Node { runtime, stores, sources, functions } = node;
     let (scheduler_host, scheduler_port) = args
         .scheduler
         .rsplit_once(':')
@@ -125,7 +127,7 @@ pub async fn run_executor(node: Node, args: ExecutorArgs) -> Result<()> {
         override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(runtime_producer),
         override_logical_codec: Some(Arc::new(TableCodec::receiving(sources.clone()))),
-        override_physical_codec: Some(Arc::new(ScanCodec::new(sources))),
+        override_physical_codec: Some(Arc::new(ExecCodec::new(sources, stores))),
         executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
         ..ExecutorProcessConfig::default()
     };

@@ -138,7 +138,7 @@ impl Lakegate {
             .cluster
             .scheduler
             .as_deref()
-            .map(|scheduler| Arc::new(ClusterPlanner::new(scheduler, Arc::clone(&catalog))));
+            .map(|scheduler| Arc::new(ClusterPlanner::new(scheduler, Arc::clone(&catalog), Arc::clone(&stores))));
         let metrics = Arc::new(Metrics::new());
         let log = config.query_log_days.map(|days| (data_dir.join("query_log"), days));
         let history = Arc::new(QueryHistory::new(Arc::clone(&metrics), log)?);
@@ -196,7 +196,8 @@ impl Lakegate {
         let geodata = fetch_remote_layers(&config.geodata, &stores, &config.data_dir.join("geodata")).await?;
         let layers = Layers::load(&geodata)?;
         let functions = lakegate_udfs::geodata_udfs(layers.current()).into_iter().map(Arc::new).collect();
-        Ok(cluster::Node { runtime, sources: sources::all(&stores, &config.cassandra), functions })
+        let sources = sources::all(&stores, &config.cassandra);
+        Ok(cluster::Node { runtime, stores, sources, functions })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -308,16 +309,23 @@ impl Lakegate {
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
             .with_optimizer_rule(Arc::new(crate::sources::rewrite::PushToDatabases));
-        if let Some(cluster) = &self.cluster {
-            state = state.with_query_planner(Arc::clone(cluster) as _);
-        }
+        state = match &self.cluster {
+            Some(cluster) => state.with_query_planner(Arc::clone(cluster) as _),
+            None => state.with_query_planner(Arc::new(crate::write::LocalPlanner::new(Arc::clone(&self.stores)))),
+        };
         let state = state.build();
         // `SELECT * FROM 's3://bucket/file.parquet'` reads files without registering them: any
         // file the server can reach, so for admins only.
         let ctx = SessionContext::new_with_state(state);
         let ctx = if principal.is_admin() { ctx.enable_url_table() } else { ctx };
         let viewer = (!principal.is_admin()).then(|| principal.user.clone());
-        let catalog = self.catalog.session(vec![("system".to_owned(), self.history.system_database(viewer))]);
+        let system = self.history.system_database(viewer);
+        if principal.is_admin() {
+            // The cluster's hosts and ports are the operators' business, not every reader's.
+            let scheduler = self.config.cluster.scheduler.clone();
+            let _ = system.register_table("executors".into(), Arc::new(cluster::ExecutorsTable::new(scheduler)));
+        }
+        let catalog = self.catalog.session(vec![("system".to_owned(), system)]);
         ctx.register_catalog(CATALOG, Arc::clone(&catalog) as _);
         for (name, metastore) in &self.metastores {
             ctx.register_catalog(name, Arc::new(metastore.clone()));

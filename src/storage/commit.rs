@@ -55,8 +55,14 @@ fn commit_of_file(name: &str) -> Option<&str> {
     is_commit_id(id).then_some(id)
 }
 
-pub(crate) fn data_file_name(commit: &str, writer: usize, sequence: usize) -> String {
-    format!("part-{commit}-{writer:03}-{sequence:05}.parquet")
+/// The name of data file `sequence` of `writer` (any text without `/`) in `commit`.
+pub(crate) fn data_file_name(commit: &str, writer: &str, sequence: usize) -> String {
+    format!("part-{commit}-{writer}-{sequence:05}.parquet")
+}
+
+/// Whether `name` is a data file of `commit`.
+pub(crate) fn is_file_of(name: &str, commit: &str) -> bool {
+    commit_of_file(name) == Some(commit) && is_data_file(name)
 }
 
 /// Where the files of `commit` wait before they are moved into place.
@@ -443,7 +449,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let second = new_commit_id();
         assert!(first < second && is_commit_id(&first), "{first} {second}");
-        assert_eq!(commit_of_file(&data_file_name(&first, 1, 2)), Some(first.as_str()));
+        assert_eq!(commit_of_file(&data_file_name(&first, "001", 2)), Some(first.as_str()));
         assert_eq!(commit_of_file("part-00000-c000.snappy.parquet"), None);
     }
 }

@@ -1,81 +1,36 @@
-//! The writers: one per output partition of the laid-out plan, each writing its rows (sorted
+//! A writer: one per output partition of the laid-out plan, each writing its rows (sorted
 //! by partition) as Parquet files under the staging directory, one file open at a time.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::partition;
 use datafusion::arrow::datatypes::Schema;
-use datafusion::error::DataFusionError;
-use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use tokio::task::JoinSet;
 
+use super::exec::Layout;
 use super::partition_dir_of_row;
 use crate::Result;
 use crate::storage::commit;
 
-/// How the writers turn rows into files.
-#[derive(Debug)]
-pub(super) struct Layout {
-    pub(super) data_columns: usize,
-    pub(super) partition_names: Vec<String>,
-    pub(super) target_file_bytes: u64,
-    pub(super) properties: WriterProperties,
-    pub(super) commit: String,
-}
+/// Told the rows and bytes written as they are written, for progress bars.
+pub(crate) type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// A file written under the staging directory.
 #[derive(Debug)]
-pub(super) struct WrittenFile {
+pub(crate) struct WrittenFile {
     /// Its partition directory (`dt=2018-03-05`), empty for an unpartitioned table.
-    pub(super) partition: String,
-    pub(super) name: String,
-    pub(super) staged: Path,
-    pub(super) rows: u64,
-    pub(super) bytes: u64,
-}
-
-/// Runs every output partition of `plan` on its own task, writing files under `staging`.
-///
-/// # Errors
-/// The first failure of any writer; the others are cancelled.
-pub(super) async fn write_all(
-    plan: Arc<dyn ExecutionPlan>,
-    context: Arc<TaskContext>,
-    layout: Arc<Layout>,
-    store: &Arc<dyn ObjectStore>,
-    staging: &Path,
-    on_written: &Arc<dyn Fn(u64, u64) + Send + Sync>,
-) -> Result<Vec<WrittenFile>> {
-    let mut writers = JoinSet::new();
-    for index in 0..plan.output_partitioning().partition_count() {
-        let stream = plan.execute(index, Arc::clone(&context))?;
-        let writer = Writer {
-            index,
-            layout: Arc::clone(&layout),
-            store: Arc::clone(store),
-            staging: staging.clone(),
-            on_written: Arc::clone(on_written),
-            open: None,
-            sequence: 0,
-            written: Vec::new(),
-        };
-        writers.spawn(writer.run(stream));
-    }
-    let mut written = Vec::new();
-    // Dropping the set on an error aborts the writers still running.
-    while let Some(result) = writers.join_next().await {
-        let files = result.map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-        written.extend(files);
-    }
-    Ok(written)
+    pub(crate) partition: String,
+    pub(crate) name: String,
+    pub(crate) staged: Path,
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
 }
 
 struct OpenFile {
@@ -86,20 +41,42 @@ struct OpenFile {
     rows: u64,
 }
 
-struct Writer {
+/// One writer: the rows of one output partition, sorted by partition, as files.
+pub(super) struct Writer {
     index: usize,
+    /// Tells this writer's files from those of another run of the same task (a retry), so a
+    /// run never overwrites a file another run listed.
+    run: String,
     layout: Arc<Layout>,
+    properties: WriterProperties,
     store: Arc<dyn ObjectStore>,
     staging: Path,
-    /// Told the rows and bytes written, for progress bars.
-    on_written: Arc<dyn Fn(u64, u64) + Send + Sync>,
+    progress: Option<Progress>,
     open: Option<OpenFile>,
     sequence: usize,
     written: Vec<WrittenFile>,
 }
 
 impl Writer {
-    async fn run(
+    pub(super) fn new(
+        index: usize,
+        layout: Arc<Layout>,
+        properties: WriterProperties,
+        store: Arc<dyn ObjectStore>,
+        staging: Path,
+        progress: Option<Progress>,
+    ) -> Self {
+        let run = format!("{:08x}", std::collections::hash_map::RandomState::new().hash_one(index) as u32);
+        Self { index, run, layout, properties, store, staging, progress, open: None, sequence: 0, written: Vec::new() }
+    }
+
+    fn tell(&self, rows: u64, bytes: u64) {
+        if let Some(progress) = &self.progress {
+            progress(rows, bytes);
+        }
+    }
+
+    pub(super) async fn run(
         mut self,
         mut stream: datafusion::physical_plan::SendableRecordBatchStream,
     ) -> Result<Vec<WrittenFile>> {
@@ -132,19 +109,22 @@ impl Writer {
         }
         let data = rows.project(&(0..self.layout.data_columns).collect::<Vec<_>>())?;
         if self.open.is_none() {
-            let name = commit::data_file_name(&self.layout.commit, self.index, self.sequence);
+            let name =
+                commit::data_file_name(&self.layout.commit, &format!("{:03}-{}", self.index, self.run), self.sequence);
             self.sequence += 1;
             let path = commit::child(&self.staging, &format!("{dir}/{name}"));
             let schema = Arc::new(Schema::new(data.schema().fields().clone()));
             let target = BufWriter::new(Arc::clone(&self.store), path.clone());
-            let writer = AsyncArrowWriter::try_new(target, schema, Some(self.layout.properties.clone()))?;
+            let writer = AsyncArrowWriter::try_new(target, schema, Some(self.properties.clone()))?;
             self.open = Some(OpenFile { partition: dir.to_owned(), name, path, writer, rows: 0 });
         }
         let Some(file) = self.open.as_mut() else { unreachable!("opened above") };
         file.writer.write(&data).await?;
         file.rows += data.num_rows() as u64;
-        (self.on_written)(data.num_rows() as u64, 0);
-        if file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64 >= self.layout.target_file_bytes {
+        let full =
+            file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64 >= self.layout.target_file_bytes;
+        self.tell(data.num_rows() as u64, 0);
+        if full {
             self.close().await?;
         }
         Ok(())
@@ -155,7 +135,7 @@ impl Writer {
         let OpenFile { partition, name, path, mut writer, rows } = file;
         writer.finish().await?;
         let bytes = writer.bytes_written() as u64;
-        (self.on_written)(0, bytes);
+        self.tell(0, bytes);
         self.written.push(WrittenFile { partition, name, staged: path, rows, bytes });
         Ok(())
     }

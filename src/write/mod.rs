@@ -6,24 +6,21 @@
 //! not one per thread), sorted within each writer by the partition columns and then `SORT BY`,
 //! so each writer has one file open at a time. Files roll over at a target size.
 
+mod exec;
 mod files;
 mod location;
+
+pub use exec::LocalPlanner;
+pub(crate) use exec::{decode_logical, decode_physical, encode_logical, encode_physical, written_table};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, SortExpr, col, lit};
-use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
-use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::expressions::col as physical_col;
-use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, displayable};
+use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use lakegate_catalog::TableSpec;
@@ -203,55 +200,19 @@ pub(crate) fn plan(context: &Context<'_>, request: Request, query: LogicalPlan) 
     })
 }
 
-/// The physical plan of a write: the rows, laid out for the writers.
-async fn physical(context: &Context<'_>, plan: &WritePlan) -> Result<Arc<dyn ExecutionPlan>> {
-    let rows = plan.rows.clone().create_physical_plan().await?;
-    lay_out(
-        rows,
-        &plan.partition_names,
-        plan.sort_keys.clone(),
-        plan.distribute_keys,
-        context.ctx.state().config().target_partitions(),
-    )
-}
-
-/// Hash-partitions the rows to writers and sorts each writer's rows by partition, then by the
-/// sort keys. The plan's columns: data, partition, `__sort_*`, `__distribute_*`.
-fn lay_out(
-    plan: Arc<dyn ExecutionPlan>,
-    partition_names: &[String],
-    sort_keys: Vec<SortOptions>,
-    distribute_keys: usize,
-    writers: usize,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = plan.schema();
-    let column = |name: &str| physical_col(name, &schema);
-    let hash_keys = if distribute_keys > 0 {
-        (0..distribute_keys)
-            .map(|i| column(&format!("__distribute_{i}")))
-            .collect::<datafusion::error::Result<Vec<_>>>()?
-    } else {
-        partition_names.iter().map(|n| column(n)).collect::<datafusion::error::Result<Vec<_>>>()?
-    };
-    let plan: Arc<dyn ExecutionPlan> = if !hash_keys.is_empty() {
-        Arc::new(RepartitionExec::try_new(plan, Partitioning::Hash(hash_keys, writers.max(1)))?)
-    } else if plan.output_partitioning().partition_count() > 1 {
-        // Nothing to spread rows by: one writer, so files follow the target size, not threads.
-        Arc::new(CoalescePartitionsExec::new(plan))
-    } else {
-        plan
-    };
-    let mut ordering: Vec<PhysicalSortExpr> = partition_names
-        .iter()
-        .map(|n| Ok(PhysicalSortExpr::new(column(n)?, SortOptions::default())))
-        .collect::<Result<_>>()?;
-    for (i, options) in sort_keys.into_iter().enumerate() {
-        ordering.push(PhysicalSortExpr::new(column(&format!("__sort_{i}"))?, options));
+impl WritePlan {
+    /// How this write lays out its rows in files, as the files of `commit`.
+    fn layout(&self, commit: String) -> exec::Layout {
+        exec::Layout {
+            spec: self.spec.clone(),
+            commit,
+            data_columns: self.data_columns,
+            partition_names: self.partition_names.clone(),
+            sort_keys: self.sort_keys.iter().map(|o| (o.descending, o.nulls_first)).collect(),
+            distribute_keys: self.distribute_keys,
+            target_file_bytes: self.target_file_bytes,
+        }
     }
-    Ok(match LexOrdering::new(ordering) {
-        Some(ordering) => Arc::new(SortExec::new(ordering, plan).with_preserve_partitioning(true)),
-        None => plan,
-    })
 }
 
 /// Hive's name of a null partition value.
@@ -280,13 +241,6 @@ fn partition_dir_of_row(names: &[String], keys: &[datafusion::arrow::array::Arra
         })
         .collect::<std::result::Result<Vec<Option<String>>, _>>()?;
     Ok(partition_dir(names.iter().map(String::as_str).zip(values.iter().map(Option::as_deref))))
-}
-
-fn writer_properties(context: &Context<'_>) -> Result<WriterProperties> {
-    let mut options = context.ctx.state().table_options().parquet.clone();
-    // The Arrow writer embeds the schema itself; this flag is only about DataFusion's own sink.
-    options.global.skip_arrow_metadata = true;
-    Ok(ParquetWriterOptions::try_from(&options)?.writer_options().clone())
 }
 
 /// The table's root as the store sees it, and the store (unfiltered).
@@ -322,7 +276,7 @@ pub(crate) async fn add_partitions(
             datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), None).map_err(parquet)?;
         let bytes = writer.into_inner().map_err(parquet)?;
         let id = commit::new_commit_id();
-        let file = commit::child(&dir, &commit::data_file_name(&id, 0, 0));
+        let file = commit::child(&dir, &commit::data_file_name(&id, "000", 0));
         store.put(&file, bytes.into()).await.map_err(|e| Error::io(&file, e.into()))?;
         commit::publish(store.as_ref(), &dir, &id, commit::Mode::Append)
             .await
@@ -387,6 +341,19 @@ async fn publish(
     Ok(())
 }
 
+/// Removes what `commit` left under `staging`: all of a failed write's files, or the files of
+/// task runs a published write did not use. A failure only leaves garbage for VACUUM.
+async fn discard_staged(store: &Arc<dyn ObjectStore>, staging: &Path, spec: &TableSpec, commit: &str) {
+    let staged: Vec<Path> = store.list(Some(staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
+    if let Err(e) = commit::delete(store.as_ref(), staged).await {
+        tracing::warn!(table = %spec.qualified_name(), error = %e, "staged files left for vacuum");
+    }
+    // Local stores keep empty directories, and unfinished uploads that listings skip.
+    if let Some(dir) = local_dir(spec) {
+        let _ = tokio::fs::remove_dir_all(dir.join(commit::SYSTEM_DIR).join("staging").join(commit)).await;
+    }
+}
+
 /// Runs a planned write and publishes it. `stop` is heeded until the files are written, never
 /// while publishing, so a stopped write leaves every partition wholly old.
 ///
@@ -396,17 +363,19 @@ async fn publish(
 pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option<Stop>) -> Result<Wrote> {
     let table = plan.spec.qualified_name();
     let (store, root) = table_root(context, &plan.spec)?;
-    let physical = physical(context, &plan).await?;
     let commit = commit::new_commit_id();
     let staging = commit::staging_dir(&root, &commit);
-    let layout = Arc::new(files::Layout {
-        data_columns: plan.data_columns,
-        partition_names: plan.partition_names.clone(),
-        target_file_bytes: plan.target_file_bytes,
-        properties: writer_properties(context)?,
-        commit: commit.clone(),
-    });
-    let writing = files::write_all(physical, context.ctx.task_ctx(), layout, &store, &staging, &context.on_written);
+    let layout = plan.layout(commit.clone());
+    let writing = async {
+        // Planned by the session: on its cluster when the rows' tables and this one travel.
+        let logical = exec::WriteFiles::new(layout.clone(), plan.rows.logical_plan().clone())?.into_plan();
+        let mut physical = context.ctx.state().create_physical_plan(&logical).await?;
+        if let Some(local) = physical.downcast_ref::<exec::WriteExec>() {
+            physical = Arc::new(local.with_progress(Arc::clone(&context.on_written)));
+        }
+        let manifest = datafusion::physical_plan::collect(physical, context.ctx.task_ctx()).await?;
+        exec::read_manifest(&layout, &staging, &manifest)
+    };
     let result = match stop {
         Some(stop) => tokio::select! {
             written = writing => written,
@@ -417,11 +386,7 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
     let written = match result {
         Ok(written) => written,
         Err(e) => {
-            let staged: Vec<Path> =
-                store.list(Some(&staging)).map_ok(|o| o.location).try_collect().await.unwrap_or_default();
-            if let Err(cleanup) = commit::delete(store.as_ref(), staged).await {
-                tracing::warn!(%table, error = %cleanup, "staged files of a failed write left for vacuum");
-            }
+            discard_staged(&store, &staging, &plan.spec, &commit).await;
             return Err(e);
         }
     };
@@ -445,10 +410,8 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
         listings.clear();
     }
     failpoint("published");
-    // Local stores keep empty directories; the staging tree of this commit is empty now.
-    if let Some(dir) = local_dir(&plan.spec) {
-        let _ = tokio::fs::remove_dir_all(dir.join(commit::SYSTEM_DIR).join("staging").join(&commit)).await;
-    }
+    // What is left in staging was written by runs of a task that failed or was retried.
+    discard_staged(&store, &staging, &plan.spec, &commit).await;
     // Readers now see the new files; the old ones can go. A failure here only leaves garbage.
     match commit::collect_garbage(store.as_ref(), &root, Some(&dirs), None).await {
         Ok(collected) => tracing::info!(%table, ?collected, "replaced files removed"),
@@ -476,7 +439,8 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
 /// # Errors
 /// The query fails (it runs, to find the dynamic partitions).
 pub(crate) async fn explain(context: &Context<'_>, plan: WritePlan) -> Result<Vec<String>> {
-    let physical = physical(context, &plan).await?;
+    let rows = plan.rows.clone().create_physical_plan().await?;
+    let physical = plan.layout(String::new()).lay_out(rows, context.ctx.state().config().target_partitions())?;
     let mut lines = vec![format!(
         "{} {} ({} writers, files up to {})",
         if plan.mode == Mode::Overwrite { "INSERT OVERWRITE" } else { "INSERT INTO" },

@@ -1,0 +1,141 @@
+//! A query's job on the cluster, cancelled there when the client stops reading it before its
+//! end: `KILL QUERY`, a statement time limit, a client that went away. Ballista's own plan
+//! node only submits and fetches; without this the job would run to its end.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ballista_core::execution_plans::DistributedQueryExec;
+use ballista_core::serde::protobuf::CancelJobParams;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use datafusion_proto::protobuf::LogicalPlanNode;
+use futures::{Stream, StreamExt};
+
+type Job = DistributedQueryExec<LogicalPlanNode>;
+
+/// How long cancelling a job waits for the scheduler.
+const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs a query on the cluster (its child, Ballista's `DistributedQueryExec`) and cancels the
+/// job when its rows are dropped before the end.
+#[derive(Debug)]
+pub(super) struct ClusterJobExec {
+    /// What runs: the job's plan node, maybe wrapped (for tracing) since.
+    input: Arc<dyn ExecutionPlan>,
+    /// The job's plan node itself (a `DistributedQueryExec`), which learns the job's id once
+    /// submitted.
+    job: Arc<dyn ExecutionPlan>,
+    scheduler_url: String,
+}
+
+impl ClusterJobExec {
+    /// `plan` as it came from Ballista's planner: wrapped when it runs a job, else as it is.
+    pub(super) fn wrap(plan: Arc<dyn ExecutionPlan>, scheduler_url: &str) -> Arc<dyn ExecutionPlan> {
+        if !plan.is::<Job>() {
+            return plan;
+        }
+        Arc::new(Self { input: Arc::clone(&plan), job: plan, scheduler_url: scheduler_url.to_owned() })
+    }
+}
+
+impl DisplayAs for ClusterJobExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterJobExec: {}", self.scheduler_url)
+    }
+}
+
+impl ExecutionPlan for ClusterJobExec {
+    fn name(&self) -> &'static str {
+        "ClusterJobExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
+    ) -> DFResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let input = children.pop().ok_or_else(|| DataFusionError::Internal("ClusterJobExec has a child".into()))?;
+        Ok(Arc::new(Self { input, job: Arc::clone(&self.job), scheduler_url: self.scheduler_url.clone() }))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DFResult<SendableRecordBatchStream> {
+        let rows = self.input.execute(partition, context)?;
+        let schema = rows.schema();
+        let stream =
+            JobRows { rows, job: Arc::clone(&self.job), scheduler_url: self.scheduler_url.clone(), ended: false };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+struct JobRows {
+    rows: SendableRecordBatchStream,
+    job: Arc<dyn ExecutionPlan>,
+    scheduler_url: String,
+    ended: bool,
+}
+
+impl Stream for JobRows {
+    type Item = DFResult<datafusion::arrow::array::RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.rows.poll_next_unpin(cx);
+        // A job that failed or gave all its rows has ended on the cluster too.
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.ended = true;
+        }
+        polled
+    }
+}
+
+impl Drop for JobRows {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let job_id = self.job.downcast_ref::<Job>().and_then(Job::job_id);
+        let (Some(job_id), Ok(runtime)) = (job_id, tokio::runtime::Handle::try_current()) else { return };
+        let (job_id, url) = (job_id.to_string(), self.scheduler_url.clone());
+        let cancel = async move {
+            let cancelled = async {
+                let mut scheduler = SchedulerGrpcClient::connect(url.clone()).await?;
+                scheduler.cancel_job(CancelJobParams { job_id: job_id.clone() }).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            };
+            match tokio::time::timeout(CANCEL_TIMEOUT, cancelled).await {
+                Ok(Ok(())) => tracing::info!(%job_id, "cluster job cancelled: its rows are no longer read"),
+                Ok(Err(e)) => tracing::warn!(%job_id, scheduler = %url, error = %e, "cluster job not cancelled"),
+                Err(_) => tracing::warn!(%job_id, scheduler = %url, "cluster job not cancelled: no answer"),
+            }
+        };
+        // Waited for where the runtime allows it, so a CLI that exits right after a stopped
+        // query still cancels its job; `serve` loses a worker thread for one round trip.
+        match runtime.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| runtime.block_on(cancel)),
+            _ => drop(runtime.spawn(cancel)),
+        }
+    }
+}
