@@ -460,3 +460,85 @@ fn cluster_status_lists_the_executors_and_their_task_slots() {
     let gone = on_cluster(&lakegate, "127.0.0.1:1", "SELECT * FROM system.executors").failure();
     assert!(gone.stderr.contains("127.0.0.1:1"), "{}", gone.stderr);
 }
+
+/// The NCIS question with its ad-server logs on S3 (moto), its users in PostgreSQL and its
+/// programs in Cassandra, as a cluster's client runs it. The logs are written to S3 by the
+/// executors (a nightly overwrite); the S3 × PostgreSQL join runs on the executors (each with
+/// its own S3 settings and `PG_PASSWORD`); with the Cassandra table in it, the query runs in
+/// the client. psql's count of the users is the oracle.
+#[test]
+fn the_ncis_question_over_s3_postgres_and_cassandra_gives_the_in_process_answer() {
+    use crate::common::postgres::{PASSWORD, Postgres};
+    use crate::common::{Cql, S3Server};
+    let cql = Cql::connect();
+    cql.keyspace("lg_cluster_ncis");
+    cql.run(&["CREATE TABLE lg_cluster_ncis.programs (id int PRIMARY KEY, name text)"]);
+    let programs = vec![(1_i32, "Bones".to_owned()), (2, "NCIS".to_owned()), (3, "NCIS: Los Angeles".to_owned())];
+    cql.insert("INSERT INTO lg_cluster_ncis.programs (id, name) VALUES (?, ?)", programs);
+    let pg = Postgres::shared();
+    let db = pg.database();
+    pg.psql(
+        &db,
+        "CREATE TABLE users (uid int PRIMARY KEY, age int, gender text); \
+         INSERT INTO users SELECT i, 18 + i % 50, CASE WHEN i % 3 = 0 THEN 'F' ELSE 'M' END FROM generate_series(1, 5000) i;",
+    );
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let data = tempfile::tempdir().expect("temp dir");
+    let staged = data.path().join("staged");
+    let lakegate = s3.env(Lakegate::new()).with_env("PG_PASSWORD", PASSWORD).with_cassandra(&cql.contact_point);
+    // 40 events per user: user u's events all have program (u - 1) % 4 and are impressions when
+    // u is odd, so program 2 (NCIS) is seen by the users with (u - 1) % 4 = 2.
+    lakegate
+        .sql(&format!(
+            "COPY (SELECT i AS id, i % 5000 + 1 AS uid, i % 4 AS pid, \
+                    CASE WHEN i % 2 = 0 THEN 'impression' ELSE 'click' END AS type, \
+                    concat('2018-03-0', CAST(i % 3 + 1 AS STRING)) AS dt FROM generate_series(0, 199999) t(i)) \
+             TO '{}/' STORED AS PARQUET;\n\
+             CREATE DATABASE IF NOT EXISTS lake;\n\
+             CREATE EXTERNAL TABLE lake.staged STORED AS PARQUET LOCATION '{}/';\n\
+             CREATE EXTERNAL TABLE adserver_logs (id BIGINT, uid BIGINT, pid BIGINT, type STRING) USING PARQUET \
+               PARTITIONED BY (dt STRING) LOCATION 's3://lake/logs/adserver_logs';\n\
+             CREATE EXTERNAL TABLE users STORED AS POSTGRES LOCATION '{}' \
+               OPTIONS ('table' 'users', 'password' '${{env:PG_PASSWORD}}');\n\
+             CREATE EXTERNAL TABLE programs STORED AS CASSANDRA LOCATION 'cassandra://{}/lg_cluster_ncis/programs'",
+            staged.display(),
+            staged.display(),
+            pg.url(&db),
+            cql.contact_point
+        ))
+        .success();
+    let women =
+        pg.psql(&db, "SELECT count(*) FROM users WHERE age BETWEEN 25 AND 49 AND gender = 'F' AND (uid - 1) % 4 = 2");
+    let expected = women.trim().parse::<u64>().expect("a count") * 40;
+
+    let node_env = [
+        ("LAKEGATE_S3_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("PG_PASSWORD", PASSWORD),
+    ];
+    let cluster = Cluster::start_with(2, None, &node_env);
+    let wrote = on_cluster(
+        &lakegate,
+        &cluster.scheduler,
+        "INSERT OVERWRITE TABLE adserver_logs PARTITION (dt) SELECT id, uid, pid, type, dt FROM lake.staged",
+    )
+    .success();
+    assert!(wrote.stderr.contains(SENT), "the logs are written to S3 by the executors:\n{}", wrote.stderr);
+    assert!(wrote.stderr.contains("wrote 200000 rows"), "{}", wrote.stderr);
+
+    let without_programs = "SELECT COUNT(*) FROM adserver_logs A JOIN users U ON A.uid = U.uid \
+        WHERE A.type = 'impression' AND U.age BETWEEN 25 AND 49 AND U.gender = 'F' AND A.pid = 2";
+    let joined = on_cluster(&lakegate, &cluster.scheduler, without_programs).success();
+    assert!(joined.stderr.contains(SENT), "S3 × PostgreSQL runs on the executors:\n{}", joined.stderr);
+    assert_eq!(joined.first_count(), expected);
+
+    let ncis = "SELECT COUNT(*) FROM adserver_logs A JOIN users U ON A.uid = U.uid JOIN programs P ON A.pid = P.id \
+        WHERE A.type = 'impression' AND U.age BETWEEN 25 AND 49 AND U.gender = 'F' AND P.name = 'NCIS'";
+    let distributed = on_cluster(&lakegate, &cluster.scheduler, ncis).success();
+    assert!(!distributed.stderr.contains(SENT), "a Cassandra table keeps the query in the client");
+    assert_eq!(distributed.first_count(), expected);
+    assert_eq!(lakegate.sql(ncis).success().first_count(), expected, "in-process");
+}
