@@ -139,7 +139,8 @@ fn an_executor_killed_mid_query_leaves_the_cluster_serving() {
     let sql = "SELECT count(*), count(DISTINCT s), max(k) FROM big";
     let expected = lakegate.sql(sql).success().stdout;
     let mut cluster = Cluster::start(2);
-    let client = spawn_on_cluster(&lakegate, &cluster.scheduler, sql);
+    // A time limit, so a job the cluster never finishes fails the test rather than hanging it.
+    let client = spawn_on_cluster(&lakegate, &cluster.scheduler, &format!("SET statement_timeout = '120s'; {sql}"));
     // Killed as soon as it runs a task of the query.
     let mut busy = None;
     crate::common::wait_for("a task of the query", Duration::from_secs(60), || {
@@ -414,7 +415,8 @@ fn an_executor_killed_mid_write_leaves_every_partition_wholly_old_or_new() {
             assert_eq!(row[2], expected, "{row:?} is wholly old or wholly new");
         }
     };
-    let sql = "SET datafusion.execution.target_partitions = 4; \
+    // A time limit, so a job the cluster never finishes fails the test rather than hanging it.
+    let sql = "SET statement_timeout = '120s'; SET datafusion.execution.target_partitions = 4; \
                INSERT OVERWRITE TABLE lake.events PARTITION (dt) SELECT user_id, version, dt FROM lake.big \
                DISTRIBUTE BY dt SORT BY user_id";
     let mut cluster = Cluster::start(2);

@@ -116,26 +116,35 @@ impl Drop for JobRows {
         if self.ended {
             return;
         }
-        let job_id = self.job.downcast_ref::<Job>().and_then(Job::job_id);
-        let (Some(job_id), Ok(runtime)) = (job_id, tokio::runtime::Handle::try_current()) else { return };
-        let (job_id, url) = (job_id.to_string(), self.scheduler_url.clone());
-        let cancel = async move {
-            let cancelled = async {
+        let Some(job_id) = self.job.downcast_ref::<Job>().and_then(Job::job_id) else { return };
+        cancel(job_id.to_string(), self.scheduler_url.clone());
+    }
+}
+
+/// Asks the scheduler to cancel `job_id`, and waits at most [`CANCEL_TIMEOUT`] for it. The call
+/// runs on a thread and runtime of its own: a drop may happen on any thread, in any runtime
+/// (or while one shuts down), and a CLI that exits right after a stopped query must still
+/// cancel its job.
+fn cancel(job_id: String, url: String) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("lakegate-cancel".into()).spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let cancelled = runtime.block_on(async {
+            let cancelling = async {
                 let mut scheduler = SchedulerGrpcClient::connect(url.clone()).await?;
                 scheduler.cancel_job(CancelJobParams { job_id: job_id.clone() }).await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             };
-            match tokio::time::timeout(CANCEL_TIMEOUT, cancelled).await {
-                Ok(Ok(())) => tracing::info!(%job_id, "cluster job cancelled: its rows are no longer read"),
-                Ok(Err(e)) => tracing::warn!(%job_id, scheduler = %url, error = %e, "cluster job not cancelled"),
-                Err(_) => tracing::warn!(%job_id, scheduler = %url, "cluster job not cancelled: no answer"),
-            }
-        };
-        // Waited for where the runtime allows it, so a CLI that exits right after a stopped
-        // query still cancels its job; `serve` loses a worker thread for one round trip.
-        match runtime.runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| runtime.block_on(cancel)),
-            _ => drop(runtime.spawn(cancel)),
+            tokio::time::timeout(CANCEL_TIMEOUT, cancelling).await
+        });
+        match cancelled {
+            Ok(Ok(())) => tracing::info!(%job_id, "cluster job cancelled: its rows are no longer read"),
+            Ok(Err(e)) => tracing::warn!(%job_id, scheduler = %url, error = %e, "cluster job not cancelled"),
+            Err(_) => tracing::warn!(%job_id, scheduler = %url, "cluster job not cancelled: no answer"),
         }
+        let _ = done.send(());
+    });
+    if spawned.is_ok() {
+        let _ = finished.recv_timeout(CANCEL_TIMEOUT + std::time::Duration::from_millis(100));
     }
 }

@@ -56,11 +56,19 @@ impl ClusterPlanner {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// A session's configuration with the settings Ballista reads: its defaults, but the client
-    /// asks for its job's state (every 50 ms) rather than waiting for the scheduler to push it,
-    /// so it knows the job's id from the start and a query stopped early can cancel its job.
+    /// A session's configuration with the settings Ballista reads: its defaults, but
+    /// - the client asks for its job's state (every 50 ms) rather than waiting for the scheduler
+    ///   to push it, so it knows the job's id from the start and a query stopped early can
+    ///   cancel its job;
+    /// - the static planner rather than the adaptive one: after losing an executor mid-job,
+    ///   Ballista 55's adaptive planner rolled a stage back and then never finished the job
+    ///   ("Can't find active stage to update stage outputs"), and its client waited forever.
     pub fn session_config(config: SessionConfig) -> SessionConfig {
-        config.upgrade_for_ballista().set_bool(ballista_core::config::BALLISTA_CLIENT_PULL, true)
+        use ballista_core::config::{BALLISTA_ADAPTIVE_PLANNER_ENABLED, BALLISTA_CLIENT_PULL};
+        config
+            .upgrade_for_ballista()
+            .set_bool(BALLISTA_CLIENT_PULL, true)
+            .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
     }
 
     /// `plan` with each table it reads replaced by its spec, when all of them can run on

@@ -85,6 +85,10 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
         executor_timeout_seconds: EXECUTOR_TIMEOUT_SECONDS,
         no_executors_grace_period_seconds: EXECUTOR_TIMEOUT_SECONDS,
         expire_dead_executor_interval_seconds: 5,
+        // The port also serves Ballista's REST API (`/api/executors` for `cluster status`): no
+        // web page elsewhere may call it from a browser, and browsers may only read.
+        cors_allowed_origins: format!("http://{}", args.listen),
+        cors_allowed_methods: "GET".to_owned(),
         override_session_builder: Some(session_builder),
         override_logical_codec: Some(Arc::new(TableCodec::receiving(sources.clone()))),
         override_physical_codec: Some(Arc::new(ExecCodec::new(sources, stores))),

@@ -26,6 +26,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::{
     EquivalenceProperties, LexOrdering, LexRequirement, OrderingRequirements, PhysicalExpr, PhysicalSortExpr,
 };
@@ -65,9 +66,27 @@ pub(crate) struct Layout {
     pub(crate) sort_keys: Vec<(bool, bool)>,
     pub(crate) distribute_keys: usize,
     pub(crate) target_file_bytes: u64,
+    /// The writing session's Parquet settings (`TableParquetOptions` as protobuf), so every
+    /// node writes the files that session would.
+    pub(crate) parquet: Vec<u8>,
 }
 
 impl Layout {
+    /// `options` as [`Layout::parquet`] holds them.
+    pub(crate) fn encode_parquet(options: &TableParquetOptions) -> DFResult<Vec<u8>> {
+        let mut options = options.clone();
+        // The Arrow writer embeds the schema itself; this flag is only about DataFusion's own sink.
+        options.global.skip_arrow_metadata = true;
+        Ok(protobuf::TableParquetOptions::try_from(&options)?.encode_to_vec())
+    }
+
+    /// The Parquet writer's properties these settings give.
+    fn writer_properties(&self) -> DFResult<WriterProperties> {
+        let options = protobuf::TableParquetOptions::decode(self.parquet.as_slice())
+            .map_err(|e| DataFusionError::Plan(format!("a write's Parquet settings: {e}")))?;
+        Ok(ParquetWriterOptions::try_from(&TableParquetOptions::try_from(&options)?)?.writer_options().clone())
+    }
+
     /// The columns the rows are hashed to writers by: `DISTRIBUTE BY`, else the partition
     /// columns; none when there is neither (then one writer).
     fn hash_keys(&self, schema: &SchemaRef) -> DFResult<Vec<Arc<dyn PhysicalExpr>>> {
@@ -146,6 +165,9 @@ pub(crate) fn read_manifest(
     batches: &[RecordBatch],
 ) -> crate::Result<Vec<WrittenFile>> {
     let mut files = Vec::new();
+    // After losing an executor, Ballista may hand the client a finished task's answer twice;
+    // a file's name is unique to the writer that wrote it, so one listed twice alike is one file.
+    let mut seen = std::collections::HashMap::new();
     for batch in batches {
         if batch.schema().fields() != MANIFEST.fields() {
             return Err(Error::Internal(format!("a write's manifest has columns {}", batch.schema())));
@@ -157,10 +179,17 @@ pub(crate) fn read_manifest(
         for i in 0..batch.num_rows() {
             let (partition, name, path) = (partitions.value(i), names.value(i), staged.value(i));
             let expected = commit::child(staging, &format!("{partition}/{name}"));
-            let dir_ok = partition.is_empty() || partition.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
-            if !(commit::is_file_of(name, &layout.commit) && !name.contains('/') && dir_ok && expected.as_ref() == path)
-            {
+            let own = commit::is_file_of(name, &layout.commit)
+                && !name.contains('/')
+                && is_partition_of(partition, &layout.partition_names)
+                && expected.as_ref() == path;
+            if !own {
                 return Err(Error::Internal(format!("a write's manifest lists {path}, not a file of this write")));
+            }
+            match seen.insert(path.to_owned(), (rows.value(i), bytes.value(i))) {
+                None => {}
+                Some(before) if before == (rows.value(i), bytes.value(i)) => continue,
+                Some(_) => return Err(Error::Internal(format!("a write's manifest lists {path} twice, unlike"))),
             }
             files.push(WrittenFile {
                 partition: partition.to_owned(),
@@ -172,6 +201,21 @@ pub(crate) fn read_manifest(
         }
     }
     Ok(files)
+}
+
+/// Whether `dir` is a partition directory of a table partitioned by `columns`
+/// (`dt=2018-03-05/country=US`; empty for an unpartitioned table).
+fn is_partition_of(dir: &str, columns: &[String]) -> bool {
+    if columns.is_empty() {
+        return dir.is_empty();
+    }
+    let parts: Vec<&str> = dir.split('/').collect();
+    parts.len() == columns.len()
+        && parts.iter().zip(columns).all(|(part, column)| {
+            part.strip_prefix(column.as_str())
+                .and_then(|rest| rest.strip_prefix('='))
+                .is_some_and(|value| !value.is_empty() && value != "." && value != "..")
+        })
 }
 
 /// The logical node of a write: its rows, and how they become files.
@@ -275,24 +319,15 @@ pub(crate) fn decode_logical(buf: &[u8], inputs: &[LogicalPlan]) -> Option<DFRes
     })())
 }
 
-/// A write's physical node as it travels: its layout and the Parquet writer's options.
-#[derive(Serialize, Deserialize)]
-struct Travelling {
-    layout: Layout,
-    /// `TableParquetOptions` as protobuf bytes.
-    parquet: Vec<u8>,
-}
-
 /// The bytes a [`WriteExec`] travels as, if `plan` is one (its rows travel as its input).
 pub(crate) fn encode_physical(plan: &dyn ExecutionPlan) -> Option<DFResult<Vec<u8>>> {
     let write = plan.downcast_ref::<WriteExec>()?;
-    Some((|| {
-        let parquet = protobuf::TableParquetOptions::try_from(&write.parquet)?.encode_to_vec();
-        let travelling = Travelling { layout: write.layout.as_ref().clone(), parquet };
-        let mut buf = WRITE_TAG.to_vec();
-        serde_json::to_writer(&mut buf, &travelling).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(buf)
-    })())
+    let mut buf = WRITE_TAG.to_vec();
+    Some(
+        serde_json::to_writer(&mut buf, write.layout.as_ref())
+            .map(|()| buf)
+            .map_err(|e| DataFusionError::External(Box::new(e))),
+    )
 }
 
 /// The [`WriteExec`] `buf` holds, writing through this node's `stores`; `None` when `buf` is
@@ -304,13 +339,10 @@ pub(crate) fn decode_physical(
 ) -> Option<DFResult<Arc<dyn ExecutionPlan>>> {
     let json = buf.strip_prefix(WRITE_TAG)?;
     Some((|| {
-        let travelling: Travelling =
+        let layout: Layout =
             serde_json::from_slice(json).map_err(|e| DataFusionError::Plan(format!("a write: {e}")))?;
-        let parquet = protobuf::TableParquetOptions::decode(travelling.parquet.as_slice())
-            .map_err(|e| DataFusionError::Plan(format!("a write's Parquet options: {e}")))?;
-        let parquet = TableParquetOptions::try_from(&parquet)?;
         let rows = inputs.first().cloned().ok_or_else(|| DataFusionError::Plan("a write without rows".to_owned()))?;
-        Ok(Arc::new(WriteExec::try_new(rows, Arc::new(travelling.layout), parquet, Arc::clone(stores))?) as _)
+        Ok(Arc::new(WriteExec::try_new(rows, Arc::new(layout), Arc::clone(stores))?) as _)
     })())
 }
 
@@ -319,7 +351,11 @@ pub(crate) fn decode_physical(
 pub(crate) struct WriteExec {
     rows: Arc<dyn ExecutionPlan>,
     layout: Arc<Layout>,
-    parquet: TableParquetOptions,
+    writer: WriterProperties,
+    /// What the layout requires of the rows: hashed by these keys (none: one partition) and
+    /// sorted by this ordering within each partition.
+    hash_keys: Vec<Arc<dyn PhysicalExpr>>,
+    ordering: Option<LexOrdering>,
     stores: Arc<ObjectStores>,
     /// Told the rows and bytes written, for progress bars (in-process only).
     progress: Option<Progress>,
@@ -333,31 +369,30 @@ impl fmt::Debug for WriteExec {
 }
 
 impl WriteExec {
+    /// # Errors
+    /// The rows lack a column the layout names, or the Parquet settings do not decode.
     pub(crate) fn try_new(
         rows: Arc<dyn ExecutionPlan>,
         layout: Arc<Layout>,
-        parquet: TableParquetOptions,
         stores: Arc<ObjectStores>,
     ) -> DFResult<Self> {
+        let schema = rows.schema();
+        let (hash_keys, ordering) = (layout.hash_keys(&schema)?, layout.ordering(&schema)?);
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&MANIFEST)),
             Partitioning::UnknownPartitioning(rows.output_partitioning().partition_count()),
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Ok(Self { rows, layout, parquet, stores, progress: None, properties })
+        let writer = layout.writer_properties()?;
+        Ok(Self { rows, layout, writer, hash_keys, ordering, stores, progress: None, properties })
     }
 
     /// This write, telling `progress` what it writes.
-    pub(crate) fn with_progress(&self, progress: Progress) -> Self {
-        Self {
-            rows: Arc::clone(&self.rows),
-            layout: Arc::clone(&self.layout),
-            parquet: self.parquet.clone(),
-            stores: Arc::clone(&self.stores),
-            progress: Some(progress),
-            properties: Arc::clone(&self.properties),
-        }
+    pub(crate) fn with_progress(&self, progress: Progress) -> DFResult<Self> {
+        let mut write = Self::try_new(Arc::clone(&self.rows), Arc::clone(&self.layout), Arc::clone(&self.stores))?;
+        write.progress = Some(progress);
+        Ok(write)
     }
 }
 
@@ -389,15 +424,15 @@ impl ExecutionPlan for WriteExec {
 
     // The layout is what makes one sorted file per partition and writer: optimizers must keep it.
     fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        let distribution = match self.layout.hash_keys(&self.rows.schema()) {
-            Ok(keys) if !keys.is_empty() => Distribution::KeyPartitioned(keys),
-            _ => Distribution::SinglePartition,
+        let distribution = match self.hash_keys.is_empty() {
+            true => Distribution::SinglePartition,
+            false => Distribution::KeyPartitioned(self.hash_keys.clone()),
         };
         InputDistributionRequirements::new(vec![distribution])
     }
 
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        let ordering = self.layout.ordering(&self.rows.schema()).ok().flatten();
+        let ordering = self.ordering.clone();
         vec![ordering.and_then(|o| LexRequirement::new(o.into_iter().map(Into::into))).map(OrderingRequirements::new)]
     }
 
@@ -414,7 +449,7 @@ impl ExecutionPlan for WriteExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let rows = children.pop().ok_or_else(|| DataFusionError::Internal("WriteExec needs its rows".to_owned()))?;
-        let mut write = Self::try_new(rows, Arc::clone(&self.layout), self.parquet.clone(), Arc::clone(&self.stores))?;
+        let mut write = Self::try_new(rows, Arc::clone(&self.layout), Arc::clone(&self.stores))?;
         write.progress = self.progress.clone();
         Ok(Arc::new(write))
     }
@@ -424,9 +459,14 @@ impl ExecutionPlan for WriteExec {
         let url = crate::sources::parquet::table_url(&self.stores, &self.layout.spec)?;
         let store = self.stores.raw_store(url.as_ref())?;
         let staging = commit::staging_dir(url.prefix(), &self.layout.commit);
-        let properties = ParquetWriterOptions::try_from(&self.parquet)?.writer_options().clone();
-        let writer =
-            Writer::new(partition, Arc::clone(&self.layout), properties, store, staging, self.progress.clone());
+        let writer = Writer::new(
+            partition,
+            Arc::clone(&self.layout),
+            self.writer.clone(),
+            store,
+            staging,
+            self.progress.clone(),
+        );
         let written = async move {
             let files = writer.run(rows).await.map_err(|e| match e {
                 Error::DataFusion(e) => e,
@@ -460,10 +500,7 @@ impl ExtensionPlanner for WritePlanner {
             return Err(DataFusionError::Internal("WriteFiles has one input".to_owned()));
         };
         let rows = write.layout.lay_out(Arc::clone(rows), session.config().target_partitions())?;
-        let mut parquet = session.table_options().parquet.clone();
-        // The Arrow writer embeds the schema itself; this flag is only about DataFusion's own sink.
-        parquet.global.skip_arrow_metadata = true;
-        Ok(Some(Arc::new(WriteExec::try_new(rows, Arc::clone(&write.layout), parquet, Arc::clone(&self.stores))?)))
+        Ok(Some(Arc::new(WriteExec::try_new(rows, Arc::clone(&write.layout), Arc::clone(&self.stores))?)))
     }
 }
 
@@ -507,6 +544,7 @@ mod tests {
             sort_keys: vec![(true, false)],
             distribute_keys: 0,
             target_file_bytes: 1 << 20,
+            parquet: Layout::encode_parquet(&TableParquetOptions::default()).expect("encodes"),
         }
     }
 
@@ -532,8 +570,20 @@ mod tests {
         let good = format!("{staging}/dt=2018-03-05/{name}");
         let files = read_manifest(&layout, &staging, &[manifest("dt=2018-03-05", &name, &good)]).expect("accepted");
         assert_eq!((files[0].staged.as_ref(), files[0].rows), (good.as_str(), 3));
+        let twice = [manifest("dt=2018-03-05", &name, &good), manifest("dt=2018-03-05", &name, &good)];
+        assert_eq!(read_manifest(&layout, &staging, &twice).expect("one file").len(), 1, "a file listed twice alike");
+        let mut unlike = manifest("dt=2018-03-05", &name, &good);
+        unlike = unlike.slice(0, 1);
+        let rows: Arc<dyn Array> = Arc::new(UInt64Array::from(vec![4_u64]));
+        let mut columns = unlike.columns().to_vec();
+        columns[3] = rows;
+        let unlike = RecordBatch::try_new(unlike.schema(), columns).expect("a manifest");
+        let twice = [manifest("dt=2018-03-05", &name, &good), unlike];
+        assert!(read_manifest(&layout, &staging, &twice).is_err(), "a file listed twice, unlike");
         let other = commit::data_file_name(&commit::new_commit_id(), "000-0a1b2c3d", 0);
         for (partition, name, staged) in [
+            ("country=US", name.as_str(), format!("{staging}/country=US/{name}")),
+            ("", name.as_str(), format!("{staging}/{name}")),
             ("../../etc", name.as_str(), format!("{staging}/../../etc/{name}")),
             ("dt=2018-03-05", other.as_str(), format!("{staging}/dt=2018-03-05/{other}")),
             ("dt=2018-03-05", name.as_str(), format!("lake/other/dt=2018-03-05/{name}")),
@@ -554,20 +604,18 @@ mod tests {
         ]));
         let mut parquet = TableParquetOptions::default();
         parquet.global.compression = Some("zstd(7)".to_owned());
+        let layout = Layout { parquet: Layout::encode_parquet(&parquet).expect("encodes"), ..layout("c") };
         let stores = Arc::new(ObjectStores::new(Default::default()));
-        let write = WriteExec::try_new(
-            Arc::new(EmptyExec::new(Arc::clone(&schema)).with_partitions(3)),
-            Arc::new(layout("c")),
-            parquet.clone(),
-            Arc::clone(&stores),
-        )
-        .expect("a write");
+        let rows = Arc::new(EmptyExec::new(Arc::clone(&schema)).with_partitions(3));
+        let write = WriteExec::try_new(rows, Arc::new(layout.clone()), Arc::clone(&stores)).expect("a write");
         let bytes = encode_physical(&write).expect("a write").expect("encodes");
         let rows: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(schema));
         let decoded = decode_physical(&bytes, &[rows], &stores).expect("a write").expect("decodes");
         let decoded = decoded.downcast_ref::<WriteExec>().expect("a WriteExec");
-        assert_eq!(serde_json::to_string(decoded.layout.as_ref()).ok(), serde_json::to_string(&layout("c")).ok());
-        assert_eq!(decoded.parquet.global.compression, parquet.global.compression);
+        assert_eq!(serde_json::to_string(decoded.layout.as_ref()).ok(), serde_json::to_string(&layout).ok());
+        let column = datafusion::parquet::schema::types::ColumnPath::from("x");
+        let compression = decoded.writer.compression(&column);
+        assert_eq!(compression.to_string().to_lowercase(), "zstd(zstdlevel(7))");
         assert!(decode_physical(b"something else", &[], &stores).is_none());
     }
 }

@@ -1,7 +1,6 @@
 //! A writer: one per output partition of the laid-out plan, each writing its rows (sorted
 //! by partition) as Parquet files under the staging directory, one file open at a time.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
@@ -66,7 +65,7 @@ impl Writer {
         staging: Path,
         progress: Option<Progress>,
     ) -> Self {
-        let run = format!("{:08x}", std::collections::hash_map::RandomState::new().hash_one(index) as u32);
+        let run = uuid::Uuid::new_v4().simple().to_string();
         Self { index, run, layout, properties, store, staging, progress, open: None, sequence: 0, written: Vec::new() }
     }
 

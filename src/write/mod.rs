@@ -201,9 +201,10 @@ pub(crate) fn plan(context: &Context<'_>, request: Request, query: LogicalPlan) 
 }
 
 impl WritePlan {
-    /// How this write lays out its rows in files, as the files of `commit`.
-    fn layout(&self, commit: String) -> exec::Layout {
-        exec::Layout {
+    /// How this write lays out its rows in files, as the files of `commit`, with the Parquet
+    /// settings of `context`'s session.
+    fn layout(&self, context: &Context<'_>, commit: String) -> Result<exec::Layout> {
+        Ok(exec::Layout {
             spec: self.spec.clone(),
             commit,
             data_columns: self.data_columns,
@@ -211,7 +212,8 @@ impl WritePlan {
             sort_keys: self.sort_keys.iter().map(|o| (o.descending, o.nulls_first)).collect(),
             distribute_keys: self.distribute_keys,
             target_file_bytes: self.target_file_bytes,
-        }
+            parquet: exec::Layout::encode_parquet(&context.ctx.state().table_options().parquet)?,
+        })
     }
 }
 
@@ -365,13 +367,13 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
     let (store, root) = table_root(context, &plan.spec)?;
     let commit = commit::new_commit_id();
     let staging = commit::staging_dir(&root, &commit);
-    let layout = plan.layout(commit.clone());
+    let layout = plan.layout(context, commit.clone())?;
     let writing = async {
         // Planned by the session: on its cluster when the rows' tables and this one travel.
         let logical = exec::WriteFiles::new(layout.clone(), plan.rows.logical_plan().clone())?.into_plan();
         let mut physical = context.ctx.state().create_physical_plan(&logical).await?;
         if let Some(local) = physical.downcast_ref::<exec::WriteExec>() {
-            physical = Arc::new(local.with_progress(Arc::clone(&context.on_written)));
+            physical = Arc::new(local.with_progress(Arc::clone(&context.on_written))?);
         }
         let manifest = datafusion::physical_plan::collect(physical, context.ctx.task_ctx()).await?;
         exec::read_manifest(&layout, &staging, &manifest)
@@ -440,7 +442,8 @@ pub(crate) async fn execute(context: &Context<'_>, plan: WritePlan, stop: Option
 /// The query fails (it runs, to find the dynamic partitions).
 pub(crate) async fn explain(context: &Context<'_>, plan: WritePlan) -> Result<Vec<String>> {
     let rows = plan.rows.clone().create_physical_plan().await?;
-    let physical = plan.layout(String::new()).lay_out(rows, context.ctx.state().config().target_partitions())?;
+    let physical =
+        plan.layout(context, String::new())?.lay_out(rows, context.ctx.state().config().target_partitions())?;
     let mut lines = vec![format!(
         "{} {} ({} writers, files up to {})",
         if plan.mode == Mode::Overwrite { "INSERT OVERWRITE" } else { "INSERT INTO" },
