@@ -347,7 +347,17 @@ class Cluster:
         return subprocess.Popen([binary, "--data-dir", self.dir / f"{name}-data", *args], stdout=subprocess.DEVNULL, stderr=log_file)
 
     def shuffle_bytes(self) -> int:
-        return sum(f.stat().st_size for d in self.work_dirs for f in d.rglob("*") if f.is_file())
+        """Bytes under the executors' work directories now; executors delete a job's files
+        while this walks, so files that vanish count as nothing."""
+        total = 0
+        for work in self.work_dirs:
+            for root, _, files in os.walk(work):
+                for name in files:
+                    try:
+                        total += os.stat(os.path.join(root, name)).st_size
+                    except FileNotFoundError:
+                        pass
+        return total
 
     def stop(self) -> None:
         for p in self.procs:
