@@ -193,6 +193,11 @@ async fn system_queries_shows_non_admins_only_their_own_and_no_secrets() {
     assert!(seen.iter().any(|s| s.contains("rita was here")), "{seen:?}");
     assert!(!seen.iter().any(|s| s.contains("root was here")), "a reader sees another user's query: {seen:?}");
 
+    // The cluster's hosts and ports are for admins: a reader has no system.executors.
+    let executors = query(&mut rita, "SELECT host FROM system.executors").await;
+    assert!(executors.is_err(), "a reader lists executors: {executors:?}");
+    query(&mut root, "SELECT host FROM system.executors").await.expect("an admin lists them (none here)");
+
     let all = strings(&query(&mut root, "SELECT sql FROM system.queries").await.expect("all rows"), 0);
     assert!(
         all.iter().any(|s| s.contains("rita was here")) && all.iter().any(|s| s.contains("jdbc:postgresql")),
