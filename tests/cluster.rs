@@ -243,6 +243,18 @@ fn serve_runs_queries_on_the_cluster_and_system_queries_says_so() {
     assert!(read.starts_with("cluster 1 rows"), "system.queries says it ran on the cluster: {read}");
 }
 
+/// PostgreSQL table `users` of 5,000 users aged 18-67, every `women_every`-th a woman.
+fn create_users(pg: &crate::common::postgres::Postgres, db: &str, women_every: u32) {
+    pg.psql(
+        db,
+        &format!(
+            "CREATE TABLE users (uid int PRIMARY KEY, age int, gender text); \
+             INSERT INTO users SELECT i, 18 + i % 50, CASE WHEN i % {women_every} = 0 THEN 'F' ELSE 'M' END \
+             FROM generate_series(1, 5000) i;"
+        ),
+    );
+}
+
 /// The canonical cross-source question with its users in PostgreSQL: the PostgreSQL scan runs
 /// on the executors, which connect with their own `PG_PASSWORD`; psql counts the users. A table
 /// read in several queries (`partitionColumn`) stays in the client.
@@ -251,11 +263,7 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     use crate::common::postgres::{PASSWORD, Postgres};
     let pg = Postgres::shared();
     let db = pg.database();
-    pg.psql(
-        &db,
-        "CREATE TABLE users (uid int PRIMARY KEY, age int, gender text); \
-         INSERT INTO users SELECT i, 18 + i % 50, CASE WHEN i % 2 = 0 THEN 'F' ELSE 'M' END FROM generate_series(1, 5000) i;",
-    );
+    create_users(pg, &db, 2);
     let data = tempfile::tempdir().expect("temp dir");
     let events = data.path().join("events.parquet");
     let lakegate = Lakegate::new().with_env("PG_PASSWORD", PASSWORD);
@@ -479,11 +487,7 @@ fn the_ncis_question_over_s3_postgres_and_cassandra_gives_the_in_process_answer(
     cql.insert("INSERT INTO lg_cluster_ncis.programs (id, name) VALUES (?, ?)", programs);
     let pg = Postgres::shared();
     let db = pg.database();
-    pg.psql(
-        &db,
-        "CREATE TABLE users (uid int PRIMARY KEY, age int, gender text); \
-         INSERT INTO users SELECT i, 18 + i % 50, CASE WHEN i % 3 = 0 THEN 'F' ELSE 'M' END FROM generate_series(1, 5000) i;",
-    );
+    create_users(pg, &db, 3);
     let s3 = S3Server::start();
     s3.create_bucket("lake");
     let data = tempfile::tempdir().expect("temp dir");
