@@ -257,7 +257,8 @@ fn create_users(pg: &crate::common::postgres::Postgres, db: &str, women_every: u
 
 /// The canonical cross-source question with its users in PostgreSQL: the PostgreSQL scan runs
 /// on the executors, which connect with their own `PG_PASSWORD`; psql counts the users. A table
-/// read in several queries (`partitionColumn`) stays in the client.
+/// read in several queries (`partitionColumn`) runs there too, each query a task, and each row
+/// comes back once.
 #[test]
 fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     use crate::common::postgres::{PASSWORD, Postgres};
@@ -298,8 +299,12 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     assert!(distributed.stderr.contains(SENT), "{}", distributed.stderr);
     assert_eq!(distributed.first_count(), expected);
     let split = on_cluster(&lakegate, &cluster.scheduler, &question("users_split")).success();
-    assert!(!split.stderr.contains(SENT), "a split read stays in the client:\n{}", split.stderr);
+    assert!(split.stderr.contains(SENT), "a split read runs on the executors:\n{}", split.stderr);
     assert_eq!(split.first_count(), expected);
+    let whole = "SELECT count(*), sum(uid), sum(age) FROM users";
+    let read = on_cluster(&lakegate, &cluster.scheduler, &whole.replace("users", "users_split")).success();
+    assert!(read.stderr.contains(SENT), "{}", read.stderr);
+    assert_eq!(read.stdout.trim(), pg.psql(&db, &format!("COPY ({whole}) TO STDOUT (FORMAT csv)")).trim());
 }
 
 /// `rows` events over 5 days (`dt`), user ids shuffled, tagged `version`, as Parquet under `dir`.
@@ -473,9 +478,9 @@ fn cluster_status_lists_the_executors_and_their_task_slots() {
 
 /// The NCIS question with its ad-server logs on S3 (moto), its users in PostgreSQL and its
 /// programs in Cassandra, as a cluster's client runs it. The logs are written to S3 by the
-/// executors (a nightly overwrite); the S3 × PostgreSQL join runs on the executors (each with
-/// its own S3 settings and `PG_PASSWORD`); with the Cassandra table in it, the query runs in
-/// the client. psql's count of the users is the oracle.
+/// executors (a nightly overwrite); the S3 × PostgreSQL join and the whole question run on the
+/// executors (each with its own S3 settings and `PG_PASSWORD`, each group of Cassandra's token
+/// ranges a task). psql's count of the users is the oracle, and the Cassandra driver's rows the programs'.
 #[test]
 fn the_ncis_question_over_s3_postgres_and_cassandra_gives_the_in_process_answer() {
     use crate::common::postgres::{PASSWORD, Postgres};
@@ -544,7 +549,17 @@ fn the_ncis_question_over_s3_postgres_and_cassandra_gives_the_in_process_answer(
     let ncis = "SELECT COUNT(*) FROM adserver_logs A JOIN users U ON A.uid = U.uid JOIN programs P ON A.pid = P.id \
         WHERE A.type = 'impression' AND U.age BETWEEN 25 AND 49 AND U.gender = 'F' AND P.name = 'NCIS'";
     let distributed = on_cluster(&lakegate, &cluster.scheduler, ncis).success();
-    assert!(!distributed.stderr.contains(SENT), "a Cassandra table keeps the query in the client");
+    assert!(distributed.stderr.contains(SENT), "the whole question runs on the executors:\n{}", distributed.stderr);
     assert_eq!(distributed.first_count(), expected);
     assert_eq!(lakegate.sql(ncis).success().first_count(), expected, "in-process");
+
+    // Every row of a full scan comes back once, though each executor reads some token ranges.
+    let read = on_cluster(&lakegate, &cluster.scheduler, "SELECT id, name FROM programs ORDER BY id").success();
+    assert!(read.stderr.contains(SENT), "{}", read.stderr);
+    let rows: Vec<String> = cql.block_on(async {
+        let result = cql.session.query_unpaged("SELECT id, name FROM lg_cluster_ncis.programs", &[]).await;
+        let rows = result.expect("cqlsh's read").into_rows_result().expect("rows");
+        rows.rows::<(i32, String)>().expect("typed").map(|row| row.expect("a row")).map(|(i, n)| format!("{i},{n}")).collect()
+    });
+    assert_same_rows("programs", &rows.join("\n"), read.stdout.trim());
 }

@@ -23,13 +23,17 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use lakegate_catalog::{Sources, TableSpec, wait_in_place};
 
+use super::splits::{SplitFiles, SplitsRecipe};
 use crate::storage::ObjectStores;
 
 /// Marks a table sent as its spec, so decoding tells it from Ballista's own encodings.
 const SPEC_TAG: &[u8] = b"lakegate.table.v1\n";
 
 /// Marks a scan of a lakegate source (see [`crate::sources::encode_scan`]).
-const SCAN_TAG: &[u8] = b"lakegate.scan.v1\n";
+const SCAN_TAG: &[u8] = b"lakegate.scan.v2\n";
+
+/// Marks a task's splits of such a scan (see [`SplitFiles`]).
+const SPLITS_TAG: &[u8] = b"lakegate.splits.v1\n";
 
 /// A stored table on its way to the cluster: its spec and schema, nothing built from them.
 /// Only ever encoded; a plan that still holds one is never run here.
@@ -169,8 +173,9 @@ impl LogicalExtensionCodec for TableCodec {
 }
 
 /// Ballista's physical codec, plus lakegate's own plan nodes: the scans of its sources
-/// (PostgreSQL's) as their table's spec and their queries, rebuilt by each executor's own
-/// `sources`, and writes, which write through each executor's own `stores`.
+/// (PostgreSQL's, Cassandra's) as their table's spec and what they read, rebuilt by each
+/// executor's own `sources`; a task's splits of them; and writes, which write through each
+/// executor's own `stores`.
 #[derive(Debug)]
 pub struct ExecCodec {
     ballista: BallistaPhysicalExtensionCodec,
@@ -195,13 +200,16 @@ impl PhysicalExtensionCodec for ExecCodec {
         if let Some(write) = crate::write::decode_physical(buf, inputs, &self.stores) {
             return write;
         }
-        let Some(scan) = buf.strip_prefix(SCAN_TAG) else {
-            return self.ballista.try_decode(buf, inputs, ctx, converter);
-        };
-        // Rebuilding the table checks its columns on its server (a round trip).
-        wait_in_place(crate::sources::decode_scan(&self.sources, scan)).ok_or_else(|| {
-            DataFusionError::Internal("a scan cannot be rebuilt outside a multi-threaded runtime".to_owned())
-        })?
+        if let Some(json) = buf.strip_prefix(SPLITS_TAG) {
+            let recipe: SplitsRecipe = serde_json::from_slice(json)
+                .map_err(|e| DataFusionError::Internal(format!("a task's splits do not parse: {e}")))?;
+            let scan = self.decode_scan(&recipe.scan)?;
+            return Ok(SplitFiles::scan_of(scan, recipe.splits));
+        }
+        match buf.strip_prefix(SCAN_TAG) {
+            Some(scan) => self.decode_scan(scan),
+            None => self.ballista.try_decode(buf, inputs, ctx, converter),
+        }
     }
 
     fn try_encode(
@@ -214,7 +222,18 @@ impl PhysicalExtensionCodec for ExecCodec {
             buf.extend(write?);
             return Ok(());
         }
+        if let Some((scan, splits)) = SplitFiles::of(node.as_ref()) {
+            let scan = crate::sources::encode_scan(scan.as_ref())
+                .ok_or_else(|| DataFusionError::Internal("splits of a scan that does not travel".to_owned()))??;
+            buf.extend_from_slice(SPLITS_TAG);
+            let recipe = SplitsRecipe { scan, splits: splits? };
+            return serde_json::to_writer(buf, &recipe).map_err(|e| DataFusionError::External(Box::new(e)));
+        }
         match crate::sources::encode_scan(node.as_ref()) {
+            // Every task would read all of its splits (see `SplitFiles`): never a wrong answer.
+            Some(_) if node.properties().partitioning.partition_count() > 1 => Err(DataFusionError::NotImplemented(
+                format!("a scan of several splits travels only as its splits' files: {}", node.name()),
+            )),
             Some(scan) => {
                 buf.extend_from_slice(SCAN_TAG);
                 buf.extend(scan?);
@@ -222,6 +241,15 @@ impl PhysicalExtensionCodec for ExecCodec {
             }
             None => self.ballista.try_encode(node, buf, converter),
         }
+    }
+}
+
+impl ExecCodec {
+    fn decode_scan(&self, bytes: &[u8]) -> DFResult<Arc<dyn ExecutionPlan>> {
+        // Rebuilding the table checks its columns on its server (a round trip).
+        wait_in_place(crate::sources::decode_scan(&self.sources, bytes)).ok_or_else(|| {
+            DataFusionError::Internal("a scan cannot be rebuilt outside a multi-threaded runtime".to_owned())
+        })?
     }
 }
 

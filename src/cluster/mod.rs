@@ -11,6 +11,7 @@ mod executors;
 mod job;
 mod planner;
 mod roles;
+mod splits;
 
 use std::sync::Arc;
 

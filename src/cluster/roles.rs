@@ -16,6 +16,7 @@ use datafusion::prelude::SessionConfig;
 
 use super::Node;
 use super::codec::{ExecCodec, TableCodec};
+use super::splits::SplitsAsFiles;
 use crate::{Error, Result};
 
 /// Where a scheduler listens.
@@ -71,6 +72,7 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
             .with_aggregate_functions(ballista_aggregate_functions())
             .with_window_functions(ballista_window_functions())
             .with_query_planner(Arc::clone(&planner) as _)
+            .with_physical_optimizer_rule(Arc::new(SplitsAsFiles))
             .build())
     });
     let config = SchedulerConfig {

@@ -55,31 +55,37 @@ pub fn all(stores: &Arc<ObjectStores>, cassandra: &CassandraConfig) -> Sources {
     ])
 }
 
-/// True when a scan of `spec` can run on a cluster's executors: its source says so, the
-/// table uses the S3 settings every node has (a table's own settings stay in this process),
-/// and a PostgreSQL table is read in one query. Split reads (`partitionColumn`) stay here:
-/// on Ballista 55 the rows of a scan of more than two partitions came back more than once.
+/// True when a scan of `spec` can run on a cluster's executors: its source says so, and the
+/// table uses the S3 settings every node has (a table's own settings stay in this process).
 pub fn runs_on_cluster(sources: &Sources, spec: &TableSpec) -> bool {
-    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec) && !postgres::reads_in_splits(spec)
+    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec)
 }
 
-/// A scan's bytes for another node of a cluster, when its source's scans travel there: its
-/// table's spec (secrets as references) and the scan's own queries.
+/// What a scan of a lakegate source travels as: its table's spec (secrets as references) and
+/// what the scan reads, from which each node rebuilds it over its own connections.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum ScanRecipe {
+    Postgres(postgres::ScanRecipe),
+    Cassandra(cassandra::ScanRecipe),
+}
+
+/// True for the scans [`encode_scan`] encodes: each output partition reads a split of the
+/// table (a query, a group of token ranges) independently of the others.
+pub fn reads_splits(plan: &dyn ExecutionPlan) -> bool {
+    plan.is::<postgres::PostgresScanExec>() || plan.is::<cassandra::CassandraScanExec>()
+}
+
+/// A scan's bytes for another node of a cluster, when its source's scans travel there.
 ///
 /// # Errors
-/// The scan's schema does not encode.
+/// The scan's schema or filters do not encode.
 pub fn encode_scan(plan: &dyn ExecutionPlan) -> Option<DFResult<Vec<u8>>> {
-    let scan = plan.downcast_ref::<postgres::PostgresScanExec>()?;
-    if scan.properties().partitioning.partition_count() > 1 {
-        // See [`runs_on_cluster`]: a wrong answer must never be the outcome.
-        return Some(Err(DataFusionError::NotImplemented(
-            "a PostgreSQL read split in several queries does not run on a cluster".to_owned(),
-        )));
-    }
-    Some(
-        scan.recipe()
-            .and_then(|recipe| serde_json::to_vec(&recipe).map_err(|e| DataFusionError::External(Box::new(e)))),
-    )
+    let recipe = if let Some(scan) = plan.downcast_ref::<postgres::PostgresScanExec>() {
+        scan.recipe().map(ScanRecipe::Postgres)
+    } else {
+        Ok(ScanRecipe::Cassandra(plan.downcast_ref::<cassandra::CassandraScanExec>()?.recipe()))
+    };
+    Some(recipe.and_then(|recipe| serde_json::to_vec(&recipe).map_err(|e| DataFusionError::External(Box::new(e)))))
 }
 
 /// The scan that [`encode_scan`] made `bytes` of, over its table rebuilt by `sources` (so with
@@ -88,18 +94,30 @@ pub fn encode_scan(plan: &dyn ExecutionPlan) -> Option<DFResult<Vec<u8>>> {
 /// # Errors
 /// Bytes that are no scan, or the table cannot be rebuilt (its server is unreachable).
 pub async fn decode_scan(sources: &Sources, bytes: &[u8]) -> DFResult<Arc<dyn ExecutionPlan>> {
-    let recipe: postgres::ScanRecipe = serde_json::from_slice(bytes)
+    let recipe: ScanRecipe = serde_json::from_slice(bytes)
         .map_err(|e| DataFusionError::Internal(format!("a scan sent by the cluster does not parse: {e}")))?;
-    let table = sources.get(&recipe.spec.kind).map_err(DataFusionError::from)?.create(&recipe.spec).await?;
-    let remote = match table.downcast_ref::<postgres::RemoteTable>() {
-        Some(remote) => remote,
-        None => {
-            table.downcast_ref::<redshift::RedshiftTable>().map(redshift::RedshiftTable::remote).ok_or_else(|| {
-                DataFusionError::Internal(format!("{} is not read by PostgreSQL scans", recipe.spec.qualified_name()))
-            })?
-        }
+    let spec = match &recipe {
+        ScanRecipe::Postgres(recipe) => &recipe.spec,
+        ScanRecipe::Cassandra(recipe) => &recipe.spec,
     };
-    Ok(Arc::new(postgres::PostgresScanExec::from_recipe(remote, recipe)?))
+    let table = sources.get(&spec.kind).map_err(DataFusionError::from)?.create(spec).await?;
+    let wrong_table = format!("{} is not read by its scan", spec.qualified_name());
+    let wrong_table = || DataFusionError::Internal(wrong_table);
+    match recipe {
+        ScanRecipe::Postgres(recipe) => {
+            let remote = match table.downcast_ref::<postgres::RemoteTable>() {
+                Some(remote) => remote,
+                None => table
+                    .downcast_ref::<redshift::RedshiftTable>()
+                    .map(redshift::RedshiftTable::remote)
+                    .ok_or_else(wrong_table)?,
+            };
+            Ok(Arc::new(postgres::PostgresScanExec::from_recipe(remote, recipe)?))
+        }
+        ScanRecipe::Cassandra(recipe) => {
+            table.downcast_ref::<cassandra::CassandraTable>().ok_or_else(wrong_table)?.scan_from(recipe)
+        }
+    }
 }
 
 #[cfg(test)]

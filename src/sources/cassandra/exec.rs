@@ -22,13 +22,65 @@ use datafusion::physical_plan::{
 use scylla::response::PagingState;
 use scylla::value::{CqlValue, Row};
 
-use super::pushdown::{self, CqlPlan, Keys, Select, TokenRange};
-use super::{Error, Remote, schema};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::Expr;
+use lakegate_catalog::TableSpec;
+use serde::{Deserialize, Serialize};
+
+use super::pushdown::{self, Select, TokenRange};
+use super::{CassandraTable, Error, Remote, schema};
 use crate::sources::scan_properties;
+
+/// What a scan reads: what DataFusion asked of the table, and the token ranges each output
+/// partition reads, one after the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Scan {
+    pub(crate) projection: Option<Vec<usize>>,
+    #[serde(with = "exprs")]
+    pub(crate) filters: Vec<Expr>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) partitions: Vec<Vec<TokenRange>>,
+}
+
+/// What another node rebuilds a scan from: its table's spec (secrets as references) and the
+/// scan, token ranges included, as dealt here (another node may see the ring otherwise).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ScanRecipe {
+    pub(crate) spec: TableSpec,
+    pub(crate) scan: Scan,
+}
+
+/// Filters travel as DataFusion's protobuf bytes: the pushed ones are columns, literals and
+/// comparisons, which need no function registry to read back.
+mod exprs {
+    use datafusion::execution::TaskContext;
+    use datafusion::logical_expr::Expr;
+    use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
+    use datafusion_proto::logical_plan::from_proto::parse_exprs;
+    use datafusion_proto::logical_plan::to_proto::serialize_exprs;
+    use datafusion_proto::protobuf::LogicalExprList;
+    use prost::Message;
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(filters: &[Expr], s: S) -> Result<S::Ok, S::Error> {
+        let expr = serialize_exprs(filters, &DefaultLogicalExtensionCodec {}).map_err(S::Error::custom)?;
+        s.serialize_bytes(&LogicalExprList { expr }.encode_to_vec())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Expr>, D::Error> {
+        let bytes = Vec::<u8>::deserialize(d)?;
+        let list = LogicalExprList::decode(bytes.as_slice()).map_err(D::Error::custom)?;
+        parse_exprs(&list.expr, &TaskContext::default(), &DefaultLogicalExtensionCodec {}).map_err(D::Error::custom)
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct CassandraScanExec {
     remote: Arc<Remote>,
+    spec: Arc<TableSpec>,
+    scan: Scan,
     /// The statements of each output partition.
     partitions: Vec<Vec<Select>>,
     /// Columns selected; for a scan that needs no column (`COUNT(*)`), the first key column,
@@ -37,54 +89,60 @@ pub(crate) struct CassandraScanExec {
     schema: SchemaRef,
     /// Whether the filters fixed the partitions read (no token-range scan).
     fixed: bool,
-    ranges: usize,
-    limit: Option<usize>,
     metrics: ExecutionPlanMetricsSet,
     properties: Arc<PlanProperties>,
 }
 
 impl CassandraScanExec {
-    pub(crate) fn new(
-        remote: Arc<Remote>,
-        keys: &Keys,
-        plan: CqlPlan,
-        schema: SchemaRef,
-        limit: Option<usize>,
-        target_partitions: usize,
-    ) -> Self {
+    /// `scan` of `table`, whose filters must all be ones it pushes.
+    pub(crate) fn new(table: &CassandraTable, scan: Scan) -> DFResult<Self> {
+        let remote = Arc::clone(&table.remote);
+        let filters: Vec<&Expr> = scan.filters.iter().collect();
+        let plan = pushdown::plan(&filters, &table.keys, remote.target.allow_filtering);
+        if plan.pushed.iter().any(|p| !p) {
+            return Err(DataFusionError::Internal(format!(
+                "Cassandra table {} was handed filters it did not accept",
+                remote.target.label()
+            )));
+        }
+        let schema = match &scan.projection {
+            Some(p) => Arc::new(table.schema.project(p)?),
+            None => Arc::clone(&table.schema),
+        };
         let target = &remote.target;
         let mut columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         if columns.is_empty() {
-            columns.extend(keys.partition.first().cloned());
+            columns.extend(table.keys.partition.first().cloned());
         }
-        let fixed = !plan.partition.is_empty();
-        let ranges = if fixed {
-            vec![TokenRange { start: None, end: None }]
-        } else {
-            let ring = remote.ring();
-            let ring_ranges = ring.len().max(1) + 1;
-            let per_range = target.splits.div_ceil(ring_ranges).max(1);
-            pushdown::token_ranges(&ring, per_range)
-        };
-        let count = ranges.len();
-        let width = target_partitions.clamp(1, count);
-        let mut partitions = vec![Vec::new(); width];
-        for (i, range) in ranges.into_iter().enumerate() {
-            let select = pushdown::select(&target.keyspace, &target.table, &columns, keys, &plan, range, limit);
-            partitions[i % width].push(select);
-        }
-        let properties = scan_properties(&schema, width);
-        Self {
+        let partitions = scan
+            .partitions
+            .iter()
+            .map(|ranges| {
+                ranges
+                    .iter()
+                    .map(|&range| {
+                        pushdown::select(&target.keyspace, &target.table, &columns, &table.keys, &plan, range, scan.limit)
+                    })
+                    .collect()
+            })
+            .collect();
+        let properties = scan_properties(&schema, scan.partitions.len().max(1));
+        Ok(Self {
+            spec: Arc::clone(&table.spec),
+            fixed: !plan.partition.is_empty(),
             remote,
+            scan,
             partitions,
             columns,
             schema,
-            fixed,
-            ranges: count,
-            limit,
             metrics: ExecutionPlanMetricsSet::new(),
             properties,
-        }
+        })
+    }
+
+    /// What another node rebuilds this scan from (see [`ScanRecipe`]).
+    pub(crate) fn recipe(&self) -> ScanRecipe {
+        ScanRecipe { spec: TableSpec::clone(&self.spec), scan: self.scan.clone() }
     }
 }
 
@@ -101,7 +159,8 @@ impl DisplayAs for CassandraScanExec {
             let values: Vec<String> = first.values.iter().map(CqlValue::to_string).collect();
             write!(f, ", values=[{}], reads=only the partitions named", values.join(", "))?;
         } else {
-            write!(f, ", reads=full table in {} token ranges over {} partitions", self.ranges, self.partitions.len())?;
+            let ranges: usize = self.scan.partitions.iter().map(Vec::len).sum();
+            write!(f, ", reads=full table in {ranges} token ranges over {} partitions", self.partitions.len())?;
         }
         write!(f, ", consistency={:?}, fetch_size={}", target.consistency, target.fetch_size)
     }
@@ -153,7 +212,7 @@ impl ExecutionPlan for CassandraScanExec {
             pages: MetricBuilder::new(&self.metrics).counter("pages_fetched", partition),
             bytes: MetricBuilder::new(&self.metrics).counter("bytes_received", partition),
         };
-        let limit = self.limit;
+        let limit = self.scan.limit;
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
         let tx = builder.tx();
         builder.spawn(async move {
@@ -231,5 +290,32 @@ impl Page {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+    use datafusion::scalar::ScalarValue;
+
+    use super::*;
+
+    /// A scan travels with its filters, limit and token ranges unchanged.
+    #[test]
+    fn scans_round_trip_through_their_recipe_bytes() {
+        let filters = vec![
+            col("id").eq(lit(42_i32)),
+            col("name").in_list(vec![lit("NCIS"), lit("it's \"quoted\"")], false),
+            col("day").between(lit(ScalarValue::Date32(Some(17_000))), lit(ScalarValue::Date32(Some(17_100)))),
+            col("at").gt_eq(lit(ScalarValue::TimestampMillisecond(Some(1_520_000_000_000), None))),
+        ];
+        let ranges = vec![
+            vec![TokenRange { start: None, end: Some(i64::MIN + 1) }, TokenRange { start: Some(7), end: Some(9) }],
+            vec![TokenRange { start: Some(i64::MAX - 1), end: None }],
+        ];
+        let scan = Scan { projection: Some(vec![2, 0]), filters, limit: Some(10), partitions: ranges };
+        let bytes = serde_json::to_vec(&scan).expect("encodes");
+        let back: Scan = serde_json::from_slice(&bytes).expect("decodes");
+        assert_eq!(back, scan);
     }
 }

@@ -21,13 +21,15 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use lakegate_catalog::{ColumnSpec, ParamSpec, SourceFactory, TableSpec};
+use lakegate_catalog::{Capabilities, ColumnSpec, ParamSpec, SourceFactory, TableSpec};
 use scylla::client::session::Session;
 use scylla::cluster::metadata::Table;
 use scylla::statement::prepared::PreparedStatement;
 
 pub use self::connection::CassandraConfig;
 use self::connection::{CONSISTENCY_LEVELS, Sessions, Target};
+pub(crate) use self::exec::{CassandraScanExec, ScanRecipe};
+use self::pushdown::TokenRange;
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -165,6 +167,12 @@ impl SourceFactory for CassandraSource {
         PARAMS
     }
 
+    /// Its scans run on a cluster's executors, each with its own session to Cassandra; each
+    /// group of token ranges is a task.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { runs_on_cluster: true, ..Capabilities::default() }
+    }
+
     /// The tables of the keyspace a mounted database (`LOCATION 'cassandra://host:9042/ks'`) shows.
     async fn list_tables(&self, mount: &TableSpec) -> DFResult<Vec<String>> {
         let mut probe = mount.clone();
@@ -229,6 +237,7 @@ impl SourceFactory for CassandraSource {
             types: table.columns.iter().map(|(name, c)| (name.clone(), c.typ.clone())).collect(),
         };
         Ok(Arc::new(CassandraTable {
+            spec: Arc::new(spec.clone()),
             schema: spec.data_schema()?,
             keys,
             remote: Arc::new(Remote { session, target, prepared: Mutex::default() }),
@@ -270,7 +279,8 @@ impl Remote {
 }
 
 #[derive(Debug)]
-struct CassandraTable {
+pub(crate) struct CassandraTable {
+    spec: Arc<TableSpec>,
     schema: SchemaRef,
     keys: pushdown::Keys,
     remote: Arc<Remote>,
@@ -302,27 +312,38 @@ impl TableProvider for CassandraTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let filters: Vec<&Expr> = filters.iter().collect();
-        let plan = pushdown::plan(&filters, &self.keys, self.remote.target.allow_filtering);
-        if plan.pushed.iter().any(|p| !p) {
-            return Err(DataFusionError::Internal(format!(
-                "Cassandra table {} was handed filters it did not accept",
-                self.remote.target.label()
-            )));
-        }
-        let schema = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => Arc::clone(&self.schema),
+        let pushed: Vec<&Expr> = filters.iter().collect();
+        let fixed = !pushdown::plan(&pushed, &self.keys, self.remote.target.allow_filtering).partition.is_empty();
+        let partitions = if fixed {
+            vec![vec![TokenRange { start: None, end: None }]]
+        } else {
+            self.token_ranges(state.config().target_partitions())
         };
-        let partitions = state.config().target_partitions();
-        Ok(Arc::new(exec::CassandraScanExec::new(
-            Arc::clone(&self.remote),
-            &self.keys,
-            plan,
-            schema,
-            limit,
-            partitions,
-        )))
+        let scan = exec::Scan { projection: projection.cloned(), filters: filters.to_vec(), limit, partitions };
+        Ok(Arc::new(exec::CassandraScanExec::new(self, scan)?))
+    }
+}
+
+impl CassandraTable {
+    /// The token ring split into ranges (at least the table's `splits`), dealt round-robin to
+    /// at most `partitions` groups.
+    fn token_ranges(&self, partitions: usize) -> Vec<Vec<TokenRange>> {
+        let ring = self.remote.ring();
+        let ring_ranges = ring.len().max(1) + 1;
+        let per_range = self.remote.target.splits.div_ceil(ring_ranges).max(1);
+        let ranges = pushdown::token_ranges(&ring, per_range);
+        let width = partitions.clamp(1, ranges.len());
+        let mut groups = vec![Vec::new(); width];
+        for (i, range) in ranges.into_iter().enumerate() {
+            groups[i % width].push(range);
+        }
+        groups
+    }
+
+    /// The scan `recipe` describes, over this table (built on this node from the recipe's
+    /// spec: its session is this process's).
+    pub(crate) fn scan_from(&self, recipe: exec::ScanRecipe) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(exec::CassandraScanExec::new(self, recipe.scan)?))
     }
 }
 

@@ -335,7 +335,7 @@ pub(crate) fn quote(identifier: &str) -> String {
 }
 
 /// One token range of a scan: `token(pk) > start AND token(pk) <= end`, either side open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TokenRange {
     pub(crate) start: Option<i64>,
     pub(crate) end: Option<i64>,

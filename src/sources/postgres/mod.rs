@@ -304,11 +304,6 @@ pub(crate) fn mounted_table(mount: &TableSpec, name: &str) -> TableSpec {
     spec
 }
 
-/// True when a table is read in several queries at once (`partitionColumn`).
-pub(crate) fn reads_in_splits(spec: &TableSpec) -> bool {
-    spec.options.keys().any(|key| key.eq_ignore_ascii_case("partitioncolumn"))
-}
-
 /// PostgreSQL and Aurora tables.
 #[derive(Debug)]
 pub struct PostgresSource(WireSource);
@@ -333,8 +328,8 @@ impl SourceFactory for PostgresSource {
         &["postgresql", "aurora", "jdbc", "org.apache.spark.sql.jdbc"]
     }
 
-    /// Its scans run on a cluster's executors, each connecting with its own environment
-    /// (those read in one query: see [`super::runs_on_cluster`]).
+    /// Its scans run on a cluster's executors, each connecting with its own environment;
+    /// a split read's queries are each a task.
     fn capabilities(&self) -> Capabilities {
         Capabilities { runs_on_cluster: true, ..Capabilities::default() }
     }
