@@ -49,6 +49,11 @@ fn assert_same_rows(what: &str, expected: &str, actual: &str) {
     }
 }
 
+/// CSV rows without their header line.
+fn without_header(csv: &str) -> &str {
+    csv.trim().split_once('\n').map_or("", |(_, rows)| rows)
+}
+
 const TPCH_TABLES: [&str; 8] = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"];
 
 /// TPC-H Parquet files of scale factor `sf`, written by DuckDB's dbgen.
@@ -258,7 +263,7 @@ fn create_users(pg: &crate::common::postgres::Postgres, db: &str, women_every: u
 /// The canonical cross-source question with its users in PostgreSQL: the PostgreSQL scan runs
 /// on the executors, which connect with their own `PG_PASSWORD`; psql counts the users. A table
 /// read in several queries (`partitionColumn`) runs there too, each query a task, and each row
-/// comes back once.
+/// comes back once; so does a Redshift table (its wire path, against PostgreSQL's protocol).
 #[test]
 fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     use crate::common::postgres::{PASSWORD, Postgres};
@@ -285,6 +290,13 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
             users("users_split", ", 'partitionColumn' 'uid', 'numPartitions' '4'"),
         ))
         .success();
+    let redshift = format!("jdbc:redshift://127.0.0.1:{}/{db}?user=lakegate&password=${{env:PG_PASSWORD}}", pg.port);
+    lakegate
+        .sql(&format!(
+            "CREATE TABLE users_redshift USING com.databricks.spark.redshift OPTIONS (url '{redshift}', \
+             dbtable 'users', partitionColumn 'uid', lowerBound '1', upperBound '5000', numPartitions '3')"
+        ))
+        .success();
     let question = |users: &str| {
         format!(
             "SELECT count(*) FROM events e JOIN {users} u ON e.uid = u.uid \
@@ -301,10 +313,12 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     let split = on_cluster(&lakegate, &cluster.scheduler, &question("users_split")).success();
     assert!(split.stderr.contains(SENT), "a split read runs on the executors:\n{}", split.stderr);
     assert_eq!(split.first_count(), expected);
-    let whole = "SELECT count(*), sum(uid), sum(age) FROM users";
-    let read = on_cluster(&lakegate, &cluster.scheduler, &whole.replace("users", "users_split")).success();
-    assert!(read.stderr.contains(SENT), "{}", read.stderr);
-    assert_eq!(read.stdout.trim(), pg.psql(&db, &format!("COPY ({whole}) TO STDOUT (FORMAT csv)")).trim());
+    let psql = pg.psql(&db, "COPY (SELECT uid, age, gender FROM users) TO STDOUT (FORMAT csv)");
+    for table in ["users_split", "users_redshift"] {
+        let read = on_cluster(&lakegate, &cluster.scheduler, &format!("SELECT uid, age, gender FROM {table}")).success();
+        assert!(read.stderr.contains(SENT), "{}", read.stderr);
+        assert_same_rows(table, psql.trim(), without_header(&read.stdout));
+    }
 }
 
 /// `rows` events over 5 days (`dt`), user ids shuffled, tagged `version`, as Parquet under `dir`.
@@ -561,5 +575,5 @@ fn the_ncis_question_over_s3_postgres_and_cassandra_gives_the_in_process_answer(
         let rows = result.expect("cqlsh's read").into_rows_result().expect("rows");
         rows.rows::<(i32, String)>().expect("typed").map(|row| row.expect("a row")).map(|(i, n)| format!("{i},{n}")).collect()
     });
-    assert_same_rows("programs", &rows.join("\n"), read.stdout.trim());
+    assert_same_rows("programs", &rows.join("\n"), without_header(&read.stdout));
 }

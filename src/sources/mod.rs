@@ -55,10 +55,11 @@ pub fn all(stores: &Arc<ObjectStores>, cassandra: &CassandraConfig) -> Sources {
     ])
 }
 
-/// True when a scan of `spec` can run on a cluster's executors: its source says so, and the
-/// table uses the S3 settings every node has (a table's own settings stay in this process).
+/// True when a scan of `spec` can run on a cluster's executors: its source says so, the
+/// table uses the S3 settings every node has (a table's own settings stay in this process),
+/// and it is no Redshift table read by UNLOAD.
 pub fn runs_on_cluster(sources: &Sources, spec: &TableSpec) -> bool {
-    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec)
+    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec) && !redshift::unloads(spec)
 }
 
 /// What a scan of a lakegate source travels as: its table's spec (secrets as references) and

@@ -14,7 +14,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use lakegate_catalog::{Options, ParamSpec, SourceFactory, TableSpec};
+use lakegate_catalog::{Capabilities, Options, ParamSpec, SourceFactory, TableSpec};
 use url::Url;
 
 use self::unload::{Credentials, UnloadExec};
@@ -81,6 +81,12 @@ impl SourceFactory for RedshiftSource {
         &["com.databricks.spark.redshift", "io.github.spark_redshift_community.spark.redshift"]
     }
 
+    /// Its cursor reads run on a cluster's executors, as PostgreSQL's do; a table with a
+    /// `tempdir` stays in the client (see [`unloads`]).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { runs_on_cluster: true, ..Capabilities::default() }
+    }
+
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
     }
@@ -104,6 +110,12 @@ impl SourceFactory for RedshiftSource {
         let table = self.wire.create(spec, &resolved).await?;
         Ok(Arc::new(RedshiftTable::new(table, &resolved, Arc::clone(&self.stores))?))
     }
+}
+
+/// True when full scans of `spec` run UNLOAD. Those stay in the client on a cluster: the
+/// statement's staging folder and the read of its files are one scan's, not each task's.
+pub(crate) fn unloads(spec: &TableSpec) -> bool {
+    spec.options.keys().any(|key| key.eq_ignore_ascii_case("tempdir"))
 }
 
 /// Where and how full scans are unloaded.
