@@ -51,6 +51,9 @@ pub struct QueryRecord {
     pub error: String,
     /// The OpenTelemetry trace it ran in, when traces are exported.
     pub trace_id: String,
+    /// The cluster executors (`host:port`, comma-separated) that ran its last stage, when it
+    /// ran on a cluster.
+    pub executors: String,
 }
 
 /// Rows and bytes read, per kind of source.
@@ -330,6 +333,7 @@ impl Tracked {
             metrics.spills.inc_by(totals.spills);
             metrics.spilled_bytes.inc_by(totals.spilled_bytes);
             record.read = totals.read;
+            record.executors = totals.executors.into_iter().collect::<Vec<_>>().join(", ");
             record.spilled_bytes = totals.spilled_bytes;
             record.peak_memory = totals.peak_memory;
         }
@@ -354,6 +358,7 @@ impl Tracked {
             planning_ms = record.planning.as_millis() as u64,
             execution_ms = record.execution.as_millis() as u64,
             error = %record.error,
+            executors = %record.executors,
             "query"
         );
         history.keep(record);
@@ -407,6 +412,7 @@ fn batch(records: &[QueryRecord]) -> Result<RecordBatch, datafusion::arrow::erro
         count(|r| r.peak_memory),
         text(|r| &r.error),
         text(|r| &r.trace_id),
+        text(|r| &r.executors),
     ];
     RecordBatch::try_new(schema(), columns)
 }
@@ -479,10 +485,14 @@ fn source_of(error: &crate::Error) -> Option<&'static str> {
     None
 }
 
+/// The label of a metric that names a cluster executor (`host:port`) a query ran on.
+pub(crate) const EXECUTOR_LABEL: &str = "executor";
+
 /// What a finished plan read from each source, spilled and held, from its operators' metrics.
 #[derive(Debug, Default)]
 struct PlanTotals {
     read: SourceReads,
+    executors: std::collections::BTreeSet<String>,
     spills: u64,
     spilled_bytes: u64,
     peak_memory: u64,
@@ -500,6 +510,9 @@ impl PlanTotals {
             self.spills += metrics.spill_count().unwrap_or_default() as u64;
             self.spilled_bytes += metrics.spilled_bytes().unwrap_or_default() as u64;
             self.peak_memory += metrics.sum_by_name("peak_mem_used").map(|v| v.as_usize()).unwrap_or_default() as u64;
+            let labels = metrics.iter().flat_map(|metric| metric.labels());
+            let executors = labels.filter(|label| label.name() == EXECUTOR_LABEL).map(|label| label.value().to_owned());
+            self.executors.extend(executors);
             if let Some(source) = source_kind(plan) {
                 let rows = metrics.output_rows().or_else(|| metrics.sum_by_name("rows_fetched").map(|v| v.as_usize()));
                 let bytes = ["bytes_scanned", "bytes_received", "transferred_bytes"]
@@ -577,6 +590,8 @@ fn schema() -> SchemaRef {
         count("peak_memory_bytes"),
         text("error"),
         text("trace_id"),
+        // Last: query logs written before it read it as null.
+        Field::new("executors", DataType::Utf8, true),
     ]))
 }
 

@@ -216,8 +216,8 @@ fn geodata_runs_on_the_executors() {
     assert_same_rows("geodata by state", &local.stdout, &distributed.stdout);
 }
 
-/// As a new user would: `serve --cluster`, a query from ADBC, and `system.queries` saying where
-/// it ran.
+/// As a new user would: `serve --cluster`, a query from ADBC, and `system.queries` saying it
+/// ran on the cluster, and on which executors.
 #[test]
 fn serve_runs_queries_on_the_cluster_and_system_queries_says_so() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -237,8 +237,8 @@ fn serve_runs_queries_on_the_cluster_and_system_queries_says_so() {
         c = f.connect(sys.argv[1]).cursor()\n\
         c.execute('SELECT sum(x) FROM t')\n\
         print(c.fetchall()[0][0])\n\
-        c.execute(\"SELECT \\\"read\\\" FROM system.queries WHERE sql = 'SELECT sum(x) FROM t'\")\n\
-        print(c.fetchall()[0][0])\n";
+        c.execute(\"SELECT \\\"read\\\", executors FROM system.queries WHERE sql = 'SELECT sum(x) FROM t'\")\n\
+        print(*c.fetchall()[0], sep='\\n')\n";
     let output = Command::new(venv_bin("python")).args(["-c", script, server.url()]).output().expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
@@ -246,6 +246,14 @@ fn serve_runs_queries_on_the_cluster_and_system_queries_says_so() {
     assert_eq!(lines.next(), Some("500500"));
     let read = lines.next().unwrap_or_default();
     assert!(read.starts_with("cluster 1 rows"), "system.queries says it ran on the cluster: {read}");
+    // The executors the fixture started; the one-row answer's last stage ran on one of them.
+    let ran_on: Vec<&str> = lines.next().unwrap_or_default().split(", ").filter(|e| !e.is_empty()).collect();
+    assert!(!ran_on.is_empty(), "system.queries names the executors: {stdout}");
+    assert!(
+        ran_on.iter().all(|e| cluster.executors.iter().any(|started| started == e)),
+        "{ran_on:?} vs {:?}",
+        cluster.executors
+    );
 }
 
 /// PostgreSQL table `users` of 5,000 users aged 18-67, every `women_every`-th a woman.
@@ -315,7 +323,8 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     assert_eq!(split.first_count(), expected);
     let psql = pg.psql(&db, "COPY (SELECT uid, age, gender FROM users) TO STDOUT (FORMAT csv)");
     for table in ["users_split", "users_redshift"] {
-        let read = on_cluster(&lakegate, &cluster.scheduler, &format!("SELECT uid, age, gender FROM {table}")).success();
+        let read =
+            on_cluster(&lakegate, &cluster.scheduler, &format!("SELECT uid, age, gender FROM {table}")).success();
         assert!(read.stderr.contains(SENT), "{}", read.stderr);
         assert_same_rows(table, psql.trim(), without_header(&read.stdout));
     }
@@ -573,7 +582,11 @@ fn the_ncis_question_over_s3_postgres_and_cassandra_gives_the_in_process_answer(
     let rows: Vec<String> = cql.block_on(async {
         let result = cql.session.query_unpaged("SELECT id, name FROM lg_cluster_ncis.programs", &[]).await;
         let rows = result.expect("cqlsh's read").into_rows_result().expect("rows");
-        rows.rows::<(i32, String)>().expect("typed").map(|row| row.expect("a row")).map(|(i, n)| format!("{i},{n}")).collect()
+        rows.rows::<(i32, String)>()
+            .expect("typed")
+            .map(|row| row.expect("a row"))
+            .map(|(i, n)| format!("{i},{n}"))
+            .collect()
     });
     assert_same_rows("programs", &rows.join("\n"), without_header(&read.stdout));
 }

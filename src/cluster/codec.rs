@@ -222,11 +222,12 @@ impl PhysicalExtensionCodec for ExecCodec {
             buf.extend(write?);
             return Ok(());
         }
-        if let Some((scan, splits)) = SplitFiles::of(node.as_ref()) {
+        if let Some(splits) = SplitFiles::of(node.as_ref()) {
+            let (scan, splits) = splits?;
             let scan = crate::sources::encode_scan(scan.as_ref())
                 .ok_or_else(|| DataFusionError::Internal("splits of a scan that does not travel".to_owned()))??;
             buf.extend_from_slice(SPLITS_TAG);
-            let recipe = SplitsRecipe { scan, splits: splits? };
+            let recipe = SplitsRecipe { scan, splits };
             return serde_json::to_writer(buf, &recipe).map_err(|e| DataFusionError::External(Box::new(e)));
         }
         match crate::sources::encode_scan(node.as_ref()) {

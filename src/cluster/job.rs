@@ -1,6 +1,8 @@
 //! A query's job on the cluster, cancelled there when the client stops reading it before its
 //! end: `KILL QUERY`, a statement time limit, a client that went away. Ballista's own plan
-//! node only submits and fetches; without this the job would run to its end.
+//! node only submits and fetches; without this the job would run to its end. A job that ended
+//! names the executors that ran its last stage, in its metrics (see
+//! [`crate::history::EXECUTOR_LABEL`]), for `system.queries`.
 
 use std::fmt;
 use std::pin::Pin;
@@ -8,12 +10,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ballista_core::execution_plans::DistributedQueryExec;
-use ballista_core::serde::protobuf::CancelJobParams;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{CancelJobParams, GetJobStatusParams, job_status};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
@@ -23,7 +26,7 @@ use futures::{Stream, StreamExt};
 
 type Job = DistributedQueryExec<LogicalPlanNode>;
 
-/// How long cancelling a job waits for the scheduler.
+/// How long cancelling a job, or asking where it ran, waits for the scheduler.
 const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs a query on the cluster (its child, Ballista's `DistributedQueryExec`) and cancels the
@@ -36,6 +39,7 @@ pub(super) struct ClusterJobExec {
     /// submitted.
     job: Arc<dyn ExecutionPlan>,
     scheduler_url: String,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl ClusterJobExec {
@@ -44,7 +48,8 @@ impl ClusterJobExec {
         if !plan.is::<Job>() {
             return plan;
         }
-        Arc::new(Self { input: Arc::clone(&plan), job: plan, scheduler_url: scheduler_url.to_owned() })
+        let scheduler_url = scheduler_url.to_owned();
+        Arc::new(Self { input: Arc::clone(&plan), job: plan, scheduler_url, metrics: ExecutionPlanMetricsSet::new() })
     }
 }
 
@@ -79,16 +84,60 @@ impl ExecutionPlan for ClusterJobExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let input = children.pop().ok_or_else(|| DataFusionError::Internal("ClusterJobExec has a child".into()))?;
-        Ok(Arc::new(Self { input, job: Arc::clone(&self.job), scheduler_url: self.scheduler_url.clone() }))
+        Ok(Arc::new(Self {
+            input,
+            job: Arc::clone(&self.job),
+            scheduler_url: self.scheduler_url.clone(),
+            metrics: self.metrics.clone(),
+        }))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DFResult<SendableRecordBatchStream> {
         let rows = self.input.execute(partition, context)?;
         let schema = rows.schema();
-        let stream =
-            JobRows { rows, job: Arc::clone(&self.job), scheduler_url: self.scheduler_url.clone(), ended: false };
+        let (job, url, metrics) = (Arc::clone(&self.job), self.scheduler_url.clone(), self.metrics.clone());
+        let stream = JobRows { rows, job: Arc::clone(&job), scheduler_url: url.clone(), ended: false };
+        // After the last row: where the job ran, asked once it has ended.
+        let ran_on = futures::stream::once(async move {
+            let Some(job_id) = job.downcast_ref::<Job>().and_then(Job::job_id) else { return };
+            for (executor, partitions) in last_stage_executors(job_id.to_string(), &url).await {
+                MetricBuilder::new(&metrics)
+                    .with_new_label(crate::history::EXECUTOR_LABEL, executor)
+                    .counter("result_partitions", partition)
+                    .add(partitions);
+            }
+        });
+        let stream = stream.chain(ran_on.filter_map(|()| futures::future::ready(None)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
+}
+
+/// The executors (`host:port`) that ran the last stage of `job_id`, a job that succeeded,
+/// each with how many of its result partitions it held; none when the scheduler does not say.
+async fn last_stage_executors(job_id: String, url: &str) -> Vec<(String, usize)> {
+    let asking = async {
+        let mut scheduler = SchedulerGrpcClient::connect(url.to_owned()).await?;
+        let status = scheduler.get_job_status(GetJobStatusParams { job_id: job_id.clone() }).await?.into_inner();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(status.status.and_then(|s| s.status))
+    };
+    let locations = match tokio::time::timeout(CANCEL_TIMEOUT, asking).await {
+        Ok(Ok(Some(job_status::Status::Successful(job)))) => job.partition_location,
+        Ok(Ok(_)) => return Vec::new(),
+        Ok(Err(e)) => {
+            tracing::debug!(%job_id, error = %e, "where the job ran is unknown");
+            return Vec::new();
+        }
+        Err(_) => return Vec::new(),
+    };
+    let mut executors = std::collections::BTreeMap::<String, usize>::new();
+    for meta in locations.into_iter().filter_map(|location| location.executor_meta) {
+        *executors.entry(format!("{}:{}", meta.host, meta.port)).or_default() += 1;
+    }
+    executors.into_iter().collect()
 }
 
 struct JobRows {

@@ -42,6 +42,9 @@ fn split_of(file: &PartitionedFile) -> DFResult<usize> {
         .ok_or_else(|| DataFusionError::Internal(format!("{path} is not the file of a split")))
 }
 
+/// A scan, and the splits of it that a plan reads.
+pub(crate) type Splits<'a> = (&'a Arc<dyn ExecutionPlan>, Vec<usize>);
+
 /// A scan's splits as the files of a file scan (see the module comment).
 #[derive(Debug, Clone)]
 pub(crate) struct SplitFiles {
@@ -54,7 +57,10 @@ pub(crate) struct SplitFiles {
 impl SplitFiles {
     /// `scan` as a file scan of one file per partition; each file group is one file, so a
     /// task given a group reads exactly one split.
-    pub(crate) fn scan_of(scan: Arc<dyn ExecutionPlan>, splits: impl IntoIterator<Item = usize>) -> Arc<DataSourceExec> {
+    pub(crate) fn scan_of(
+        scan: Arc<dyn ExecutionPlan>,
+        splits: impl IntoIterator<Item = usize>,
+    ) -> Arc<DataSourceExec> {
         let groups = splits.into_iter().map(|i| FileGroup::new(vec![PartitionedFile::new(split_path(i), 0)])).collect();
         let schema = TableSchema::from(scan.schema());
         let source = Arc::new(Self { scan, schema, metrics: ExecutionPlanMetricsSet::new() });
@@ -64,11 +70,11 @@ impl SplitFiles {
     }
 
     /// The scan and its splits, when `plan` is a scan of splits.
-    pub(crate) fn of(plan: &dyn ExecutionPlan) -> Option<(&Arc<dyn ExecutionPlan>, DFResult<Vec<usize>>)> {
+    pub(crate) fn of(plan: &dyn ExecutionPlan) -> Option<DFResult<Splits<'_>>> {
         let config = plan.downcast_ref::<DataSourceExec>()?.data_source().downcast_ref::<FileScanConfig>()?;
         let source = config.file_source().downcast_ref::<Self>()?;
-        let splits = config.file_groups.iter().flat_map(FileGroup::iter).map(split_of).collect();
-        Some((&source.scan, splits))
+        let splits: DFResult<Vec<usize>> = config.file_groups.iter().flat_map(FileGroup::iter).map(split_of).collect();
+        Some(splits.map(|splits| (&source.scan, splits)))
     }
 }
 
@@ -193,8 +199,8 @@ mod tests {
         let partitions = [split(vec![1, 2]), split(vec![30]), split(vec![500, 600])];
         let scan = MemorySourceConfig::try_new_exec(&partitions, Arc::clone(&schema), None).expect("a scan");
         let task = SplitFiles::scan_of(scan, [0, 2]);
-        let (_, splits) = SplitFiles::of(task.as_ref()).expect("a scan of splits");
-        assert_eq!(splits.expect("split files"), vec![0, 2]);
+        let (_, splits) = SplitFiles::of(task.as_ref()).expect("a scan of splits").expect("split files");
+        assert_eq!(splits, vec![0, 2]);
         assert_eq!(task.properties().partitioning.partition_count(), 2);
         let batches = collect(task, SessionContext::new().task_ctx()).await.expect("read");
         let mut read: Vec<i64> = batches

@@ -9,6 +9,8 @@ use super::{free_port, wait_for};
 /// A scheduler and its executors, stopped (SIGKILL) on drop.
 pub(crate) struct Cluster {
     pub(crate) scheduler: String,
+    /// Each executor's `host:port` (where its results are fetched), as started.
+    pub(crate) executors: Vec<String>,
     processes: Vec<(String, Child)>,
     logs: tempfile::TempDir,
     /// Every node's `lakegate.toml`, if any.
@@ -36,7 +38,14 @@ impl Cluster {
         });
         let port = free_port();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut cluster = Self { scheduler: format!("127.0.0.1:{port}"), processes: Vec::new(), logs, config, env };
+        let mut cluster = Self {
+            scheduler: format!("127.0.0.1:{port}"),
+            executors: Vec::new(),
+            processes: Vec::new(),
+            logs,
+            config,
+            env,
+        };
         cluster.spawn("scheduler", &["scheduler", "--listen", &cluster.scheduler.clone()]);
         wait_for("the scheduler", Duration::from_secs(30), || listening(port));
         for _ in 0..executors {
@@ -56,6 +65,7 @@ impl Cluster {
         let args = ["executor", "--scheduler", &scheduler, "--listen", &listen, "--grpc-port", &grpc_port];
         self.spawn(&name, &[&args[..], &["--concurrent-tasks", "2", "--work-dir", &work]].concat());
         wait_for(&name, Duration::from_secs(30), || listening(flight) && listening(grpc));
+        self.executors.push(listen);
     }
 
     fn spawn(&mut self, name: &str, args: &[&str]) {

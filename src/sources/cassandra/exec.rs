@@ -121,7 +121,15 @@ impl CassandraScanExec {
                 ranges
                     .iter()
                     .map(|&range| {
-                        pushdown::select(&target.keyspace, &target.table, &columns, &table.keys, &plan, range, scan.limit)
+                        pushdown::select(
+                            &target.keyspace,
+                            &target.table,
+                            &columns,
+                            &table.keys,
+                            &plan,
+                            range,
+                            scan.limit,
+                        )
                     })
                     .collect()
             })
