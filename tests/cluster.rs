@@ -179,7 +179,9 @@ fn a_query_stopped_in_the_client_is_cancelled_on_the_cluster() {
     let stopped = on_cluster(&lakegate, &cluster.scheduler, sql).failure();
     assert!(stopped.stderr.contains(SENT), "{}", stopped.stderr);
     assert!(stopped.stderr.contains("time limit"), "{}", stopped.stderr);
+    // Found by the name the client gave it: a pushed job's id arrives only with its first task.
     assert!(stopped.stderr.contains("cluster job cancelled"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("job=lakegate-"), "{}", stopped.stderr);
     crate::common::wait_for("the job cancelled on the scheduler", Duration::from_secs(30), || {
         cluster.log("scheduler").contains("Job cancelled")
     });

@@ -3,6 +3,12 @@
 //! node only submits and fetches; without this the job would run to its end. A job that ended
 //! names the executors that ran its last stage, in its metrics (see
 //! [`crate::history::EXECUTOR_LABEL`]), for `system.queries`.
+//!
+//! Clients take the job's state as the scheduler pushes it (Ballista's push mode): the answer
+//! comes the moment the job ends, where asking for it (pull mode) waits in steps of 50 ms. A
+//! pushed job's id reaches the client only with its first finished task, so each job is also
+//! given a name of its own (`lakegate-<uuid>`), by which a job stopped before then is found
+//! (`/api/jobs`) and cancelled.
 
 use std::fmt;
 use std::pin::Pin;
@@ -10,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ballista_core::execution_plans::DistributedQueryExec;
+use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{CancelJobParams, GetJobStatusParams, job_status};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -97,10 +104,23 @@ impl ExecutionPlan for ClusterJobExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DFResult<SendableRecordBatchStream> {
+        // The job's settings are the task's: its name goes with them.
+        let name = format!("lakegate-{}", uuid::Uuid::new_v4());
+        let config = context.session_config().clone().with_ballista_job_name(&name);
+        let context = Arc::new(TaskContext::new(
+            context.task_id(),
+            context.session_id(),
+            config,
+            context.scalar_functions().clone(),
+            context.higher_order_functions().clone(),
+            context.aggregate_functions().clone(),
+            context.window_functions().clone(),
+            context.runtime_env(),
+        ));
         let rows = self.input.execute(partition, context)?;
         let schema = rows.schema();
         let (job, url, metrics) = (Arc::clone(&self.job), self.scheduler_url.clone(), self.metrics.clone());
-        let stream = JobRows { rows, job: Arc::clone(&job), scheduler_url: url.clone(), ended: false };
+        let stream = JobRows { rows, job: Arc::clone(&job), name, scheduler_url: url.clone(), ended: false };
         // After the last row: where the job ran, asked once it has ended.
         let ran_on = futures::stream::once(async move {
             let Some(job_id) = job.downcast_ref::<Job>().and_then(Job::job_id) else { return };
@@ -143,6 +163,8 @@ async fn last_stage_executors(job_id: String, url: &str) -> Vec<(String, usize)>
 struct JobRows {
     rows: SendableRecordBatchStream,
     job: Arc<dyn ExecutionPlan>,
+    /// The job's name on the scheduler, for when its id is not known yet.
+    name: String,
     scheduler_url: String,
     ended: bool,
 }
@@ -165,31 +187,52 @@ impl Drop for JobRows {
         if self.ended {
             return;
         }
-        let Some(job_id) = self.job.downcast_ref::<Job>().and_then(Job::job_id) else { return };
-        cancel(job_id.to_string(), self.scheduler_url.clone());
+        let job_id = self.job.downcast_ref::<Job>().and_then(Job::job_id).map(|id| id.to_string());
+        cancel(job_id, self.name.clone(), self.scheduler_url.clone());
     }
 }
 
-/// Asks the scheduler to cancel `job_id`, and waits at most [`CANCEL_TIMEOUT`] for it. The call
-/// runs on a thread and runtime of its own: a drop may happen on any thread, in any runtime
-/// (or while one shuts down), and a CLI that exits right after a stopped query must still
-/// cancel its job.
-fn cancel(job_id: String, url: String) {
+/// A job as the scheduler's `/api/jobs` lists it.
+#[derive(serde::Deserialize)]
+struct ListedJob {
+    job_id: String,
+    job_name: String,
+}
+
+/// The id of the job named `name`, from the scheduler's REST API at `url`.
+async fn job_named(url: &str, name: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let body = reqwest::get(format!("{url}/api/jobs")).await?.error_for_status()?.bytes().await?;
+    let jobs: Vec<ListedJob> = serde_json::from_slice(&body)?;
+    let job = jobs.into_iter().find(|job| job.job_name == name);
+    Ok(job.ok_or("the scheduler has no job of that name yet")?.job_id)
+}
+
+/// Asks the scheduler to cancel the job `job_id`, or when its id is not known yet, the job
+/// named `name`, and waits at most [`CANCEL_TIMEOUT`] for it. The call runs on a thread and
+/// runtime of its own: a drop may happen on any thread, in any runtime (or while one shuts
+/// down), and a CLI that exits right after a stopped query must still cancel its job.
+fn cancel(job_id: Option<String>, name: String, url: String) {
     let (done, finished) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new().name("lakegate-cancel".into()).spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         let cancelled = runtime.block_on(async {
             let cancelling = async {
+                let job_id = match job_id {
+                    Some(id) => id,
+                    None => job_named(&url, &name).await?,
+                };
                 let mut scheduler = SchedulerGrpcClient::connect(url.clone()).await?;
                 scheduler.cancel_job(CancelJobParams { job_id: job_id.clone() }).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(job_id)
             };
             tokio::time::timeout(CANCEL_TIMEOUT, cancelling).await
         });
         match cancelled {
-            Ok(Ok(())) => tracing::info!(%job_id, "cluster job cancelled: its rows are no longer read"),
-            Ok(Err(e)) => tracing::warn!(%job_id, scheduler = %url, error = %e, "cluster job not cancelled"),
-            Err(_) => tracing::warn!(%job_id, scheduler = %url, "cluster job not cancelled: no answer"),
+            Ok(Ok(job_id)) => {
+                tracing::info!(%job_id, job = %name, "cluster job cancelled: its rows are no longer read")
+            }
+            Ok(Err(e)) => tracing::warn!(job = %name, scheduler = %url, error = %e, "cluster job not cancelled"),
+            Err(_) => tracing::warn!(job = %name, scheduler = %url, "cluster job not cancelled: no answer"),
         }
         let _ = done.send(());
     });

@@ -57,18 +57,18 @@ impl ClusterPlanner {
     }
 
     /// A session's configuration with the settings Ballista reads: its defaults, but
-    /// - the client asks for its job's state (every 50 ms) rather than waiting for the scheduler
-    ///   to push it, so it knows the job's id from the start and a query stopped early can
-    ///   cancel its job;
     /// - the static planner rather than the adaptive one: after losing an executor mid-job,
     ///   Ballista 55's adaptive planner rolled a stage back and then never finished the job
-    ///   ("Can't find active stage to update stage outputs"), and its client waited forever.
+    ///   ("Can't find active stage to update stage outputs"), and its client waited forever;
+    /// - hash joins, as in-process, rather than Ballista's sort-merge joins (which spill, where
+    ///   a hash join's build side must fit an executor's memory): they are what lets a small
+    ///   side be broadcast instead of shuffling the big one.
     pub fn session_config(config: SessionConfig) -> SessionConfig {
-        use ballista_core::config::{BALLISTA_ADAPTIVE_PLANNER_ENABLED, BALLISTA_CLIENT_PULL};
+        use ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED;
         config
             .upgrade_for_ballista()
-            .set_bool(BALLISTA_CLIENT_PULL, true)
             .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
+            .set_bool("datafusion.optimizer.prefer_hash_join", true)
     }
 
     /// `plan` with each table it reads replaced by its spec, when all of them can run on
