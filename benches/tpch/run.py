@@ -21,7 +21,7 @@ Options:
                         --concurrent-tasks 1), with ADBC as --flight does; implies
                         --flight (the in-process reference), prints cluster/flight
                         per query and in total, and the shuffle bytes each query
-                        writes (the executors' work directories, per run)
+                        reads (its job's shuffle readers, from the scheduler's API)
     --spark             also time Spark local[2]; needs pyspark and Java 17
                         (`.venv/bin/pip install -r benches/requirements.txt`; done
                         for you when running from a venv)
@@ -346,18 +346,23 @@ class Cluster:
         log_file = open(self.dir / f"{name}.log", "w")
         return subprocess.Popen([binary, "--data-dir", self.dir / f"{name}-data", *args], stdout=subprocess.DEVNULL, stderr=log_file)
 
-    def shuffle_bytes(self) -> int:
-        """Bytes under the executors' work directories now; executors delete a job's files
-        while this walks, so files that vanish count as nothing."""
-        total = 0
-        for work in self.work_dirs:
-            for root, _, files in os.walk(work):
-                for name in files:
-                    try:
-                        total += os.stat(os.path.join(root, name)).st_size
-                    except FileNotFoundError:
-                        pass
-        return total
+    def last_job_shuffle_bytes(self) -> int:
+        """The bytes the last job's stages read from shuffles (the `decoded_bytes` of its
+        `ShuffleReaderExec`s, as Arrow), from the scheduler's REST API: executors delete a
+        job's shuffle files as soon as it ends, so the files cannot be measured."""
+        import urllib.request
+
+        def get(path: str):
+            with urllib.request.urlopen(f"http://{self.scheduler}{path}", timeout=10) as response:
+                return json.load(response)
+
+        jobs = get("/api/jobs")
+        if not jobs:
+            return 0
+        last = max(jobs, key=lambda job: job["start_time"])
+        plan = get(f"/api/job/{last['job_id']}").get("stage_plan") or ""
+        units = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+        return int(sum(float(n) * units[u] for n, u in re.findall(r"decoded_bytes=([0-9.]+) ?([KMGT]?)", plan)))
 
     def stop(self) -> None:
         for p in self.procs:
@@ -372,8 +377,8 @@ def run_flight(
     """The queries end to end through `lakegate serve` (with `--cluster` on `cluster`, if given)
     with the ADBC Flight SQL driver (the Jupyter path): each result is fetched whole as an Arrow
     table. Also times the transfer of all of lineitem (6M rows x 16 columns at SF1) to measure
-    Flight throughput. On a cluster, each query's result also holds the bytes its runs wrote to
-    the executors' shuffle directories, per run."""
+    Flight throughput. On a cluster, each query's result also holds the bytes its last run read
+    from shuffles."""
     import adbc_driver_flightsql.dbapi as flightsql
 
     work = Path(tempfile.mkdtemp(prefix="lakegate-tpch-flight-"))
@@ -403,10 +408,9 @@ def run_flight(
         engine = "cluster" if cluster else "flight"
         results = {}
         for n in queries:
-            before = cluster.shuffle_bytes() if cluster else 0
             results.update(time_in_process(engine, {n: queries[n]}, runs, run_one))
             if cluster and "error" not in results[n]:
-                results[n]["shuffle_bytes_per_run"] = (cluster.shuffle_bytes() - before) // (1 + runs)
+                results[n]["shuffle_bytes_per_run"] = cluster.last_job_shuffle_bytes()
         started = time.perf_counter()
         cur.execute("SELECT * FROM lineitem")
         table = cur.fetch_arrow_table()
