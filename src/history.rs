@@ -52,7 +52,7 @@ pub struct QueryRecord {
     /// The OpenTelemetry trace it ran in, when traces are exported.
     pub trace_id: String,
     /// The cluster executors (`host:port`, comma-separated) that ran its last stage, when it
-    /// ran on a cluster.
+    /// ran on a cluster; shown to admins only.
     pub executors: String,
 }
 
@@ -457,9 +457,20 @@ fn log_table(dir: &std::path::Path, viewer: Option<&str>) -> DFResult<Arc<dyn Ta
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema());
     let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
     let Some(viewer) = viewer else { return Ok(table) };
+    // The cluster's hosts and ports are the operators' business (see system.executors).
+    let schema = table.schema();
+    let columns: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.name().as_str() {
+            "executors" => lit(datafusion::scalar::ScalarValue::Utf8(None)).alias("executors"),
+            name => col(name),
+        })
+        .collect();
     // The viewer's name is a value in the plan, never SQL text.
     let own = LogicalPlanBuilder::scan("query_log", provider_as_source(table), None)?
         .filter(col("user").eq(lit(viewer)))?
+        .project(columns)?
         .build()?;
     Ok(Arc::new(ViewTable::new(own, None)))
 }
@@ -616,8 +627,65 @@ impl TableProvider for QueriesTable {
         let mut records = self.history.snapshot();
         if let Some(viewer) = &self.viewer {
             records.retain(|r| &r.user == viewer);
+            // The cluster's hosts and ports are the operators' business (see system.executors).
+            records.iter_mut().for_each(|r| r.executors.clear());
         }
         let batch = batch(&records)?;
         MemTable::try_new(schema(), vec![vec![batch]])?.scan(state, projection, filters, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    /// What `viewer` reads in the `executors` column of `system.<table>`.
+    async fn executors_seen(history: &Arc<QueryHistory>, viewer: Option<&str>, table: &str) -> Vec<Option<String>> {
+        let ctx = SessionContext::new();
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema("system", history.system_database(viewer.map(str::to_owned))).expect("schema");
+        ctx.register_catalog("lakegate", Arc::new(catalog));
+        let batches = ctx
+            .sql(&format!("SELECT executors FROM lakegate.system.{table}"))
+            .await
+            .and_then(|df| futures::executor::block_on(df.collect()))
+            .expect("read");
+        let column = |b: &RecordBatch| b.column(0).as_string::<i32>().clone();
+        batches
+            .iter()
+            .flat_map(|b| {
+                let c = column(b);
+                (0..c.len()).map(move |i| c.is_valid(i).then(|| c.value(i).to_owned())).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Only admins see where a reader's cluster query ran, in `system.queries` and
+    /// `system.query_log`; the reader still sees their own row.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn executors_are_shown_to_admins_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let metrics = Arc::new(Metrics::new());
+        let history = Arc::new(QueryHistory::new(metrics, Some((dir.path().to_path_buf(), 30))).expect("history"));
+        history.keep(QueryRecord {
+            id: "q1".into(),
+            user: "reader".into(),
+            state: "finished",
+            started: Some(SystemTime::now()),
+            executors: "10.0.0.7:50061".into(),
+            ..QueryRecord::default()
+        });
+        history.flush_log().expect("log written");
+        for table in ["queries", "query_log"] {
+            let admin = executors_seen(&history, None, table).await;
+            assert_eq!(admin, vec![Some("10.0.0.7:50061".to_owned())], "{table}");
+            let reader = executors_seen(&history, Some("reader"), table).await;
+            assert_eq!(reader.len(), 1, "{table}: the reader's own row");
+            assert!(reader[0].as_deref().unwrap_or_default().is_empty(), "{table}: {reader:?}");
+        }
     }
 }
