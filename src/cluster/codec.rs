@@ -23,6 +23,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use lakegate_catalog::{Sources, TableSpec, wait_in_place};
 
+use super::compact::CompactViewsExec;
 use super::splits::{SplitFiles, SplitsRecipe};
 use crate::storage::ObjectStores;
 
@@ -34,6 +35,9 @@ const SCAN_TAG: &[u8] = b"lakegate.scan.v2\n";
 
 /// Marks a task's splits of such a scan (see [`SplitFiles`]).
 const SPLITS_TAG: &[u8] = b"lakegate.splits.v1\n";
+
+/// Marks a [`CompactViewsExec`]: nothing but the tag, its input travels as a child.
+const COMPACT_TAG: &[u8] = b"lakegate.compact.v1\n";
 
 /// A stored table on its way to the cluster: its spec and schema, nothing built from them.
 /// Only ever encoded; a plan that still holds one is never run here.
@@ -174,8 +178,8 @@ impl LogicalExtensionCodec for TableCodec {
 
 /// Ballista's physical codec, plus lakegate's own plan nodes: the scans of its sources
 /// (PostgreSQL's, Cassandra's) as their table's spec and what they read, rebuilt by each
-/// executor's own `sources`; a task's splits of them; and writes, which write through each
-/// executor's own `stores`.
+/// executor's own `sources`; a task's splits of them; writes, which write through each
+/// executor's own `stores`; and the compaction of a stage's output.
 #[derive(Debug)]
 pub struct ExecCodec {
     ballista: BallistaPhysicalExtensionCodec,
@@ -200,6 +204,12 @@ impl PhysicalExtensionCodec for ExecCodec {
         if let Some(write) = crate::write::decode_physical(buf, inputs, &self.stores) {
             return write;
         }
+        if buf == COMPACT_TAG {
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal("a view compaction has one input".to_owned()));
+            };
+            return Ok(Arc::new(CompactViewsExec::new(Arc::clone(input))));
+        }
         if let Some(json) = buf.strip_prefix(SPLITS_TAG) {
             let recipe: SplitsRecipe = serde_json::from_slice(json)
                 .map_err(|e| DataFusionError::Internal(format!("a task's splits do not parse: {e}")))?;
@@ -220,6 +230,10 @@ impl PhysicalExtensionCodec for ExecCodec {
     ) -> DFResult<()> {
         if let Some(write) = crate::write::encode_physical(node.as_ref()) {
             buf.extend(write?);
+            return Ok(());
+        }
+        if node.is::<CompactViewsExec>() {
+            buf.extend_from_slice(COMPACT_TAG);
             return Ok(());
         }
         if let Some(splits) = SplitFiles::of(node.as_ref()) {

@@ -7,6 +7,7 @@
 //! and geodata layers are each node's own, built from its own configuration.
 
 mod codec;
+mod compact;
 mod executors;
 mod job;
 mod planner;

@@ -18,6 +18,7 @@ use tokio::net::TcpSocket;
 
 use super::Node;
 use super::codec::{ExecCodec, TableCodec};
+use super::compact::CompactOutputs;
 use super::splits::SplitsAsFiles;
 use crate::{Error, Result};
 
@@ -75,6 +76,7 @@ pub async fn run_scheduler(node: Node, args: SchedulerArgs) -> Result<()> {
             .with_window_functions(ballista_window_functions())
             .with_query_planner(Arc::clone(&planner) as _)
             .with_physical_optimizer_rule(Arc::new(SplitsAsFiles))
+            .with_physical_optimizer_rule(Arc::new(CompactOutputs))
             .build())
     });
     let config = SchedulerConfig {
