@@ -24,7 +24,8 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, replace_children_if_necessary,
+    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, Statistics, StatisticsArgs,
+    replace_children_if_necessary,
 };
 use futures::StreamExt;
 
@@ -102,6 +103,15 @@ impl ExecutionPlan for CompactViewsExec {
 
     fn properties(&self) -> &Arc<PlanProperties> {
         self.input.properties()
+    }
+
+    // Ballista broadcasts a join's build side only when its statistics say it is small.
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    fn statistics_from_inputs(&self, inputs: &[Arc<Statistics>], _: &StatisticsArgs) -> Result<Arc<Statistics>> {
+        Ok(Arc::clone(&inputs[0]))
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
@@ -222,5 +232,24 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(shown(numbers), ["ProjectionExec", "DataSourceExec"], "no views, nothing to compact");
+    }
+
+    /// Ballista broadcasts a join's build side only when its statistics say it is small, so
+    /// compacting it must not hide them.
+    #[test]
+    fn compaction_keeps_its_inputs_statistics() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::datasource::memory::MemorySourceConfig;
+        use datafusion::physical_plan::StatisticsContext;
+
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+        let scan = MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).unwrap();
+        let rows = |plan: &Arc<dyn ExecutionPlan>| {
+            StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new()).unwrap().num_rows
+        };
+        let compacted: Arc<dyn ExecutionPlan> = Arc::new(CompactViewsExec::new(Arc::clone(&scan) as _));
+        assert_eq!(rows(&compacted), rows(&(scan as _)));
+        assert_eq!(rows(&compacted).get_value(), Some(&3));
     }
 }
