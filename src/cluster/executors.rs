@@ -39,18 +39,24 @@ pub struct Specification {
 /// # Errors
 /// The scheduler cannot be reached, or answers with something else than its executors.
 pub async fn executors(scheduler: &str) -> crate::Result<Vec<Executor>> {
-    let url = format!("http://{scheduler}/api/executors");
-    let unreachable = |e: &dyn std::fmt::Display| crate::Error::Cluster(format!("scheduler {scheduler}: {e}"));
-    let client = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(|e| unreachable(&e))?;
-    let response = client.get(&url).send().await.map_err(|e| unreachable(&e))?;
-    if !response.status().is_success() {
-        return Err(unreachable(&format!("{url} answered {}", response.status())));
-    }
-    let body = response.bytes().await.map_err(|e| unreachable(&e))?;
-    let mut executors: Vec<Executor> =
-        serde_json::from_slice(&body).map_err(|e| unreachable(&format!("{url} is not a list of executors: {e}")))?;
+    let mut executors: Vec<Executor> = rest_get(&format!("http://{scheduler}"), "/api/executors")
+        .await
+        .map_err(|e| crate::Error::Cluster(format!("scheduler {scheduler}: {e}")))?;
     executors.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(executors)
+}
+
+/// What the scheduler at `base` (`http://host:port`) answers to a GET of `path` on its REST API,
+/// parsed as JSON; the error names the URL.
+pub(super) async fn rest_get<T: serde::de::DeserializeOwned>(base: &str, path: &str) -> Result<T, String> {
+    let url = format!("{base}{path}");
+    let client = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(|e| e.to_string())?;
+    let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| format!("{url} answered something else: {e}"))
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {

@@ -201,8 +201,7 @@ struct ListedJob {
 
 /// The id of the job named `name`, from the scheduler's REST API at `url`.
 async fn job_named(url: &str, name: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let body = reqwest::get(format!("{url}/api/jobs")).await?.error_for_status()?.bytes().await?;
-    let jobs: Vec<ListedJob> = serde_json::from_slice(&body)?;
+    let jobs: Vec<ListedJob> = super::executors::rest_get(url, "/api/jobs").await?;
     let job = jobs.into_iter().find(|job| job.job_name == name);
     Ok(job.ok_or("the scheduler has no job of that name yet")?.job_id)
 }
