@@ -166,6 +166,48 @@ fn an_executor_killed_mid_query_leaves_the_cluster_serving() {
     assert_same_rows("the next query", &expected, &after.stdout);
 }
 
+/// Strings come back from the executors as big as their rows, not with the Parquet pages their
+/// views point into: `big`'s 2,000,000 md5 texts (32 bytes each) are fetched as about their
+/// Arrow size, 16 bytes of view and 32 of text a row.
+#[test]
+fn strings_come_back_from_the_cluster_as_big_as_their_rows() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let lakegate = Lakegate::new();
+    big_table(&lakegate, data.path());
+    let cluster = Cluster::start(2);
+    let output = data.path().join("rows.csv");
+    let sql = "SELECT s FROM big; SELECT read FROM system.queries WHERE sql = 'SELECT s FROM big'";
+    let args = [
+        "-v",
+        "--cluster",
+        &cluster.scheduler,
+        "sql",
+        "--format",
+        "csv",
+        "-o",
+        output.to_str().expect("utf-8"),
+        "-e",
+        sql,
+    ];
+    let run = lakegate.run(&args).success();
+    assert!(run.stderr.contains(SENT), "{}", run.stderr);
+    let written = std::fs::read_to_string(&output).expect("the rows");
+    let read = written.lines().last().expect("the query's read column");
+    let fetched = read.split("cluster ").nth(1).unwrap_or_else(|| panic!("read from the cluster: {read}"));
+    let words: Vec<&str> = fetched.split_whitespace().collect();
+    assert_eq!(words[..2], ["2000000", "rows"], "{read}");
+    let unit = match words[3].trim_end_matches(['"', ',']) {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        other => panic!("a byte unit: {other} in {read}"),
+    };
+    let bytes = words[2].parse::<f64>().expect("a size") * unit;
+    let rows_size = 2_000_000.0 * (16.0 + 32.0);
+    assert!(bytes < 1.5 * rows_size, "fetched {bytes} bytes for {rows_size} bytes of rows: {read}");
+}
+
 /// A query stopped in the client (here by its time limit; KILL QUERY and a client that goes
 /// away end the same way) has its job cancelled on the cluster, which then serves the next.
 #[test]
