@@ -374,6 +374,48 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
     }
 }
 
+/// What a node needs to read moto's S3 and the test PostgreSQL.
+fn node_env(s3: &crate::common::S3Server) -> [(&str, &str); 5] {
+    [
+        ("LAKEGATE_S3_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("PG_PASSWORD", crate::common::postgres::PASSWORD),
+    ]
+}
+
+/// A Redshift table with a `tempdir` is read by UNLOAD on an executor: the executor rebuilds
+/// the table from its spec and sends the statement over its own connection. PostgreSQL speaks
+/// Redshift's protocol but has no UNLOAD, so the statement's own syntax error, coming back from
+/// the executor, is the proof that it ran there (the whole path against a real Redshift is
+/// `redshift_live_unload_round_trip`).
+#[test]
+fn a_redshift_unload_runs_on_an_executor() {
+    use crate::common::S3Server;
+    use crate::common::postgres::{PASSWORD, Postgres};
+    let pg = Postgres::shared();
+    let db = pg.database();
+    create_users(pg, &db, 2);
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let lakegate = s3.env(Lakegate::new()).with_env("PG_PASSWORD", PASSWORD);
+    let redshift = format!("jdbc:redshift://127.0.0.1:{}/{db}?user=lakegate&password=${{env:PG_PASSWORD}}", pg.port);
+    lakegate
+        .sql(&format!(
+            "CREATE TABLE users_bulk USING com.databricks.spark.redshift OPTIONS (url '{redshift}', \
+             dbtable 'users', tempdir 's3a://lake/tmp', aws_iam_role 'arn:aws:iam::123456789012:role/unload')"
+        ))
+        .success();
+    let cluster = Cluster::start_with(2, None, &node_env(&s3));
+    let read = on_cluster(&lakegate, &cluster.scheduler, "SELECT uid, age FROM users_bulk").failure();
+    assert!(read.stderr.contains(SENT), "{}", read.stderr);
+    // The task's error, as the scheduler reports it (the quotes come escaped).
+    let error = read.stderr.lines().find(|line| line.starts_with("error:")).unwrap_or_default();
+    assert!(error.contains("Task failed"), "{}", read.stderr);
+    assert!(error.contains("syntax error at or near") && error.contains("UNLOAD"), "{}", read.stderr);
+}
+
 /// `rows` events over 5 days (`dt`), user ids shuffled, tagged `version`, as Parquet under `dir`.
 fn events_source(lakegate: &Lakegate, dir: &Path, name: &str, rows: u64, version: &str) {
     lakegate
@@ -590,14 +632,7 @@ fn the_ncis_question_over_s3_postgres_and_cassandra_gives_the_in_process_answer(
         pg.psql(&db, "SELECT count(*) FROM users WHERE age BETWEEN 25 AND 49 AND gender = 'F' AND (uid - 1) % 4 = 2");
     let expected = women.trim().parse::<u64>().expect("a count") * 40;
 
-    let node_env = [
-        ("LAKEGATE_S3_ENDPOINT", s3.endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("PG_PASSWORD", PASSWORD),
-    ];
-    let cluster = Cluster::start_with(2, None, &node_env);
+    let cluster = Cluster::start_with(2, None, &node_env(&s3));
     let wrote = on_cluster(
         &lakegate,
         &cluster.scheduler,

@@ -55,11 +55,10 @@ pub fn all(stores: &Arc<ObjectStores>, cassandra: &CassandraConfig) -> Sources {
     ])
 }
 
-/// True when a scan of `spec` can run on a cluster's executors: its source says so, the
-/// table uses the S3 settings every node has (a table's own settings stay in this process),
-/// and it is no Redshift table read by UNLOAD.
+/// True when a scan of `spec` can run on a cluster's executors: its source says so, and the
+/// table uses the S3 settings every node has (a table's own settings stay in this process).
 pub fn runs_on_cluster(sources: &Sources, spec: &TableSpec) -> bool {
-    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec) && !redshift::unloads(spec)
+    sources.capabilities(&spec.kind).runs_on_cluster && !files::has_own_store(spec)
 }
 
 /// What a scan of a lakegate source travels as: its table's spec (secrets as references) and
@@ -68,6 +67,7 @@ pub fn runs_on_cluster(sources: &Sources, spec: &TableSpec) -> bool {
 enum ScanRecipe {
     Postgres(postgres::ScanRecipe),
     Cassandra(cassandra::ScanRecipe),
+    Unload(redshift::UnloadRecipe),
 }
 
 /// True for the scans [`encode_scan`] encodes: each output partition reads a split of the
@@ -83,6 +83,8 @@ pub fn reads_splits(plan: &dyn ExecutionPlan) -> bool {
 pub fn encode_scan(plan: &dyn ExecutionPlan) -> Option<DFResult<Vec<u8>>> {
     let recipe = if let Some(scan) = plan.downcast_ref::<postgres::PostgresScanExec>() {
         scan.recipe().map(ScanRecipe::Postgres)
+    } else if let Some(scan) = plan.downcast_ref::<redshift::UnloadExec>() {
+        scan.recipe().map(ScanRecipe::Unload)
     } else {
         Ok(ScanRecipe::Cassandra(plan.downcast_ref::<cassandra::CassandraScanExec>()?.recipe()))
     };
@@ -100,6 +102,7 @@ pub async fn decode_scan(sources: &Sources, bytes: &[u8]) -> DFResult<Arc<dyn Ex
     let spec = match &recipe {
         ScanRecipe::Postgres(recipe) => &recipe.spec,
         ScanRecipe::Cassandra(recipe) => &recipe.spec,
+        ScanRecipe::Unload(recipe) => &recipe.spec,
     };
     let table = sources.get(&spec.kind).map_err(DataFusionError::from)?.create(spec).await?;
     let wrong_table = format!("{} is not read by its scan", spec.qualified_name());
@@ -118,7 +121,30 @@ pub async fn decode_scan(sources: &Sources, bytes: &[u8]) -> DFResult<Arc<dyn Ex
         ScanRecipe::Cassandra(recipe) => {
             table.downcast_ref::<cassandra::CassandraTable>().ok_or_else(wrong_table)?.scan_from(recipe)
         }
+        ScanRecipe::Unload(recipe) => {
+            table.downcast_ref::<redshift::RedshiftTable>().ok_or_else(wrong_table)?.unload_from(recipe)
+        }
     }
+}
+
+/// A scan's result schema as bytes for its recipe (DataFusion's protobuf form).
+///
+/// # Errors
+/// A type protobuf cannot carry.
+pub(crate) fn schema_bytes(schema: &SchemaRef) -> DFResult<Vec<u8>> {
+    use prost::Message;
+    Ok(datafusion_proto::protobuf::Schema::try_from(schema.as_ref())?.encode_to_vec())
+}
+
+/// The schema [`schema_bytes`] made `bytes` of; `scan` names the scan in the error.
+///
+/// # Errors
+/// Bytes that are no schema.
+pub(crate) fn schema_from_bytes(bytes: &[u8], scan: &str) -> DFResult<SchemaRef> {
+    use prost::Message;
+    let schema = datafusion_proto::protobuf::Schema::decode(bytes)
+        .map_err(|e| DataFusionError::Internal(format!("the schema of a scan of {scan}: {e}")))?;
+    Ok(Arc::new((&schema).try_into()?))
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@ use datafusion::prelude::lit;
 use deadpool_postgres::{Object, Pool};
 use futures::StreamExt;
 use lakegate_catalog::{Options, TableSpec};
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 use tokio_postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
@@ -179,10 +178,9 @@ impl PostgresScanExec {
 
     /// What another node rebuilds this scan from (see [`ScanRecipe`]).
     pub(crate) fn recipe(&self) -> DFResult<ScanRecipe> {
-        let schema = datafusion_proto::protobuf::Schema::try_from(self.schema.as_ref())?;
         Ok(ScanRecipe {
             spec: TableSpec::clone(&self.spec),
-            schema: schema.encode_to_vec(),
+            schema: crate::sources::schema_bytes(&self.schema)?,
             queries: self.queries.iter().map(|q| (q.sql.clone(), q.params.clone())).collect(),
             fetch_size: self.fetch_size,
         })
@@ -191,9 +189,7 @@ impl PostgresScanExec {
     /// The scan `recipe` describes, over `table` (rebuilt from the recipe's spec on this node:
     /// its pool is this process's).
     pub(crate) fn from_recipe(table: &RemoteTable, recipe: ScanRecipe) -> DFResult<Self> {
-        let schema = datafusion_proto::protobuf::Schema::decode(recipe.schema.as_slice())
-            .map_err(|e| DataFusionError::Internal(format!("the schema of a scan of {}: {e}", table.label)))?;
-        let schema: SchemaRef = Arc::new((&schema).try_into()?);
+        let schema = crate::sources::schema_from_bytes(&recipe.schema, &table.label)?;
         let queries = recipe.queries.into_iter().map(|(sql, params)| RemoteQuery { sql, params }).collect();
         Ok(Self::new(table, schema, queries, recipe.fetch_size))
     }

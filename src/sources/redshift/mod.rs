@@ -17,7 +17,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use lakegate_catalog::{Capabilities, Options, ParamSpec, SourceFactory, TableSpec};
 use url::Url;
 
-use self::unload::{Credentials, UnloadExec};
+use self::unload::Credentials;
+pub(crate) use self::unload::{UnloadExec, UnloadRecipe};
 use super::postgres::{Dialect, RemoteTable, Wire, WireSource};
 use crate::storage::{ObjectStores, is_s3};
 
@@ -81,8 +82,8 @@ impl SourceFactory for RedshiftSource {
         &["com.databricks.spark.redshift", "io.github.spark_redshift_community.spark.redshift"]
     }
 
-    /// Its cursor reads run on a cluster's executors, as PostgreSQL's do; a table with a
-    /// `tempdir` stays in the client (see [`unloads`]).
+    /// Its reads run on a cluster's executors: cursor reads as PostgreSQL's do, and an UNLOAD
+    /// as one task, which runs the statement and reads its files back.
     fn capabilities(&self) -> Capabilities {
         Capabilities { runs_on_cluster: true, ..Capabilities::default() }
     }
@@ -110,12 +111,6 @@ impl SourceFactory for RedshiftSource {
         let table = self.wire.create(spec, &resolved).await?;
         Ok(Arc::new(RedshiftTable::new(table, &resolved, Arc::clone(&self.stores))?))
     }
-}
-
-/// True when full scans of `spec` run UNLOAD. Those stay in the client on a cluster: the
-/// statement's staging folder and the read of its files are one scan's, not each task's.
-pub(crate) fn unloads(spec: &TableSpec) -> bool {
-    spec.options.keys().any(|key| key.eq_ignore_ascii_case("tempdir"))
 }
 
 /// Where and how full scans are unloaded.
@@ -153,6 +148,25 @@ impl RedshiftTable {
     pub(crate) fn remote(&self) -> &RemoteTable {
         &self.inner
     }
+
+    /// The UNLOAD scan `recipe` describes, over this table rebuilt on this node: its pool, the
+    /// credentials Redshift writes with and the store its files are read from are this node's.
+    ///
+    /// # Errors
+    /// The table has no `tempdir` here, or the recipe's schema does not decode.
+    pub(crate) fn unload_from(&self, recipe: UnloadRecipe) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let bulk = self
+            .bulk
+            .as_ref()
+            .ok_or_else(|| DataFusionError::Internal(format!("{} has no tempdir to unload into", self.inner.label)))?;
+        let schema = super::schema_from_bytes(&recipe.schema, &self.inner.label)?;
+        Ok(self.unload(bulk, schema, recipe.select))
+    }
+
+    fn unload(&self, bulk: &Bulk, schema: SchemaRef, select: String) -> Arc<dyn ExecutionPlan> {
+        let (tempdir, credentials) = (bulk.tempdir.clone(), bulk.credentials.clone());
+        Arc::new(UnloadExec::new(&self.inner, schema, select, tempdir, credentials, Arc::clone(&self.stores)))
+    }
 }
 
 #[async_trait]
@@ -183,14 +197,7 @@ impl TableProvider for RedshiftTable {
         {
             let (schema, query) = self.inner.query(projection, filters, None)?;
             if query.params.is_empty() {
-                return Ok(Arc::new(UnloadExec::new(
-                    &self.inner,
-                    schema,
-                    query.sql,
-                    bulk.tempdir.clone(),
-                    bulk.credentials.clone(),
-                    Arc::clone(&self.stores),
-                )));
+                return Ok(self.unload(bulk, schema, query.sql));
             }
         }
         self.inner.scan(state, projection, filters, limit).await

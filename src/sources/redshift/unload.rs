@@ -22,10 +22,11 @@ use datafusion::physical_plan::{
 };
 use deadpool_postgres::Pool;
 use futures::{StreamExt, TryStreamExt};
-use lakegate_catalog::Options;
+use lakegate_catalog::{Options, TableSpec};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 use url::Url;
@@ -131,6 +132,8 @@ pub(crate) fn unload_statement(select: &str, target: &str, credentials: &Credent
 /// A full scan of a Redshift table through UNLOAD.
 #[derive(Debug)]
 pub(crate) struct UnloadExec {
+    /// The spec of the table unloaded: what another node rebuilds it from.
+    spec: Arc<TableSpec>,
     label: String,
     server: Server,
     pool: Pool,
@@ -158,6 +161,7 @@ impl UnloadExec {
     ) -> Self {
         let properties = scan_properties(&schema, 1);
         Self {
+            spec: Arc::clone(&table.spec),
             label: table.label.clone(),
             server: table.server.clone(),
             pool: table.pool.clone(),
@@ -171,6 +175,28 @@ impl UnloadExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+}
+
+/// What an UNLOAD scan travels to a cluster's executor as: its table's spec (the executor
+/// rebuilds the table with its own pool, credentials and stores), its result's schema
+/// (protobuf), and its SELECT, which binds no values. The executor chooses the folder.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct UnloadRecipe {
+    pub(crate) spec: TableSpec,
+    pub(super) schema: Vec<u8>,
+    pub(super) select: String,
+}
+
+impl UnloadExec {
+    /// # Errors
+    /// The schema has a type protobuf cannot carry.
+    pub(crate) fn recipe(&self) -> DFResult<UnloadRecipe> {
+        Ok(UnloadRecipe {
+            spec: TableSpec::clone(&self.spec),
+            schema: crate::sources::schema_bytes(&self.schema)?,
+            select: self.select.clone(),
+        })
     }
 }
 
