@@ -300,6 +300,88 @@ fn serve_runs_queries_on_the_cluster_and_system_queries_says_so() {
     );
 }
 
+/// The README's "Try it on one machine", as a new user types it: its four commands exactly as
+/// written (their fixed ports, `./.lakegate` in a fresh directory), then the NCIS question from
+/// ADBC and `system.queries` naming one of the two executors.
+#[test]
+fn the_readmes_cluster_walk_through_works_as_written() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README");
+    let block = readme
+        .split_once("Try it on one machine:\n\n```bash\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block)
+        .expect("the README's cluster walk-through");
+    let commands: Vec<Vec<&str>> = block
+        .lines()
+        .map(|line| {
+            line.split('#').next().unwrap_or_default().trim().trim_end_matches('&').split_whitespace().collect()
+        })
+        .collect();
+    assert_eq!(commands.len(), 4, "{block}");
+    // Its ports are fixed: wait for any test's connection that happens to hold one to go.
+    for port in [50050, 50051, 50061, 50062, 50063, 50064, 9090] {
+        crate::common::wait_for(&format!("port {port} free"), Duration::from_secs(30), || {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+    }
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut nodes = Nodes(Vec::new());
+    for (i, command) in commands.iter().enumerate() {
+        assert_eq!(command[0], "lakegate", "{block}");
+        let log = std::fs::File::create(home.path().join(format!("{i}.log"))).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_lakegate"))
+            .args(&command[1..])
+            .current_dir(home.path())
+            .env_remove("LAKEGATE_CONFIG")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("lakegate starts");
+        nodes.0.push(child);
+        if i < 3 {
+            // The next command needs this node: the scheduler for the executors, both for serve.
+            let port = command.iter().find_map(|a| a.strip_prefix("127.0.0.1:")).expect("a port");
+            let port: u16 = port.parse().expect("a port");
+            crate::common::wait_for(&format!("{command:?}"), Duration::from_secs(60), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+    }
+    let serve_log = || std::fs::read_to_string(home.path().join("3.log")).unwrap_or_default();
+    crate::common::wait_for("serve --demo", Duration::from_secs(120), || {
+        serve_log().contains("Flight SQL listening on grpc://127.0.0.1:50051")
+    });
+    let demo = serve_log();
+    let question = demo.split_once("SELECT COUNT(*)").and_then(|(_, rest)| rest.split_once(';')).expect("the question");
+    let question = format!("SELECT COUNT(*){}", question.0);
+    let answer = demo.lines().find_map(|l| l.trim().trim_matches('|').trim().parse::<u64>().ok()).expect("an answer");
+    let script = "import sys, adbc_driver_flightsql.dbapi as f\n\
+        c = f.connect('grpc://127.0.0.1:50051').cursor()\n\
+        c.execute(sys.argv[1])\n\
+        print(c.fetchall()[0][0])\n\
+        c.execute('SELECT sql, read, executors FROM system.queries')\n\
+        print(*[r[2] for r in c.fetchall() if r[0] == sys.argv[1] and r[1].startswith('cluster')], sep='\\n')\n";
+    let output = Command::new(venv_bin("python")).args(["-c", script, &question]).output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next().and_then(|l| l.parse::<u64>().ok()), Some(answer), "the demo's answer, from ADBC");
+    let executors = lines.next().unwrap_or_default();
+    assert!(["127.0.0.1:50061", "127.0.0.1:50063"].contains(&executors), "ran on an executor: {stdout}\n{demo}");
+}
+
+/// Processes killed when the test ends, passed or not.
+struct Nodes(Vec<std::process::Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// PostgreSQL table `users` of 5,000 users aged 18-67, every `women_every`-th a woman.
 fn create_users(pg: &crate::common::postgres::Postgres, db: &str, women_every: u32) {
     pg.psql(
