@@ -457,14 +457,10 @@ fn a_join_of_parquet_and_postgres_runs_on_the_executors() {
 }
 
 /// What a node needs to read moto's S3 and the test PostgreSQL.
-fn node_env(s3: &crate::common::S3Server) -> [(&str, &str); 5] {
-    [
-        ("LAKEGATE_S3_ENDPOINT", s3.endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("PG_PASSWORD", crate::common::postgres::PASSWORD),
-    ]
+fn node_env(s3: &crate::common::S3Server) -> Vec<(&str, &str)> {
+    let mut env = s3.vars().to_vec();
+    env.push(("PG_PASSWORD", crate::common::postgres::PASSWORD));
+    env
 }
 
 /// A Redshift table with a `tempdir` is read by UNLOAD on an executor: the executor rebuilds

@@ -174,13 +174,19 @@ impl S3Server {
         assert_eq!(status, 200, "uploading {key}");
     }
 
-    /// The environment a lakegate process needs to use this server.
+    /// The environment variables a lakegate process needs to use this server.
+    pub(crate) fn vars(&self) -> [(&'static str, &str); 4] {
+        [
+            ("LAKEGATE_S3_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+    }
+
+    /// `lakegate` with [`Self::vars`] set.
     pub(crate) fn env(&self, lakegate: Lakegate) -> Lakegate {
-        lakegate
-            .with_env("LAKEGATE_S3_ENDPOINT", &self.endpoint)
-            .with_env("AWS_ACCESS_KEY_ID", "testing")
-            .with_env("AWS_SECRET_ACCESS_KEY", "testing")
-            .with_env("AWS_REGION", "us-east-1")
+        self.vars().into_iter().fold(lakegate, |lakegate, (key, value)| lakegate.with_env(key, value))
     }
 }
 
