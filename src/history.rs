@@ -637,7 +637,7 @@ impl TableProvider for QueriesTable {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::array::AsArray;
     use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
     use datafusion::prelude::SessionContext;
 
@@ -649,19 +649,9 @@ mod tests {
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("system", history.system_database(viewer.map(str::to_owned))).expect("schema");
         ctx.register_catalog("lakegate", Arc::new(catalog));
-        let batches = ctx
-            .sql(&format!("SELECT executors FROM lakegate.system.{table}"))
-            .await
-            .and_then(|df| futures::executor::block_on(df.collect()))
-            .expect("read");
-        let column = |b: &RecordBatch| b.column(0).as_string::<i32>().clone();
-        batches
-            .iter()
-            .flat_map(|b| {
-                let c = column(b);
-                (0..c.len()).map(move |i| c.is_valid(i).then(|| c.value(i).to_owned())).collect::<Vec<_>>()
-            })
-            .collect()
+        let frame = ctx.sql(&format!("SELECT executors FROM lakegate.system.{table}")).await.expect("plans");
+        let batches = frame.collect().await.expect("read");
+        batches.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().map(|v| v.map(str::to_owned))).collect()
     }
 
     /// Only admins see where a reader's cluster query ran, in `system.queries` and

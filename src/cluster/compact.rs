@@ -39,12 +39,11 @@ impl PhysicalOptimizerRule for CompactOutputs {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = plan
             .transform_up(|node| {
-                if !gathers(node.as_ref()) || node.children()[0].is::<CompactViewsExec>() {
+                if !gathers(node.as_ref()) {
                     return Ok(Transformed::no(node));
                 }
-                let input = Arc::clone(node.children()[0]);
-                let compacted = compacted(input);
-                replace_children_if_necessary(node, vec![compacted]).map(Transformed::yes)
+                let input = compacted(Arc::clone(node.children()[0]));
+                replace_children_if_necessary(node, vec![input]).map(Transformed::yes)
             })?
             .data;
         Ok(if gathers(plan.as_ref()) { plan } else { compacted(plan) })
